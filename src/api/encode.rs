@@ -1,0 +1,143 @@
+//! Turning maps into file content (YAML, TOML, JSON, env files) and back.
+//!
+//! Maps keep their keys sorted, which is also the order kubeadm writes its YAML in.
+
+use rhai::{Dynamic, Engine, EvalAltResult, FuncRegistration, Map};
+
+use super::{check_opts, opt, script_error};
+
+type R<T> = Result<T, Box<EvalAltResult>>;
+
+pub fn register(engine: &mut Engine) {
+    FuncRegistration::new("to_yaml")
+        .with_comments([
+            "/// `value` as a YAML document (block style, keys sorted, ending in a newline).",
+        ])
+        .with_params_info(["value: Dynamic", "String"])
+        .register_into_engine(engine, |value: Dynamic| to_yaml(&value));
+
+    FuncRegistration::new("to_json")
+        .with_comments(["/// `value` as pretty-printed JSON, ending in a newline."])
+        .with_params_info(["value: Dynamic", "String"])
+        .register_into_engine(engine, |value: Dynamic| -> R<String> {
+            let mut s = serde_json::to_string_pretty(&value)
+                .map_err(|e| script_error(format!("to_json(): {e}")))?;
+            s.push('\n');
+            Ok(s)
+        });
+
+    FuncRegistration::new("to_toml")
+        .with_comments([
+            "/// `map` as a TOML document. Nested maps become tables; `()` values cannot be written",
+            "/// in TOML and are an error.",
+        ])
+        .with_params_info(["map: Map", "String"])
+        .register_into_engine(engine, |map: Map| -> R<String> {
+            toml::to_string(&Dynamic::from_map(map)).map_err(|e| script_error(format!("to_toml(): {e}")))
+        });
+
+    const ENV_DOC: &[&str] = &[
+        "/// `map` as an environment file for systemd's `EnvironmentFile=` and shells: one",
+        "/// `KEY=value` line per entry, keys sorted. A value with spaces, quotes or `$` is",
+        "/// double-quoted and escaped; option `quote: true` quotes every value (kubeadm writes",
+        "/// `KUBELET_KUBEADM_ARGS=\"...\"` that way).",
+    ];
+    FuncRegistration::new("to_env")
+        .with_comments(ENV_DOC)
+        .with_params_info(["map: Map", "String"])
+        .register_into_engine(engine, |map: Map| to_env(&map, &Map::new()));
+    FuncRegistration::new("to_env")
+        .with_comments(ENV_DOC)
+        .with_params_info(["map: Map", "options: Map", "String"])
+        .register_into_engine(engine, |map: Map, opts: Map| to_env(&map, &opts));
+
+    FuncRegistration::new("from_yaml")
+        .with_comments(["/// Parses one YAML document into maps, arrays and values."])
+        .with_params_info(["text: &str", "Dynamic"])
+        .register_into_engine(engine, |text: &str| -> R<Dynamic> {
+            serde_saphyr::from_str::<Dynamic>(text)
+                .map_err(|e| script_error(format!("from_yaml(): {e}")))
+        });
+
+    FuncRegistration::new("from_json")
+        .with_comments(["/// Parses JSON text into maps, arrays and values."])
+        .with_params_info(["text: &str", "Dynamic"])
+        .register_into_engine(engine, |text: &str| -> R<Dynamic> {
+            serde_json::from_str::<Dynamic>(text)
+                .map_err(|e| script_error(format!("from_json(): {e}")))
+        });
+}
+
+/// YAML text of a value, as `to_yaml` writes it.
+pub fn to_yaml(value: &Dynamic) -> R<String> {
+    let mut s =
+        serde_saphyr::to_string(value).map_err(|e| script_error(format!("to_yaml(): {e}")))?;
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    Ok(s)
+}
+
+fn to_env(map: &Map, opts: &Map) -> R<String> {
+    check_opts(opts, &["quote"], "to_env")?;
+    let always = opt::<bool>(opts, "quote", "to_env")?.unwrap_or(false);
+    let mut out = String::new();
+    for (k, v) in map {
+        let valid_key = k
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_key {
+            return Err(script_error(format!(
+                "to_env(): `{k}` is not a valid variable name"
+            )));
+        }
+        let value = if v.is_unit() {
+            String::new()
+        } else {
+            v.to_string()
+        };
+        if value.contains('\n') {
+            return Err(script_error(format!(
+                "to_env(): the value of `{k}` holds a line break"
+            )));
+        }
+        let needs =
+            always || value.contains(|c: char| c.is_whitespace() || "\"'$`\\#;".contains(c));
+        if needs {
+            let escaped = value
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('$', "\\$")
+                .replace('`', "\\`");
+            out.push_str(&format!("{k}=\"{escaped}\"\n"));
+        } else {
+            out.push_str(&format!("{k}={value}\n"));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_files_quote_when_needed() {
+        let mut m = Map::new();
+        m.insert("B".into(), "--a=1 --b=2".into());
+        m.insert("A".into(), "plain".into());
+        m.insert("C".into(), Dynamic::UNIT);
+        assert_eq!(
+            to_env(&m, &Map::new()).unwrap(),
+            "A=plain\nB=\"--a=1 --b=2\"\nC=\n"
+        );
+        let mut o = Map::new();
+        o.insert("quote".into(), true.into());
+        assert!(to_env(&m, &o).unwrap().starts_with("A=\"plain\"\n"));
+        let mut bad = Map::new();
+        bad.insert("1X".into(), "v".into());
+        assert!(to_env(&bad, &Map::new()).is_err());
+    }
+}

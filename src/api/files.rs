@@ -1,0 +1,483 @@
+//! Files under the node root: write, folder, symlink, remove, read, exists, expect.
+//!
+//! Every path is a node path resolved through [`crate::root::NodeRoot`]; one that would escape
+//! the root is refused before anything is written. Writes are atomic and are no-ops (`ok`)
+//! when content, mode and owner already match.
+
+use std::path::Path;
+use std::rc::Rc;
+
+use rhai::{Engine, EvalAltResult, FuncRegistration, ImmutableString, Map};
+
+use super::{Ctx, check_opts, effect_error, opt, script_error};
+use crate::host::{FileKind, FileState, Owner};
+use crate::journal::Outcome;
+use crate::report::{EffectLine, unified_diff};
+use crate::root::Resolved;
+
+type R<T> = Result<T, Box<EvalAltResult>>;
+
+pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
+    const FILE_DOC: &[&str] = &[
+        "/// Writes `content` to the file at node path `path`, atomically (a temporary file in the",
+        "/// same folder, synced, then renamed), creating missing parent folders (0755).",
+        "///",
+        "/// Options: `mode` (integer such as `0o600`, or a string such as `\"0600\"`; default",
+        "/// `0o644`), `owner` (`\"user\"`, `\"user:group\"` or `\"uid:gid\"`; applied when kscript",
+        "/// runs as root), `secret` (never show the content in diffs; files holding a private",
+        "/// key or credentials are detected as secret anyway).",
+        "///",
+        "/// Returns `true` if something changed (or would change, in a dry run); when content,",
+        "/// mode and owner already match, nothing is written and the effect is `ok`.",
+    ];
+    let c = ctx.clone();
+    FuncRegistration::new("file")
+        .with_comments(FILE_DOC)
+        .with_params_info(["path: &str", "content: &str", "options: Map", "bool"])
+        .register_into_engine(
+            engine,
+            move |path: &str, content: ImmutableString, opts: Map| {
+                write_file(&c, path, content.as_bytes(), &opts)
+            },
+        );
+    let c = ctx.clone();
+    FuncRegistration::new("file")
+        .with_comments(FILE_DOC)
+        .with_params_info(["path: &str", "content: &str", "bool"])
+        .register_into_engine(engine, move |path: &str, content: ImmutableString| {
+            write_file(&c, path, content.as_bytes(), &Map::new())
+        });
+
+    const DIR_DOC: &[&str] = &[
+        "/// Makes sure a folder exists at node path `path`, with its parents.",
+        "/// Options: `mode` (default `0o755`), `owner`. Returns `true` if something changed.",
+    ];
+    let c = ctx.clone();
+    FuncRegistration::new("dir")
+        .with_comments(DIR_DOC)
+        .with_params_info(["path: &str", "options: Map", "bool"])
+        .register_into_engine(engine, move |path: &str, opts: Map| {
+            ensure_dir(&c, path, &opts)
+        });
+    let c = ctx.clone();
+    FuncRegistration::new("dir")
+        .with_comments(DIR_DOC)
+        .with_params_info(["path: &str", "bool"])
+        .register_into_engine(engine, move |path: &str| ensure_dir(&c, path, &Map::new()));
+
+    let c = ctx.clone();
+    FuncRegistration::new("symlink")
+        .with_comments([
+            "/// Makes node path `link` a symlink pointing to `target` (stored as given: an absolute",
+            "/// target is read by the node from its own `/`). Replaces a file or another link that",
+            "/// is there; refuses to replace a folder. Returns `true` if something changed.",
+        ])
+        .with_params_info(["target: &str", "link: &str", "bool"])
+        .register_into_engine(engine, move |target: &str, link: &str| make_symlink(&c, target, link));
+
+    let c = ctx.clone();
+    FuncRegistration::new("remove")
+        .with_comments([
+            "/// Removes what is at node path `path` (a folder with everything in it; a symlink",
+            "/// itself, not its target). Returns `true` if something was there.",
+        ])
+        .with_params_info(["path: &str", "bool"])
+        .register_into_engine(engine, move |path: &str| remove(&c, path));
+
+    let c = ctx.clone();
+    FuncRegistration::new("read_file")
+        .with_comments([
+            "/// The text of the file at node path `path` (following symlinks inside the root).",
+            "/// Fails if there is no such file; check with `exists(path)` first when it is optional.",
+            "/// In a dry run, files planned by earlier steps are read as planned.",
+        ])
+        .with_params_info(["path: &str", "String"])
+        .register_into_engine(engine, move |path: &str| read_file(&c, path));
+
+    let c = ctx.clone();
+    FuncRegistration::new("exists")
+        .with_comments(["/// Whether something exists at node path `path` (following symlinks inside the root)."])
+        .with_params_info(["path: &str", "bool"])
+        .register_into_engine(engine, move |path: &str| -> R<bool> {
+            let r = resolve(&c, path, true)?;
+            Ok(state(&c, &r)?.is_some())
+        });
+
+    let c = ctx.clone();
+    FuncRegistration::new("expect")
+        .with_comments([
+            "/// Records that node path `path` is created by another actor (`by`: containerd, the",
+            "/// kubelet, a DaemonSet), so `kscript tree` shows it, marked as expected, under this",
+            "/// step's stage. Changes nothing.",
+        ])
+        .with_params_info(["path: &str", "by: &str", "()"])
+        .register_into_engine(engine, move |path: &str, by: &str| -> R<()> {
+            c.require_step("expect")?;
+            let r = resolve(&c, path, false)?;
+            c.record(
+                "expect",
+                &r.node,
+                Outcome::Expected,
+                Some(format!("created by {by}")),
+                None,
+            );
+            Ok(())
+        });
+}
+
+fn resolve(ctx: &Ctx, path: &str, follow: bool) -> R<Resolved> {
+    ctx.attempt(path);
+    let r = if follow {
+        ctx.root.resolve(path)
+    } else {
+        ctx.root.resolve_nofollow(path)
+    };
+    r.map_err(|e| effect_error(e.to_string()))
+}
+
+fn state(ctx: &Ctx, r: &Resolved) -> R<Option<FileState>> {
+    ctx.host
+        .files
+        .state(&r.host)
+        .map_err(|e| effect_error(format!("cannot inspect {}: {e}", r.node)))
+}
+
+/// Parses a mode: an integer (`0o644`) or an octal string (`"0644"`, `"644"`).
+fn mode_of(opts: &Map, default: u32, function: &str) -> R<u32> {
+    let Some(v) = opts.get("mode").filter(|v| !v.is_unit()) else {
+        return Ok(default);
+    };
+    let mode = if let Ok(i) = v.as_int() {
+        u32::try_from(i).ok()
+    } else if let Some(s) = v.clone().try_cast::<ImmutableString>() {
+        u32::from_str_radix(s.trim_start_matches("0o"), 8).ok()
+    } else {
+        None
+    };
+    match mode {
+        Some(m) if m <= 0o7777 => Ok(m),
+        _ => Err(script_error(format!(
+            "{function}(): option `mode` must be a file mode such as 0o644 or \"0644\", not `{v}`"
+        ))),
+    }
+}
+
+/// Parses an owner: `user`, `user:group`, `uid:gid`, names looked up on this host.
+fn owner_of(ctx: &Ctx, opts: &Map, function: &str) -> R<Option<Owner>> {
+    let Some(spec) = opt::<ImmutableString>(opts, "owner", function)? else {
+        return Ok(None);
+    };
+    let (u, g) = spec
+        .split_once(':')
+        .map_or((spec.as_str(), None), |(u, g)| (u, Some(g)));
+    let user = if let Ok(uid) = u.parse::<u32>() {
+        (uid, None)
+    } else {
+        let pw = nix::unistd::User::from_name(u)
+            .ok()
+            .flatten()
+            .ok_or_else(|| {
+                effect_error(format!("{function}(): no user named `{u}` on this host"))
+            })?;
+        (pw.uid.as_raw(), Some(pw.gid.as_raw()))
+    };
+    let gid = match g {
+        None => user.1.unwrap_or(0),
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => nix::unistd::Group::from_name(g)
+                .ok()
+                .flatten()
+                .map(|gr| gr.gid.as_raw())
+                .ok_or_else(|| {
+                    effect_error(format!("{function}(): no group named `{g}` on this host"))
+                })?,
+        },
+    };
+    // Ownership can only be applied as root; otherwise it is checked for syntax only.
+    Ok(ctx.can_chown.then_some(Owner { uid: user.0, gid }))
+}
+
+/// Whether content holds key material or credentials, which are never shown.
+pub fn looks_secret(content: &[u8]) -> bool {
+    const MARKERS: &[&[u8]] = &[b"PRIVATE KEY", b"client-key-data:", b"token:", b"password"];
+    MARKERS
+        .iter()
+        .any(|m| content.windows(m.len()).any(|w| w == *m))
+}
+
+/// Creates the missing folders above `r` (mode 0755), recording each.
+fn ensure_parents(ctx: &Ctx, r: &Resolved) -> R<()> {
+    let Some(parent) = r.host.parent() else {
+        return Ok(());
+    };
+    let mut missing = Vec::new();
+    for dir in parent.ancestors() {
+        if !dir.starts_with(ctx.root.host()) || dir == ctx.root.host() {
+            break;
+        }
+        match ctx
+            .host
+            .files
+            .state(dir)
+            .map_err(|e| effect_error(format!("cannot inspect {}: {e}", dir.display())))?
+        {
+            None => missing.push(dir.to_path_buf()),
+            Some(s) if s.kind == FileKind::Dir => break,
+            Some(_) => {
+                let node = ctx.root.node_path_of(dir).unwrap_or_default();
+                return Err(effect_error(format!(
+                    "cannot create {}: {node} is not a folder",
+                    r.node
+                )));
+            }
+        }
+    }
+    for dir in missing.iter().rev() {
+        let node = ctx.root.node_path_of(dir).unwrap_or_default();
+        ctx.host
+            .files
+            .mkdir(dir, 0o755, None)
+            .map_err(|e| effect_error(format!("cannot create folder {node}: {e}")))?;
+        let line = EffectLine {
+            sign: '+',
+            target: format!("{node}/"),
+            detail: "0755".into(),
+            diff: None,
+        };
+        ctx.record(
+            "parent",
+            &node,
+            Outcome::Changed,
+            Some("0755".into()),
+            Some(line),
+        );
+    }
+    Ok(())
+}
+
+fn write_file(ctx: &Ctx, path: &str, content: &[u8], opts: &Map) -> R<bool> {
+    ctx.require_step("file")?;
+    check_opts(opts, &["mode", "owner", "secret"], "file")?;
+    let mode = mode_of(opts, 0o644, "file")?;
+    let owner = owner_of(ctx, opts, "file")?;
+    let secret = opt::<bool>(opts, "secret", "file")?.unwrap_or(false) || looks_secret(content);
+    let r = resolve(ctx, path, true)?;
+    ensure_parents(ctx, &r)?;
+    let files = &ctx.host.files;
+    let current = state(ctx, &r)?;
+    let want_diff = ctx.report.borrow().show_diff && !secret;
+    let old = match &current {
+        None => None,
+        Some(s) if s.kind == FileKind::File => {
+            // Equal sizes are compared byte by byte; a diff needs the old text anyway.
+            let bytes = if s.size == content.len() as u64 || want_diff {
+                files
+                    .read(&r.host)
+                    .map_err(|e| effect_error(format!("cannot read {}: {e}", r.node)))?
+            } else {
+                None
+            };
+            Some((s, bytes))
+        }
+        Some(s) => {
+            let what = if s.kind == FileKind::Dir {
+                "a folder"
+            } else {
+                "not a regular file"
+            };
+            return Err(effect_error(format!(
+                "cannot write {}: it is {what}",
+                r.node
+            )));
+        }
+    };
+    let detail_mode = format!("{mode:04o}");
+    let (outcome, sign, detail) = match &old {
+        None => (
+            Outcome::Changed,
+            '+',
+            format!("{detail_mode}, {} bytes", content.len()),
+        ),
+        Some((s, bytes)) => {
+            let same_content = bytes.as_deref() == Some(content);
+            let mut what = Vec::new();
+            if !same_content {
+                what.push("content".to_string());
+            }
+            if s.mode != mode {
+                what.push(format!("mode {:04o} -> {detail_mode}", s.mode));
+            }
+            if owner.is_some_and(|o| o != s.owner) {
+                what.push("owner".to_string());
+            }
+            if what.is_empty() {
+                (Outcome::Ok, '=', detail_mode.clone())
+            } else {
+                (Outcome::Changed, '~', what.join(", "))
+            }
+        }
+    };
+    if outcome == Outcome::Changed {
+        let content_differs = old
+            .as_ref()
+            .is_none_or(|(_, b)| b.as_deref() != Some(content));
+        let result = if content_differs {
+            files.write(&r.host, content, mode, owner)
+        } else {
+            files.set_attrs(&r.host, mode, owner)
+        };
+        result.map_err(|e| effect_error(format!("cannot write {}: {e}", r.node)))?;
+    }
+    let diff = if outcome == Outcome::Changed && ctx.report.borrow().show_diff {
+        if secret {
+            Some("(secret: content not shown)".to_string())
+        } else {
+            let before = old.as_ref().and_then(|(_, b)| b.as_deref());
+            unified_diff(&r.node, before, content)
+        }
+    } else {
+        None
+    };
+    let line = EffectLine {
+        sign,
+        target: r.node.clone(),
+        detail: detail.clone(),
+        diff,
+    };
+    ctx.record("file", &r.node, outcome, Some(detail), Some(line));
+    Ok(outcome == Outcome::Changed)
+}
+
+fn ensure_dir(ctx: &Ctx, path: &str, opts: &Map) -> R<bool> {
+    ctx.require_step("dir")?;
+    check_opts(opts, &["mode", "owner"], "dir")?;
+    let mode = mode_of(opts, 0o755, "dir")?;
+    let owner = owner_of(ctx, opts, "dir")?;
+    let r = resolve(ctx, path, true)?;
+    ensure_parents(ctx, &r)?;
+    let detail = format!("{mode:04o}");
+    let (outcome, sign, what) = match state(ctx, &r)? {
+        None => {
+            ctx.host
+                .files
+                .mkdir(&r.host, mode, owner)
+                .map_err(|e| effect_error(format!("cannot create folder {}: {e}", r.node)))?;
+            (Outcome::Changed, '+', detail)
+        }
+        Some(s) if s.kind == FileKind::Dir => {
+            if s.mode == mode && owner.is_none_or(|o| o == s.owner) {
+                (Outcome::Ok, '=', detail)
+            } else {
+                ctx.host
+                    .files
+                    .set_attrs(&r.host, mode, owner)
+                    .map_err(|e| effect_error(format!("cannot set mode of {}: {e}", r.node)))?;
+                (
+                    Outcome::Changed,
+                    '~',
+                    format!("mode {:04o} -> {detail}", s.mode),
+                )
+            }
+        }
+        Some(_) => {
+            return Err(effect_error(format!(
+                "cannot create folder {}: something else is there",
+                r.node
+            )));
+        }
+    };
+    let line = EffectLine {
+        sign,
+        target: format!("{}/", r.node.trim_end_matches('/')),
+        detail: what.clone(),
+        diff: None,
+    };
+    ctx.record("dir", &r.node, outcome, Some(what), Some(line));
+    Ok(outcome == Outcome::Changed)
+}
+
+fn make_symlink(ctx: &Ctx, target: &str, link: &str) -> R<bool> {
+    ctx.require_step("symlink")?;
+    if target.is_empty() || target.contains('\0') {
+        return Err(script_error(
+            "symlink(): the target must be a non-empty path",
+        ));
+    }
+    let r = resolve(ctx, link, false)?;
+    ensure_parents(ctx, &r)?;
+    let detail = format!("-> {target}");
+    let (outcome, sign) = match state(ctx, &r)? {
+        Some(s)
+            if s.kind == FileKind::Symlink
+                && s.link_target.as_deref() == Some(Path::new(target)) =>
+        {
+            (Outcome::Ok, '=')
+        }
+        Some(s) if s.kind == FileKind::Dir => {
+            return Err(effect_error(format!(
+                "cannot make {} a symlink: a folder is there",
+                r.node
+            )));
+        }
+        existing => {
+            ctx.host
+                .files
+                .symlink(Path::new(target), &r.host)
+                .map_err(|e| effect_error(format!("cannot create symlink {}: {e}", r.node)))?;
+            (Outcome::Changed, if existing.is_some() { '~' } else { '+' })
+        }
+    };
+    let line = EffectLine {
+        sign,
+        target: r.node.clone(),
+        detail: detail.clone(),
+        diff: None,
+    };
+    ctx.record("symlink", &r.node, outcome, Some(detail), Some(line));
+    Ok(outcome == Outcome::Changed)
+}
+
+fn remove(ctx: &Ctx, path: &str) -> R<bool> {
+    ctx.require_step("remove")?;
+    let r = resolve(ctx, path, false)?;
+    if r.node == "/" {
+        return Err(effect_error(
+            "remove(\"/\") is refused: it would remove the whole node root",
+        ));
+    }
+    let (outcome, sign) = if state(ctx, &r)?.is_none() {
+        (Outcome::Ok, '=')
+    } else {
+        ctx.host
+            .files
+            .remove(&r.host)
+            .map_err(|e| effect_error(format!("cannot remove {}: {e}", r.node)))?;
+        (Outcome::Changed, '-')
+    };
+    let detail = if outcome == Outcome::Changed {
+        "removed"
+    } else {
+        "absent"
+    };
+    let line = EffectLine {
+        sign,
+        target: r.node.clone(),
+        detail: detail.into(),
+        diff: None,
+    };
+    ctx.record("remove", &r.node, outcome, Some(detail.into()), Some(line));
+    Ok(outcome == Outcome::Changed)
+}
+
+fn read_file(ctx: &Ctx, path: &str) -> R<String> {
+    let r = resolve(ctx, path, true)?;
+    let bytes = ctx
+        .host
+        .files
+        .read(&r.host)
+        .map_err(|e| effect_error(format!("cannot read {}: {e}", r.node)))?
+        .ok_or_else(|| effect_error(format!("cannot read {}: no such file", r.node)))?;
+    String::from_utf8(bytes)
+        .map_err(|_| effect_error(format!("cannot read {}: it is not UTF-8 text", r.node)))
+}

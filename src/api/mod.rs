@@ -1,0 +1,211 @@
+//! WHAT scripts see: the functions a Rhai script can call, one file per family.
+//!
+//! Each function is a thin adapter: it checks its arguments, resolves paths through the node
+//! root, calls a host trait, and records the effect in the journal. This file is the one list
+//! of families, and holds the run context they share.
+
+pub mod commands;
+pub mod encode;
+pub mod files;
+pub mod log;
+pub mod stages;
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+
+use rhai::{Dynamic, Engine, EvalAltResult, Position};
+
+use crate::host::Host;
+use crate::journal::{Entry, Journal, Outcome};
+use crate::report::{EffectLine, Reporter};
+use crate::root::NodeRoot;
+use crate::stages::Model;
+
+/// Registers every family of script functions into `engine`.
+pub fn register_all(engine: &mut Engine, ctx: &Rc<Ctx>) {
+    stages::register(engine, ctx);
+    files::register(engine, ctx);
+    commands::register(engine, ctx);
+    encode::register(engine);
+    log::register(engine, ctx);
+}
+
+/// The step being run, and what it has done so far.
+#[derive(Debug, Clone, Default)]
+pub struct StepState {
+    pub stage: String,
+    pub stage_index: usize,
+    pub step: String,
+    pub changed: usize,
+    /// Targets changed (or that would change), in order.
+    pub changed_targets: Vec<String>,
+    /// The target of the last effect tried: named in a failure line.
+    pub last_target: Option<String>,
+    pub effects: Vec<EffectLine>,
+    pub notified: Vec<String>,
+}
+
+/// What every script function of a run shares.
+pub struct Ctx {
+    pub root: NodeRoot,
+    pub host: Host,
+    pub journal: RefCell<Journal>,
+    pub report: RefCell<Reporter>,
+    pub model: RefCell<Model>,
+    pub current: RefCell<Option<StepState>>,
+    /// Whether ownership can be applied (kscript runs as root).
+    pub can_chown: bool,
+}
+
+impl Ctx {
+    pub fn new(root: NodeRoot, host: Host, report: Reporter) -> Self {
+        Self {
+            root,
+            host,
+            journal: RefCell::default(),
+            report: RefCell::new(report),
+            model: RefCell::default(),
+            current: RefCell::default(),
+            can_chown: nix::unistd::geteuid().is_root(),
+        }
+    }
+
+    /// Fails unless a step is running: effects belong to steps, so that `--only` and
+    /// `--skip` mean what they say.
+    pub fn require_step(&self, function: &str) -> Result<(), Box<EvalAltResult>> {
+        if self.current.borrow().is_some() {
+            Ok(())
+        } else {
+            Err(script_error(format!(
+                "{function}() was called outside a step: effects belong in a step body, `step(\"name\", \"description\", || {{ ... }})`"
+            )))
+        }
+    }
+
+    /// Notes the target an effect is about to work on.
+    pub fn attempt(&self, target: &str) {
+        if let Some(s) = self.current.borrow_mut().as_mut() {
+            s.last_target = Some(target.to_string());
+        }
+    }
+
+    /// Records one effect in the journal and in the step's tally.
+    pub fn record(
+        &self,
+        action: &str,
+        target: &str,
+        outcome: Outcome,
+        detail: Option<String>,
+        line: Option<EffectLine>,
+    ) {
+        let mut cur = self.current.borrow_mut();
+        let Some(state) = cur.as_mut() else { return };
+        if outcome == Outcome::Changed {
+            state.changed += 1;
+            // Parent folders made on the way are counted, but the step line names what the
+            // script asked for.
+            if action != "parent" {
+                state.changed_targets.push(target.to_string());
+            }
+        }
+        if let Some(l) = line {
+            state.effects.push(l);
+        }
+        self.journal.borrow_mut().push(Entry {
+            stage: state.stage.clone(),
+            stage_index: state.stage_index,
+            step: state.step.clone(),
+            action: action.to_string(),
+            target: target.to_string(),
+            outcome,
+            detail,
+        });
+    }
+}
+
+/// An effect that failed: thrown into the script, where `try`/`catch` can handle it; if it is
+/// not caught, the step fails and the run exits 1.
+#[derive(Debug, Clone)]
+pub struct EffectFailure {
+    pub message: String,
+}
+
+impl fmt::Display for EffectFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Thrown by `skip_step()`: the step ends as skipped, with a reason.
+#[derive(Debug, Clone)]
+pub struct SkipSignal {
+    pub reason: String,
+}
+
+/// An effect failure, as a script error.
+pub fn effect_error(message: impl Into<String>) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(
+        Dynamic::from(EffectFailure {
+            message: message.into(),
+        }),
+        Position::NONE,
+    ))
+}
+
+/// A mistake in the script's use of a function (bad argument), as a script error.
+pub fn script_error(message: impl Into<String>) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(
+        Dynamic::from(message.into()),
+        Position::NONE,
+    ))
+}
+
+/// Reads an option from an options map, checking its type.
+pub fn opt<T: Clone + 'static>(
+    opts: &rhai::Map,
+    key: &str,
+    function: &str,
+) -> Result<Option<T>, Box<EvalAltResult>> {
+    match opts.get(key) {
+        None => Ok(None),
+        Some(v) if v.is_unit() => Ok(None),
+        Some(v) => v.clone().try_cast::<T>().map(Some).ok_or_else(|| {
+            script_error(format!(
+                "{function}(): option `{key}` must be {}, not {}",
+                short_type::<T>(),
+                v.type_name()
+            ))
+        }),
+    }
+}
+
+/// Refuses keys an options map does not know.
+pub fn check_opts(
+    opts: &rhai::Map,
+    known: &[&str],
+    function: &str,
+) -> Result<(), Box<EvalAltResult>> {
+    for k in opts.keys() {
+        if !known.contains(&k.as_str()) {
+            return Err(script_error(format!(
+                "{function}(): unknown option `{k}`; known options: {}",
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn short_type<T: 'static>() -> &'static str {
+    let t = std::any::type_name::<T>();
+    match t {
+        "i64" => "an integer",
+        "bool" => "a boolean",
+        "f64" => "a number",
+        _ if t.ends_with("ImmutableString") || t.ends_with("String") => "a string",
+        _ if t.contains("Vec<rhai::types::dynamic::Dynamic") || t.ends_with("Array") => "an array",
+        _ if t.contains("BTreeMap") || t.ends_with("Map") => "a map",
+        _ => t,
+    }
+}

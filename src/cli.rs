@@ -1,0 +1,279 @@
+//! Every command and flag, declared once; help, man page and completions come from here.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::error::{self, Error};
+use crate::host::{Host, Mode};
+use crate::report::Reporter;
+use crate::root::NodeRoot;
+use crate::runner::{self, Loaded, RunOptions, Script};
+use crate::stages::Selection;
+use crate::{stock, tree};
+
+/// Bootstrap Kubernetes nodes with scripts you can read and edit.
+///
+/// kscript runs Rhai scripts made of named stages (kubeadm's phases, as code): containerd,
+/// kubelet, init or join, the pod network. Every effect goes through a confined node root and
+/// is recorded in a journal. On a real host (as root) a run changes the host; with `--root DIR`
+/// it renders the node into DIR instead, touching nothing outside it; with `--dry-run` it
+/// changes nothing and prints what would change.
+#[derive(Debug, Parser)]
+#[command(name = "kscript", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a script's stages on this host, into a folder (--root), or as a dry run.
+    ///
+    /// Exit codes: 0 success; 1 a step failed; 2 a usage, configuration or script error (or,
+    /// with --detailed-exitcode, something changed or would change).
+    Run(RunArgs),
+    /// List a script's stages and steps with their descriptions.
+    Stages(StagesArgs),
+    /// List the stock scripts built into kscript.
+    Scripts,
+    /// Write the stock scripts and their stdlib into DIR, to fork them.
+    ///
+    /// A script in DIR imports DIR/stdlib/NAME.rhai before the built-in module of that name,
+    /// and reads DIR/stdlib/defaults.yaml for its configuration defaults.
+    Eject {
+        /// The folder to write into (created if missing).
+        dir: PathBuf,
+        /// Overwrite files that exist already.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the script API reference: every function, its signature and documentation.
+    Api {
+        /// Instead, write `.d.rhai` definition files for editors into DIR.
+        #[arg(long, value_name = "DIR")]
+        definitions: Option<PathBuf>,
+    },
+    /// Print a node's files, each annotated with the stage that wrote it (from the journal).
+    ///
+    /// Files that another actor creates (containerd's socket, kubelet's certificates) are
+    /// listed as expected. A rendered folder is walked whole; on a real host (`kscript tree /`)
+    /// only the paths the journal names are shown.
+    Tree {
+        /// The node root: a folder rendered with --root, or / for this host.
+        dir: PathBuf,
+    },
+    /// Print a shell completion script.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print kscript's man page (roff).
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct ScriptArgs {
+    /// A script file, or the name of a stock script (see `kscript scripts`).
+    pub script: String,
+    /// A YAML configuration file overriding the defaults; may be repeated, later files win.
+    #[arg(long = "config", short = 'c', value_name = "FILE")]
+    pub config: Vec<PathBuf>,
+    /// Override one setting: a dotted key and a value typed like its default
+    /// (`--set networking.podSubnet=10.244.0.0/16`); may be repeated.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub script: ScriptArgs,
+    /// Render the node into DIR instead of changing this host: files go under DIR, host
+    /// commands are recorded, not run. DIR is created if missing.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Run only this stage, or this step (`STAGE/STEP`, or a group such as `init/certs`);
+    /// may be repeated.
+    #[arg(long, value_name = "STAGE|STAGE/STEP")]
+    pub only: Vec<String>,
+    /// Skip this stage or step; may be repeated.
+    #[arg(long, value_name = "STAGE|STAGE/STEP")]
+    pub skip: Vec<String>,
+    /// Start at this stage or step; the ones before it do not run.
+    #[arg(long, value_name = "STAGE|STAGE/STEP")]
+    pub from: Option<String>,
+    /// Change nothing; print each effect that would happen: `+` create, `~` change,
+    /// `=` unchanged, `-` remove, `!` a command.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print a unified diff of each changed text file (never of keys or credentials).
+    #[arg(long)]
+    pub diff: bool,
+    /// Print every effect under its step, also when not in a dry run.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+    /// Exit with 2 when something changed or would change (0 when nothing did).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StagesArgs {
+    #[command(flatten)]
+    pub script: ScriptArgs,
+}
+
+/// Parses the command line, runs the command, prints any error; returns the exit code.
+pub fn main() -> u8 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { error::EXIT_USAGE } else { 0 };
+        }
+    };
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let _ = write!(std::io::stderr(), "{}", error::render(&e, color));
+            e.exit_code()
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<u8, Error> {
+    let mut out = std::io::stdout().lock();
+    let print = |out: &mut dyn Write, text: &str| {
+        let _ = out.write_all(text.as_bytes());
+    };
+    match command {
+        Command::Run(a) => runner::run(&RunOptions {
+            script: a.script.script,
+            root: a.root,
+            config: a.script.config,
+            set: a.script.set,
+            selection: Selection {
+                only: a.only,
+                skip: a.skip,
+                from: a.from,
+            },
+            dry_run: a.dry_run,
+            diff: a.diff,
+            verbose: a.verbose,
+            detailed_exitcode: a.detailed_exitcode,
+        }),
+        Command::Stages(a) => {
+            let script = Script::load(&a.script.script)?;
+            let cfg = script.config(&a.script.config, &a.script.set)?;
+            let loaded = inert(script, &cfg)?;
+            print(&mut out, &stages_listing(&loaded));
+            Ok(0)
+        }
+        Command::Scripts => {
+            for e in stock::SCRIPTS {
+                print(&mut out, &format!("{:<20} {}\n", e.name, stock::summary(e)));
+            }
+            Ok(0)
+        }
+        Command::Eject { dir, force } => {
+            for p in stock::eject(&dir, force)? {
+                print(&mut out, &format!("wrote {}\n", p.display()));
+            }
+            Ok(0)
+        }
+        Command::Api { definitions } => {
+            let script = Script {
+                name: "api".into(),
+                text: String::new(),
+                dir: None,
+            };
+            let cfg = script.config(&[], &[])?;
+            let loaded = inert(script, &cfg)?;
+            match definitions {
+                Some(dir) => {
+                    loaded
+                        .engine
+                        .definitions()
+                        .write_to_dir(&dir)
+                        .map_err(|e| {
+                            Error::io(
+                                format!("cannot write definitions into {}", dir.display()),
+                                e,
+                            )
+                        })?;
+                    print(
+                        &mut out,
+                        &format!("wrote definition files into {}\n", dir.display()),
+                    );
+                }
+                None => print(&mut out, &crate::apiref::reference(&loaded.engine)),
+            }
+            Ok(0)
+        }
+        Command::Tree { dir } => {
+            print(&mut out, &tree::render(&dir)?);
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "kscript", &mut out);
+            Ok(0)
+        }
+        Command::Man => {
+            let man = clap_mangen::Man::new(Cli::command());
+            man.render(&mut out)
+                .map_err(|e| Error::io("cannot write the man page", e))?;
+            Ok(0)
+        }
+    }
+}
+
+/// A script loaded to be inspected, not run: a dry run against `/` whose steps never run.
+fn inert(script: Script, cfg: &crate::config::Config) -> Result<Loaded, Error> {
+    let root =
+        NodeRoot::new(std::path::Path::new("/")).map_err(|e| Error::io("cannot open /", e))?;
+    Loaded::new(
+        script,
+        cfg,
+        root,
+        Host::for_mode(Mode::DryRun),
+        Reporter::silent(),
+    )
+}
+
+/// The text of `kscript stages`.
+pub fn stages_listing(loaded: &Loaded) -> String {
+    let model = loaded.model();
+    let mut out = format!("{}\n", loaded.script.name.trim_start_matches("builtin:"));
+    let width = model
+        .stages
+        .iter()
+        .flat_map(|s| {
+            s.steps
+                .iter()
+                .map(move |p| p.name.len() + 4)
+                .chain([s.name.len()])
+        })
+        .max()
+        .unwrap_or(0);
+    for (i, stage) in model.stages.iter().enumerate() {
+        out.push_str(&format!(
+            "\n{}. {:<width$}  {}\n",
+            i + 1,
+            stage.name,
+            stage.description
+        ));
+        for step in &stage.steps {
+            out.push_str(&format!("     {:<width$}{}\n", step.name, step.description));
+        }
+    }
+    if !model.handlers.is_empty() {
+        out.push_str("\nhandlers (run at the end of a stage when notified by a step that changed something):\n");
+        for h in &model.handlers {
+            out.push_str(&format!("   {}\n", h.name));
+        }
+    }
+    out
+}

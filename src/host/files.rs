@@ -1,0 +1,371 @@
+//! File effects: the real file system, and a planned overlay for dry runs.
+//!
+//! Paths here are host paths that [`crate::root::NodeRoot`] already resolved and confined.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+/// A numeric owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// What is at a path now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileState {
+    pub kind: FileKind,
+    /// Permission bits (`0o7777` mask).
+    pub mode: u32,
+    pub owner: Owner,
+    pub size: u64,
+    /// For a symlink, where it points.
+    pub link_target: Option<PathBuf>,
+}
+
+/// The file effects a script can have.
+pub trait Files {
+    /// What is at `path`, not following a final symlink; `None` when nothing is.
+    fn state(&self, path: &Path) -> io::Result<Option<FileState>>;
+    /// The content of the file at `path`; `None` when there is none.
+    fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>>;
+    /// Replaces the file at `path` atomically: a temporary file in the same folder, written
+    /// with `mode` (and `owner`) before any content, synced, then renamed over `path`.
+    fn write(&self, path: &Path, content: &[u8], mode: u32, owner: Option<Owner>)
+    -> io::Result<()>;
+    /// Creates the folder `path` (its parent exists).
+    fn mkdir(&self, path: &Path, mode: u32, owner: Option<Owner>) -> io::Result<()>;
+    /// Sets the mode (and owner) of what is at `path`.
+    fn set_attrs(&self, path: &Path, mode: u32, owner: Option<Owner>) -> io::Result<()>;
+    /// Makes `path` a symlink to `target`, replacing what is there atomically.
+    fn symlink(&self, target: &Path, path: &Path) -> io::Result<()>;
+    /// Removes what is at `path` (a folder with its content).
+    fn remove(&self, path: &Path) -> io::Result<()>;
+}
+
+/// The real file system.
+#[derive(Debug, Default)]
+pub struct RealFiles {
+    counter: Cell<u64>,
+}
+
+impl RealFiles {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn temp_name(&self, path: &Path) -> PathBuf {
+        let n = self.counter.get();
+        self.counter.set(n + 1);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        path.with_file_name(format!(".{name}.kscript-{}-{n}", std::process::id()))
+    }
+}
+
+fn state_of(meta: &fs::Metadata, path: &Path) -> io::Result<FileState> {
+    let ft = meta.file_type();
+    let kind = if ft.is_symlink() {
+        FileKind::Symlink
+    } else if ft.is_dir() {
+        FileKind::Dir
+    } else if ft.is_file() {
+        FileKind::File
+    } else {
+        FileKind::Other
+    };
+    Ok(FileState {
+        kind,
+        mode: meta.mode() & 0o7777,
+        owner: Owner {
+            uid: meta.uid(),
+            gid: meta.gid(),
+        },
+        size: meta.len(),
+        link_target: if kind == FileKind::Symlink {
+            Some(fs::read_link(path)?)
+        } else {
+            None
+        },
+    })
+}
+
+fn chown(path: &Path, owner: Option<Owner>) -> io::Result<()> {
+    if let Some(o) = owner {
+        std::os::unix::fs::lchown(path, Some(o.uid), Some(o.gid))?;
+    }
+    Ok(())
+}
+
+impl Files for RealFiles {
+    fn state(&self, path: &Path) -> io::Result<Option<FileState>> {
+        match fs::symlink_metadata(path) {
+            Ok(m) => state_of(&m, path).map(Some),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write(
+        &self,
+        path: &Path,
+        content: &[u8],
+        mode: u32,
+        owner: Option<Owner>,
+    ) -> io::Result<()> {
+        let tmp = self.temp_name(path);
+        let result = (|| {
+            // Created private; the wanted mode is set before any content lands.
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(nix::libc::O_CLOEXEC)
+                .open(&tmp)?;
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+            if let Some(o) = owner {
+                std::os::unix::fs::fchown(&f, Some(o.uid), Some(o.gid))?;
+            }
+            f.write_all(content)?;
+            f.sync_all()?;
+            fs::rename(&tmp, path)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn mkdir(&self, path: &Path, mode: u32, owner: Option<Owner>) -> io::Result<()> {
+        fs::create_dir(path)?;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+        chown(path, owner)
+    }
+
+    fn set_attrs(&self, path: &Path, mode: u32, owner: Option<Owner>) -> io::Result<()> {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+        chown(path, owner)
+    }
+
+    fn symlink(&self, target: &Path, path: &Path) -> io::Result<()> {
+        let tmp = self.temp_name(path);
+        symlink(target, &tmp)?;
+        fs::rename(&tmp, path).inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        let res = match fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+            Ok(_) => fs::remove_file(path),
+            Err(e) => Err(e),
+        };
+        match res {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Planned {
+    Absent,
+    Present {
+        state: FileState,
+        content: Option<Vec<u8>>,
+    },
+}
+
+/// A dry run's file system: reads see the real files under what the run has planned so far;
+/// writes only change the plan.
+#[derive(Debug, Default)]
+pub struct PlannedFiles {
+    real: RealFiles,
+    plan: RefCell<HashMap<PathBuf, Planned>>,
+}
+
+impl PlannedFiles {
+    fn planned(&self, path: &Path) -> Option<Planned> {
+        let plan = self.plan.borrow();
+        if let Some(p) = plan.get(path) {
+            return Some(p.clone());
+        }
+        // A folder removed in the plan takes what was under it along.
+        path.ancestors().skip(1).find_map(|a| match plan.get(a) {
+            Some(Planned::Absent) => Some(Planned::Absent),
+            _ => None,
+        })
+    }
+
+    fn set(&self, path: &Path, p: Planned) {
+        self.plan.borrow_mut().insert(path.to_path_buf(), p);
+    }
+
+    fn owner_now() -> Owner {
+        Owner {
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        }
+    }
+}
+
+impl Files for PlannedFiles {
+    fn state(&self, path: &Path) -> io::Result<Option<FileState>> {
+        match self.planned(path) {
+            Some(Planned::Absent) => Ok(None),
+            Some(Planned::Present { state, .. }) => Ok(Some(state)),
+            None => self.real.state(path),
+        }
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        match self.planned(path) {
+            Some(Planned::Absent) => Ok(None),
+            Some(Planned::Present { content, .. }) => Ok(content),
+            None => self.real.read(path),
+        }
+    }
+
+    fn write(
+        &self,
+        path: &Path,
+        content: &[u8],
+        mode: u32,
+        owner: Option<Owner>,
+    ) -> io::Result<()> {
+        let state = FileState {
+            kind: FileKind::File,
+            mode,
+            owner: owner.unwrap_or_else(Self::owner_now),
+            size: content.len() as u64,
+            link_target: None,
+        };
+        self.set(
+            path,
+            Planned::Present {
+                state,
+                content: Some(content.to_vec()),
+            },
+        );
+        Ok(())
+    }
+
+    fn mkdir(&self, path: &Path, mode: u32, owner: Option<Owner>) -> io::Result<()> {
+        let state = FileState {
+            kind: FileKind::Dir,
+            mode,
+            owner: owner.unwrap_or_else(Self::owner_now),
+            size: 0,
+            link_target: None,
+        };
+        self.set(
+            path,
+            Planned::Present {
+                state,
+                content: None,
+            },
+        );
+        Ok(())
+    }
+
+    fn set_attrs(&self, path: &Path, mode: u32, owner: Option<Owner>) -> io::Result<()> {
+        let Some(mut state) = self.state(path)? else {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        };
+        let content = self.read(path)?;
+        state.mode = mode;
+        if let Some(o) = owner {
+            state.owner = o;
+        }
+        self.set(path, Planned::Present { state, content });
+        Ok(())
+    }
+
+    fn symlink(&self, target: &Path, path: &Path) -> io::Result<()> {
+        let state = FileState {
+            kind: FileKind::Symlink,
+            mode: 0o777,
+            owner: Self::owner_now(),
+            size: 0,
+            link_target: Some(target.to_path_buf()),
+        };
+        self.set(
+            path,
+            Planned::Present {
+                state,
+                content: None,
+            },
+        );
+        Ok(())
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        // What the plan put under a removed folder goes with it.
+        self.plan.borrow_mut().retain(|p, _| !p.starts_with(path));
+        self.set(path, Planned::Absent);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_write_is_atomic_and_sets_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = RealFiles::new();
+        let p = dir.path().join("a.key");
+        f.write(&p, b"secret", 0o600, None).unwrap();
+        let s = f.state(&p).unwrap().unwrap();
+        assert_eq!((s.kind, s.mode, s.size), (FileKind::File, 0o600, 6));
+        f.write(&p, b"other", 0o644, None).unwrap();
+        assert_eq!(f.read(&p).unwrap().unwrap(), b"other");
+        assert_eq!(f.state(&p).unwrap().unwrap().mode, 0o644);
+        // No temporary file is left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        // A failed write leaves nothing either (the folder does not exist).
+        assert!(
+            f.write(&dir.path().join("no/such"), b"x", 0o644, None)
+                .is_err()
+        );
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn planned_files_never_touch_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = PlannedFiles::default();
+        let p = dir.path().join("x");
+        f.mkdir(&p, 0o755, None).unwrap();
+        f.write(&p.join("y"), b"hi", 0o644, None).unwrap();
+        assert_eq!(f.read(&p.join("y")).unwrap().unwrap(), b"hi");
+        f.remove(&p).unwrap();
+        assert!(f.read(&p.join("y")).unwrap().is_none());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

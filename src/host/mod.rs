@@ -1,0 +1,60 @@
+//! HOW effects are carried out: one trait per effect family, each with a real implementation
+//! and a recording one. The runner picks the implementations once, from the mode; the script
+//! API calls the traits and never asks which mode it is in.
+
+pub mod commands;
+pub mod files;
+
+pub use commands::{CommandOutput, CommandSpec, Commands, RealCommands, RecordingCommands};
+pub use files::{FileKind, FileState, Files, Owner, PlannedFiles, RealFiles};
+
+/// What a run does to the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A real run on this host: files under `/`, commands executed.
+    Apply,
+    /// `--root DIR`: files written under DIR, host commands recorded, not run.
+    Render,
+    /// `--dry-run`: nothing changed; files planned in memory, commands recorded.
+    DryRun,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Apply => "apply",
+            Mode::Render => "render",
+            Mode::DryRun => "dry run",
+        }
+    }
+}
+
+/// The backends a run uses.
+pub struct Host {
+    pub mode: Mode,
+    pub files: Box<dyn Files>,
+    pub commands: Box<dyn Commands>,
+}
+
+impl Host {
+    /// The backends for `mode`.
+    pub fn for_mode(mode: Mode) -> Self {
+        match mode {
+            Mode::Apply => Self {
+                mode,
+                files: Box::new(RealFiles::new()),
+                commands: Box::new(RealCommands),
+            },
+            Mode::Render => Self {
+                mode,
+                files: Box::new(RealFiles::new()),
+                commands: Box::new(RecordingCommands),
+            },
+            Mode::DryRun => Self {
+                mode,
+                files: Box::new(PlannedFiles::default()),
+                commands: Box::new(RecordingCommands),
+            },
+        }
+    }
+}

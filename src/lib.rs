@@ -1,0 +1,19 @@
+//! kscript: kubeadm's phases as Rhai scripts you can read and edit.
+//!
+//! Data flows one way: [`cli`] → [`runner`] → [`engine`] → script → [`api`] → [`host`] →
+//! [`root`] and [`journal`] → [`report`].
+
+pub mod api;
+pub mod apiref;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod host;
+pub mod journal;
+pub mod report;
+pub mod root;
+pub mod runner;
+pub mod stages;
+pub mod stock;
+pub mod tree;

@@ -1,0 +1,239 @@
+//! What a run prints: a line per step, the planned effects and diffs, a recap per stage, and
+//! a spinner while waiting on something slow (in a terminal only).
+
+use std::io::{self, IsTerminal, Write};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::journal::Outcome;
+
+/// One effect of a step, as shown in a plan: `+` create, `~` change, `=` unchanged, `-` remove,
+/// `!` a command recorded or run.
+#[derive(Debug, Clone)]
+pub struct EffectLine {
+    pub sign: char,
+    pub target: String,
+    pub detail: String,
+    /// A unified diff, already rendered (never of secret content).
+    pub diff: Option<String>,
+}
+
+/// Counts for one stage in the recap.
+#[derive(Debug, Clone, Default)]
+pub struct StageRecap {
+    pub name: String,
+    pub ok: usize,
+    pub changed: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    pub elapsed: Duration,
+}
+
+impl StageRecap {
+    pub fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Ok | Outcome::Recorded | Outcome::Expected => self.ok += 1,
+            Outcome::Changed => self.changed += 1,
+            Outcome::Skipped => self.skipped += 1,
+            Outcome::Failed => self.failed += 1,
+        }
+    }
+}
+
+/// Prints a run's progress.
+pub struct Reporter {
+    out: Box<dyn Write>,
+    /// Print each effect under its step (dry runs and `--verbose`).
+    pub show_effects: bool,
+    /// Print unified diffs of changed text files.
+    pub show_diff: bool,
+    color: bool,
+    /// Whether stderr is a terminal (spinners).
+    pub tty: bool,
+}
+
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+const RED: &str = "\x1b[31m";
+const CYAN: &str = "\x1b[36m";
+const BOLD: &str = "\x1b[1m";
+const RESET: &str = "\x1b[0m";
+
+impl Reporter {
+    /// A reporter on stdout, with colour when stdout is a terminal and `NO_COLOR` is unset.
+    pub fn stdout(show_effects: bool, show_diff: bool) -> Self {
+        let color = io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        Self {
+            out: Box::new(io::stdout()),
+            show_effects,
+            show_diff,
+            color,
+            tty: io::stderr().is_terminal(),
+        }
+    }
+
+    /// A reporter that prints nothing (listing stages, generating the API reference).
+    pub fn silent() -> Self {
+        Self {
+            out: Box::new(io::sink()),
+            show_effects: false,
+            show_diff: false,
+            color: false,
+            tty: false,
+        }
+    }
+
+    fn paint(&self, style: &str, text: &str) -> String {
+        if self.color {
+            format!("{style}{text}{RESET}")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn line(&mut self, text: &str) {
+        // A closed stdout (`kscript run ... | head`) must not abort the run half-way.
+        let _ = writeln!(self.out, "{text}");
+    }
+
+    pub fn header(&mut self, text: &str) {
+        let t = self.paint(BOLD, text);
+        self.line(&t);
+    }
+
+    pub fn stage(&mut self, index: usize, total: usize, name: &str, description: &str) {
+        let t = self.paint(BOLD, &format!("\n[{index}/{total}] {name}: {description}"));
+        self.line(&t);
+    }
+
+    pub fn step(&mut self, outcome: Outcome, name: &str, note: &str, effects: &[EffectLine]) {
+        let style = match outcome {
+            Outcome::Ok | Outcome::Recorded | Outcome::Expected => GREEN,
+            Outcome::Changed => YELLOW,
+            Outcome::Skipped => CYAN,
+            Outcome::Failed => RED,
+        };
+        let word = self.paint(style, &format!("{:<8}", outcome.to_string()));
+        let text = if note.is_empty() {
+            format!("  {word} {name}")
+        } else {
+            format!("  {word} {name}  {note}")
+        };
+        self.line(text.trim_end());
+        if !self.show_effects {
+            return;
+        }
+        for e in effects {
+            let sign = match e.sign {
+                '+' => self.paint(GREEN, "+"),
+                '~' | '-' => self.paint(YELLOW, &e.sign.to_string()),
+                other => other.to_string(),
+            };
+            let text = if e.detail.is_empty() {
+                format!("      {sign} {}", e.target)
+            } else {
+                format!("      {sign} {} ({})", e.target, e.detail)
+            };
+            self.line(&text);
+            if self.show_diff
+                && let Some(d) = &e.diff
+            {
+                for l in d.lines() {
+                    let painted = match l.as_bytes().first() {
+                        Some(b'+') if !l.starts_with("+++") => self.paint(GREEN, l),
+                        Some(b'-') if !l.starts_with("---") => self.paint(RED, l),
+                        _ => l.to_string(),
+                    };
+                    self.line(&format!("        {painted}"));
+                }
+            }
+        }
+    }
+
+    pub fn message(&mut self, text: &str) {
+        self.line(&format!("  {text}"));
+    }
+
+    pub fn warn(&mut self, text: &str) {
+        let w = self.paint(YELLOW, "warning:");
+        let _ = writeln!(io::stderr(), "{w} {text}");
+    }
+
+    pub fn recap(&mut self, rows: &[StageRecap], total: Duration) {
+        self.line("");
+        let t = self.paint(BOLD, "RECAP");
+        self.line(&t);
+        let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
+        for r in rows {
+            let changed = format!("changed={}", r.changed);
+            let changed = if r.changed > 0 {
+                self.paint(YELLOW, &changed)
+            } else {
+                changed
+            };
+            let failed = format!("failed={}", r.failed);
+            let failed = if r.failed > 0 {
+                self.paint(RED, &failed)
+            } else {
+                failed
+            };
+            self.line(&format!(
+                "  {:<width$}  ok={:<3} {changed:<9} skipped={:<3} {failed:<8}  {:.3}s",
+                r.name,
+                r.ok,
+                r.skipped,
+                r.elapsed.as_secs_f64()
+            ));
+        }
+        self.line(&format!("  total {:.3}s", total.as_secs_f64()));
+    }
+}
+
+/// A unified diff of two texts; `None` when either is not UTF-8 text.
+pub fn unified_diff(path: &str, old: Option<&[u8]>, new: &[u8]) -> Option<String> {
+    let old = std::str::from_utf8(old.unwrap_or_default()).ok()?;
+    let new = std::str::from_utf8(new).ok()?;
+    let diff = similar::TextDiff::from_lines(old, new);
+    let text = diff
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a{path}"), &format!("b{path}"))
+        .to_string();
+    Some(text)
+}
+
+/// Runs `work`, showing a spinner labelled `label` on stderr if it takes longer than a second
+/// and stderr is a terminal; elsewhere a plain line after a second, and one every 30 seconds.
+pub fn wait<T>(label: &str, tty: bool, work: impl FnOnce() -> T) -> T {
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let label = label.to_string();
+    let watcher = thread::spawn(move || {
+        let start = Instant::now();
+        if done_rx.recv_timeout(Duration::from_secs(1)) != Err(mpsc::RecvTimeoutError::Timeout) {
+            return;
+        }
+        if tty {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message(label);
+            bar.enable_steady_tick(Duration::from_millis(100));
+            let _ = done_rx.recv();
+            bar.finish_and_clear();
+        } else {
+            let _ = writeln!(io::stderr(), "  ... waiting: {label}");
+            while done_rx.recv_timeout(Duration::from_secs(30))
+                == Err(mpsc::RecvTimeoutError::Timeout)
+            {
+                let _ = writeln!(
+                    io::stderr(),
+                    "  ... still waiting ({}s): {label}",
+                    start.elapsed().as_secs()
+                );
+            }
+        }
+    });
+    let result = work();
+    drop(done_tx);
+    let _ = watcher.join();
+    result
+}

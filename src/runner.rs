@@ -1,0 +1,483 @@
+//! Loads a script, builds its engine, and runs its stages in order.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+use rhai::{AST, Dynamic, Engine, EvalAltResult, Scope};
+
+use crate::api::{Ctx, SkipSignal, StepState};
+use crate::config::{Config, Source};
+use crate::engine::{self, Limits, Sources};
+use crate::error::Error;
+use crate::host::{Host, Mode};
+use crate::journal::{JOURNAL_PATH, Outcome};
+use crate::report::{Reporter, StageRecap};
+use crate::root::NodeRoot;
+use crate::stages::{Model, Selection, Stage};
+use crate::stock;
+
+/// A script's text and where it came from.
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// The name errors use: a path, or `builtin:NAME` for a stock script.
+    pub name: String,
+    pub text: String,
+    /// The folder of a script on disk, searched for `stdlib/` modules and `defaults.yaml`.
+    pub dir: Option<PathBuf>,
+}
+
+impl Script {
+    /// `arg` is a path to a script, or the name of a stock script (`control-plane.rhai`). A
+    /// file that exists wins over a stock script of the same name.
+    pub fn load(arg: &str) -> Result<Self, Error> {
+        let path = Path::new(arg);
+        if path.is_file() {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::io(format!("cannot read {arg}"), e))?;
+            let dir = path.parent().map(|p| {
+                if p.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    p.to_path_buf()
+                }
+            });
+            return Ok(Self {
+                name: arg.to_string(),
+                text,
+                dir,
+            });
+        }
+        if let Some(e) = stock::script(arg) {
+            return Ok(Self {
+                name: format!("builtin:{}", e.name),
+                text: e.text.to_string(),
+                dir: None,
+            });
+        }
+        let names: Vec<&str> = stock::SCRIPTS.iter().map(|e| e.name).collect();
+        Err(Error::Usage {
+            message: format!(
+                "no script at `{arg}`, and no stock script of that name; stock scripts: {}",
+                names.join(", ")
+            ),
+        })
+    }
+
+    /// The defaults document: `stdlib/defaults.yaml` beside a forked script, else the built-in one.
+    fn defaults(&self) -> Result<Source, Error> {
+        if let Some(dir) = &self.dir {
+            let file = dir.join("stdlib/defaults.yaml");
+            if file.is_file() {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| Error::io(format!("cannot read {}", file.display()), e))?;
+                return Ok(Source {
+                    name: file.display().to_string(),
+                    text,
+                });
+            }
+        }
+        let e = stock::stdlib("defaults.yaml").expect("the built-in stdlib has defaults.yaml");
+        Ok(Source {
+            name: "builtin:stdlib/defaults.yaml".into(),
+            text: e.text.to_string(),
+        })
+    }
+
+    /// The configuration: defaults, then each `--config` file, then each `--set`.
+    pub fn config(&self, files: &[PathBuf], sets: &[String]) -> Result<Config, Error> {
+        let mut cfg = Config::from_defaults(&self.defaults()?)?;
+        for f in files {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| Error::io(format!("cannot read configuration {}", f.display()), e))?;
+            cfg.merge_file(&Source {
+                name: f.display().to_string(),
+                text,
+            })?;
+        }
+        for s in sets {
+            cfg.set(s)?;
+        }
+        Ok(cfg)
+    }
+}
+
+/// A script compiled and evaluated: its stages and handlers are declared.
+pub struct Loaded {
+    pub ctx: Rc<Ctx>,
+    pub engine: Engine,
+    pub ast: AST,
+    pub sources: Sources,
+    pub script: Script,
+    pub limits: Limits,
+}
+
+impl Loaded {
+    /// Builds the engine, compiles the script and runs its top level, which declares stages.
+    pub fn new(
+        script: Script,
+        cfg: &Config,
+        root: NodeRoot,
+        host: Host,
+        report: Reporter,
+    ) -> Result<Self, Error> {
+        let limits = Limits::default();
+        let ctx = Rc::new(Ctx::new(root, host, report));
+        let sources: Sources = Rc::default();
+        sources
+            .borrow_mut()
+            .insert(script.name.clone(), script.text.clone());
+        let engine = engine::build(&ctx, script.dir.clone(), &sources, limits);
+        let mut scope = Scope::new();
+        scope.push_constant("cfg", cfg.to_dynamic());
+        let mut loaded = Self {
+            ctx,
+            engine,
+            ast: AST::empty(),
+            sources,
+            script,
+            limits,
+        };
+        let mut ast = loaded
+            .engine
+            .compile_with_scope(&scope, &loaded.script.text)
+            .map_err(|e| loaded.error(&e.into(), None))?;
+        ast.set_source(loaded.script.name.as_str());
+        loaded.hoist_imports(&ast)?;
+        loaded
+            .engine
+            .run_ast_with_scope(&mut scope, &ast)
+            .map_err(|e| loaded.error(&e, None))?;
+        loaded.ast = ast;
+        Ok(loaded)
+    }
+
+    /// Makes the script's top-level `import "x" as y;` visible inside step bodies and
+    /// functions, which Rhai runs later, outside the top level's scope.
+    fn hoist_imports(&mut self, ast: &AST) -> Result<(), Error> {
+        let mut modules = Vec::new();
+        for stmt in ast.statements() {
+            if let rhai::Stmt::Import(x, pos) = stmt {
+                let (rhai::Expr::StringConstant(path, _), alias) = (&x.0, &x.1) else {
+                    continue;
+                };
+                if alias.name.is_empty() {
+                    continue;
+                }
+                let module = self
+                    .engine
+                    .module_resolver()
+                    .resolve(&self.engine, Some(&self.script.name), path, *pos)
+                    .map_err(|e| self.error(&e, None))?;
+                modules.push((alias.name.to_string(), module));
+            }
+        }
+        for (alias, module) in modules {
+            self.engine.register_static_module(alias, module);
+        }
+        Ok(())
+    }
+
+    /// A Rhai error as a diagnostic with its sources.
+    pub fn error(&self, err: &EvalAltResult, context: Option<&str>) -> Error {
+        let sources: HashMap<String, String> = self.sources.borrow().clone();
+        crate::error::from_rhai(err, &self.script.name, &sources, &self.limits, context)
+    }
+
+    pub fn model(&self) -> Model {
+        self.ctx.model.borrow().clone()
+    }
+}
+
+/// What `kscript run` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub script: String,
+    pub root: Option<PathBuf>,
+    pub config: Vec<PathBuf>,
+    pub set: Vec<String>,
+    pub selection: Selection,
+    pub dry_run: bool,
+    pub diff: bool,
+    pub verbose: bool,
+    pub detailed_exitcode: bool,
+}
+
+/// How a run ended, when it ran to its end.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub stages: Vec<StageRecap>,
+    pub changed: usize,
+}
+
+/// The outcome of one step or handler.
+enum StepEnd {
+    Done(Outcome, String),
+    Failed(Box<EvalAltResult>),
+}
+
+/// Runs a script; returns the exit code.
+pub fn run(opts: &RunOptions) -> Result<u8, Error> {
+    let script = Script::load(&opts.script)?;
+    let cfg = script.config(&opts.config, &opts.set)?;
+    let mode = match (opts.dry_run, &opts.root) {
+        (true, _) => Mode::DryRun,
+        (false, Some(_)) => Mode::Render,
+        (false, None) => Mode::Apply,
+    };
+    let root_dir = opts.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+    if mode == Mode::Render {
+        std::fs::create_dir_all(&root_dir).map_err(|e| {
+            Error::io(
+                format!("cannot create the root folder {}", root_dir.display()),
+                e,
+            )
+        })?;
+    }
+    let root = NodeRoot::new_lenient(&root_dir).map_err(|e| {
+        Error::io(
+            format!("cannot use {} as the node root", root_dir.display()),
+            e,
+        )
+    })?;
+    let report = Reporter::stdout(opts.dry_run || opts.verbose, opts.diff);
+    let loaded = Loaded::new(script, &cfg, root, Host::for_mode(mode), report)?;
+    let model = loaded.model();
+    opts.selection.validate(&model)?;
+    let plan = opts.selection.plan(&model);
+
+    let origin = if loaded.script.dir.is_none() {
+        " (built-in)"
+    } else {
+        ""
+    };
+    let target = match mode {
+        Mode::Apply => "on this host".to_string(),
+        Mode::Render => format!("into {}", loaded.ctx.root.host().display()),
+        Mode::DryRun => format!(
+            "against {} (dry run: nothing will change)",
+            loaded.ctx.root.host().display()
+        ),
+    };
+    let script_name = loaded
+        .script
+        .name
+        .trim_start_matches("builtin:")
+        .to_string();
+    loaded.ctx.report.borrow_mut().header(&format!(
+        "kscript {} {script_name}{origin} {target}",
+        mode.name()
+    ));
+
+    let journal_host = loaded
+        .ctx
+        .root
+        .resolve(JOURNAL_PATH)
+        .map_err(|e| Error::Usage {
+            message: format!("the journal path: {e}"),
+        })?
+        .host;
+    let persist = mode != Mode::DryRun;
+    let started = Instant::now();
+    let mut recaps = Vec::new();
+    let mut total_changed = 0;
+    let stage_count = model.stages.len();
+    for (si, stage) in model.stages.iter().enumerate() {
+        let selected = &plan[si];
+        if !selected.iter().any(|s| *s) {
+            continue;
+        }
+        let stage_start = Instant::now();
+        let mut recap = StageRecap {
+            name: stage.name.clone(),
+            ..StageRecap::default()
+        };
+        loaded
+            .ctx
+            .report
+            .borrow_mut()
+            .stage(si + 1, stage_count, &stage.name, &stage.description);
+        let mut notified: Vec<String> = Vec::new();
+        let mut failure = None;
+        for (step, run_it) in stage.steps.iter().zip(selected) {
+            let full = format!("{}/{}", stage.name, step.name);
+            if !run_it {
+                recap.count(Outcome::Skipped);
+                loaded
+                    .ctx
+                    .report
+                    .borrow_mut()
+                    .step(Outcome::Skipped, &full, "(not selected)", &[]);
+                continue;
+            }
+            let (end, state) = run_body(&loaded, stage, si, &step.name, &step.body);
+            if state.changed > 0 {
+                for n in &state.notified {
+                    if !notified.contains(n) {
+                        notified.push(n.clone());
+                    }
+                }
+            }
+            total_changed += state.changed;
+            let failed = finish_step(&loaded, &mut recap, &full, end, &state);
+            flush(&loaded, persist, &journal_host)?;
+            if let Some(err) = failed {
+                failure = Some((full, err));
+                break;
+            }
+        }
+        if failure.is_none() {
+            for name in &notified {
+                let handler = loaded
+                    .ctx
+                    .model
+                    .borrow()
+                    .handler(name)
+                    .cloned()
+                    .expect("notify() checks the handler exists");
+                let step_name = format!("handlers/{}", slug(name));
+                let full = format!("{}/{step_name}", stage.name);
+                let (end, state) = run_body(&loaded, stage, si, &step_name, &handler.body);
+                total_changed += state.changed;
+                let failed = finish_step(&loaded, &mut recap, &full, end, &state);
+                flush(&loaded, persist, &journal_host)?;
+                if let Some(err) = failed {
+                    failure = Some((full, err));
+                    break;
+                }
+            }
+        }
+        recap.elapsed = stage_start.elapsed();
+        recaps.push(recap);
+        if let Some((full, err)) = failure {
+            loaded
+                .ctx
+                .report
+                .borrow_mut()
+                .recap(&recaps, started.elapsed());
+            return Err(loaded.error(&err, Some(&format!("step {full} failed"))));
+        }
+    }
+    loaded
+        .ctx
+        .report
+        .borrow_mut()
+        .recap(&recaps, started.elapsed());
+    Ok(if opts.detailed_exitcode && total_changed > 0 {
+        2
+    } else {
+        0
+    })
+}
+
+fn flush(loaded: &Loaded, persist: bool, journal_host: &Path) -> Result<(), Error> {
+    if persist {
+        loaded
+            .ctx
+            .journal
+            .borrow_mut()
+            .flush_to(journal_host)
+            .map_err(|e| {
+                Error::io(
+                    format!("cannot append to the journal {}", journal_host.display()),
+                    e,
+                )
+            })?;
+    }
+    Ok(())
+}
+
+/// A handler name as a step name segment (`restart kubelet` -> `restart-kubelet`).
+fn slug(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// Runs one step or handler body with the step context set.
+fn run_body(
+    loaded: &Loaded,
+    stage: &Stage,
+    si: usize,
+    step: &str,
+    body: &rhai::FnPtr,
+) -> (StepEnd, StepState) {
+    *loaded.ctx.current.borrow_mut() = Some(StepState {
+        stage: stage.name.clone(),
+        stage_index: si + 1,
+        step: step.to_string(),
+        ..StepState::default()
+    });
+    let result = body.call::<Dynamic>(&loaded.engine, &loaded.ast, ());
+    let state = loaded.ctx.current.borrow_mut().take().unwrap_or_default();
+    let end = match result {
+        Ok(_) => {
+            let outcome = if state.changed > 0 {
+                Outcome::Changed
+            } else {
+                Outcome::Ok
+            };
+            let note = match state.changed_targets.as_slice() {
+                [] => String::new(),
+                [one] => one.clone(),
+                [first, rest @ ..] => format!("{first} (+{} more)", rest.len()),
+            };
+            StepEnd::Done(outcome, note)
+        }
+        Err(err) => match skip_reason(&err) {
+            Some(reason) => StepEnd::Done(Outcome::Skipped, reason),
+            None => StepEnd::Failed(err),
+        },
+    };
+    (end, state)
+}
+
+/// Prints a step's line and counts it; returns its error if it failed.
+fn finish_step(
+    loaded: &Loaded,
+    recap: &mut StageRecap,
+    full: &str,
+    end: StepEnd,
+    state: &StepState,
+) -> Option<Box<EvalAltResult>> {
+    let mut report = loaded.ctx.report.borrow_mut();
+    match end {
+        StepEnd::Done(outcome, note) => {
+            recap.count(outcome);
+            report.step(outcome, full, &note, &state.effects);
+            None
+        }
+        StepEnd::Failed(err) => {
+            recap.count(Outcome::Failed);
+            report.step(
+                Outcome::Failed,
+                full,
+                state.last_target.as_deref().unwrap_or(""),
+                &state.effects,
+            );
+            Some(err)
+        }
+    }
+}
+
+/// The reason given to `skip_step()`, if that is what ended the step.
+fn skip_reason(err: &EvalAltResult) -> Option<String> {
+    let mut e = err;
+    loop {
+        match e {
+            EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+            | EvalAltResult::ErrorInModule(_, inner, _) => e = inner,
+            EvalAltResult::ErrorRuntime(v, _) => {
+                return v.clone().try_cast::<SkipSignal>().map(|s| s.reason);
+            }
+            _ => return None,
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The stock scripts and stdlib modules, built into the binary, and `kscript eject`.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+
+/// A file built into the binary.
+#[derive(Debug, Clone, Copy)]
+pub struct Embedded {
+    pub name: &'static str,
+    pub text: &'static str,
+}
+
+macro_rules! embed {
+    ($dir:literal: $($name:literal),* $(,)?) => {
+        &[$(Embedded { name: $name, text: include_str!(concat!("../", $dir, "/", $name)) }),*]
+    };
+}
+
+/// The stock flows users run and fork.
+pub const SCRIPTS: &[Embedded] = embed!("scripts": "example.rhai");
+
+/// The stdlib: modules scripts import, and the configuration defaults.
+pub const STDLIB: &[Embedded] = embed!("stdlib": "defaults.yaml", "node.rhai");
+
+/// A stock script by name, with or without `.rhai`.
+pub fn script(name: &str) -> Option<&'static Embedded> {
+    let name = name.strip_prefix("builtin:").unwrap_or(name);
+    SCRIPTS
+        .iter()
+        .find(|e| e.name == name || e.name.strip_suffix(".rhai") == Some(name))
+}
+
+/// A stdlib file by file name (`node.rhai`, `defaults.yaml`).
+pub fn stdlib(name: &str) -> Option<&'static Embedded> {
+    STDLIB.iter().find(|e| e.name == name)
+}
+
+/// The first line of a script's leading comment, as its summary.
+pub fn summary(e: &Embedded) -> String {
+    e.text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("//"))
+        .map(|l| {
+            let text = l.trim_start_matches('/').trim();
+            // `// name.rhai: what it does` -> `what it does`
+            text.strip_prefix(e.name)
+                .map_or(text, |t| t.trim_start_matches(':').trim())
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// Writes the stock scripts into `dir` and the stdlib into `dir/stdlib`, for forking. Refuses
+/// to overwrite a file unless `force`; writes nothing if any file is in the way.
+pub fn eject(dir: &Path, force: bool) -> Result<Vec<PathBuf>, Error> {
+    let files: Vec<(PathBuf, &str)> = SCRIPTS
+        .iter()
+        .map(|e| (dir.join(e.name), e.text))
+        .chain(
+            STDLIB
+                .iter()
+                .map(|e| (dir.join("stdlib").join(e.name), e.text)),
+        )
+        .collect();
+    if !force {
+        let existing: Vec<String> = files
+            .iter()
+            .filter(|(p, _)| p.exists())
+            .map(|(p, _)| p.display().to_string())
+            .collect();
+        if !existing.is_empty() {
+            return Err(Error::Usage {
+                message: format!(
+                    "not ejecting: these files exist already (use --force to overwrite them): {}",
+                    existing.join(", ")
+                ),
+            });
+        }
+    }
+    for (path, text) in &files {
+        let parent = path.parent().expect("ejected files are inside dir");
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
+        std::fs::write(path, text)
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+    }
+    Ok(files.into_iter().map(|(p, _)| p).collect())
+}

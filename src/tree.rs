@@ -1,0 +1,181 @@
+//! `kscript tree DIR`: a node's files, each annotated with the stage that wrote it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::error::Error;
+use crate::journal::{self, Entry, JOURNAL_PATH, Outcome};
+use crate::root::NodeRoot;
+
+/// Node paths kscript keeps its own state under; not part of the node's tree.
+pub const STATE_DIR: &str = "/var/lib/kscript";
+
+#[derive(Debug, Default)]
+struct Row {
+    kind: char,
+    mode: Option<u32>,
+    link: Option<String>,
+    stage: Option<(usize, String)>,
+    expected: Option<String>,
+}
+
+/// The annotated tree of the node at `dir`. A rendered folder is walked whole; the host's own
+/// `/` is not, and shows what the journal names.
+pub fn render(dir: &Path) -> Result<String, Error> {
+    let root =
+        NodeRoot::new(dir).map_err(|e| Error::io(format!("cannot open {}", dir.display()), e))?;
+    let journal_host = root.host().join(JOURNAL_PATH.trim_start_matches('/'));
+    let entries = journal::read(&journal_host)
+        .map_err(|e| Error::io(format!("cannot read {}", journal_host.display()), e))?;
+    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
+    if !root.is_host_root() {
+        walk(root.host(), &root, &mut rows)?;
+    }
+    annotate(&root, &entries, &mut rows);
+    let width = rows.keys().map(|k| k.len() + 2).max().unwrap_or(0).min(72);
+    let mut out = String::new();
+    for (path, row) in &rows {
+        let shown = match (row.kind, &row.link) {
+            ('d', _) => format!("{path}/"),
+            ('l', Some(t)) => format!("{path} -> {t}"),
+            _ => path.clone(),
+        };
+        let mode = row
+            .mode
+            .map_or_else(|| "    ".to_string(), |m| format!("{m:04o}"));
+        let stage = row
+            .stage
+            .as_ref()
+            .map_or_else(|| "[-]".to_string(), |(i, s)| format!("[{i} {s}]"));
+        let mut line = format!("{mode} {shown:<width$} {stage}");
+        if let Some(by) = &row.expected {
+            let _ = write!(
+                line,
+                " {}",
+                if row.kind == '?' {
+                    format!("expected, {by}")
+                } else {
+                    by.clone()
+                }
+            );
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if rows.is_empty() {
+        out.push_str("(nothing: no files, and no journal at ");
+        out.push_str(JOURNAL_PATH);
+        out.push_str(")\n");
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, root: &NodeRoot, rows: &mut BTreeMap<String, Row>) -> Result<(), Error> {
+    let read = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
+    let mut children: Vec<_> = read.filter_map(Result::ok).collect();
+    children.sort_by_key(std::fs::DirEntry::file_name);
+    for child in children {
+        let path = child.path();
+        let Some(node) = root.node_path_of(&path) else {
+            continue;
+        };
+        if node == STATE_DIR || node.starts_with(&format!("{STATE_DIR}/")) {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let ft = meta.file_type();
+        let kind = if ft.is_dir() {
+            'd'
+        } else if ft.is_symlink() {
+            'l'
+        } else {
+            'f'
+        };
+        if kind == 'd' {
+            let is_empty = std::fs::read_dir(&path).is_ok_and(|mut r| r.next().is_none());
+            walk(&path, root, rows)?;
+            if !is_empty {
+                // Folders with content show through their files, unless the journal names them.
+                rows.entry(node.clone()).or_default();
+                rows.get_mut(&node).expect("just inserted").kind = 'D';
+            }
+        }
+        let row = rows.entry(node).or_default();
+        if row.kind != 'D' {
+            row.kind = kind;
+        }
+        row.mode = Some(meta.mode() & 0o7777);
+        row.link = std::fs::read_link(&path)
+            .ok()
+            .map(|t| t.display().to_string());
+    }
+    Ok(())
+}
+
+fn annotate(root: &NodeRoot, entries: &[Entry], rows: &mut BTreeMap<String, Row>) {
+    for e in entries {
+        match (e.action.as_str(), e.outcome) {
+            ("file" | "dir" | "symlink", Outcome::Ok | Outcome::Changed) => {
+                if let Some(row) = rows.get_mut(&e.target) {
+                    if row.kind == 'D' {
+                        row.kind = 'd';
+                    }
+                    row.stage = Some((e.stage_index, e.stage.clone()));
+                } else if root.is_host_root() {
+                    let host = root.host().join(e.target.trim_start_matches('/'));
+                    if let Ok(meta) = std::fs::symlink_metadata(&host) {
+                        let kind = if meta.is_dir() {
+                            'd'
+                        } else if meta.file_type().is_symlink() {
+                            'l'
+                        } else {
+                            'f'
+                        };
+                        rows.insert(
+                            e.target.clone(),
+                            Row {
+                                kind,
+                                mode: Some(meta.mode() & 0o7777),
+                                link: std::fs::read_link(&host)
+                                    .ok()
+                                    .map(|t| t.display().to_string()),
+                                stage: Some((e.stage_index, e.stage.clone())),
+                                expected: None,
+                            },
+                        );
+                    }
+                }
+            }
+            ("parent", _) => {
+                if let Some(row) = rows.get_mut(&e.target) {
+                    row.stage.get_or_insert((e.stage_index, e.stage.clone()));
+                }
+            }
+            ("remove", Outcome::Changed) => {
+                if let Some(row) = rows.get_mut(&e.target) {
+                    row.stage = None;
+                }
+            }
+            ("expect", _) => {
+                let by = e.detail.clone().unwrap_or_default();
+                let row = rows.entry(e.target.clone()).or_insert_with(|| Row {
+                    kind: '?',
+                    ..Row::default()
+                });
+                if row.kind == 'D' {
+                    row.kind = 'd';
+                }
+                row.stage = Some((e.stage_index, e.stage.clone()));
+                row.expected = Some(by);
+            }
+            _ => {}
+        }
+    }
+    // Folders that only hold other rows are implied by them.
+    rows.retain(|_, r| r.kind != 'D');
+}
