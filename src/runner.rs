@@ -278,58 +278,102 @@ pub fn run(opts: &RunOptions) -> Result<u8, Error> {
             message: format!("the journal path: {e}"),
         })?
         .host;
-    let persist = mode != Mode::DryRun;
+    let mut run = StageRunner {
+        loaded: &loaded,
+        journal: (mode != Mode::DryRun).then_some(journal_host),
+        changed: 0,
+    };
     let started = Instant::now();
     let mut recaps = Vec::new();
-    let mut total_changed = 0;
-    let stage_count = model.stages.len();
+    let mut failure = None;
     for (si, stage) in model.stages.iter().enumerate() {
-        let selected = &plan[si];
-        if !selected.iter().any(|s| *s) {
+        if !plan[si].iter().any(|s| *s) {
             continue;
         }
-        let stage_start = Instant::now();
+        let (recap, failed) = run.stage(si, model.stages.len(), stage, &plan[si])?;
+        recaps.push(recap);
+        if failed.is_some() {
+            failure = failed;
+            break;
+        }
+    }
+    let changed = run.changed;
+    loaded
+        .ctx
+        .report
+        .borrow_mut()
+        .recap(&recaps, started.elapsed());
+    if let Some((full, err)) = failure {
+        return Err(loaded.error(&err, Some(&format!("step {full} failed"))));
+    }
+    Ok(if opts.detailed_exitcode && changed > 0 {
+        2
+    } else {
+        0
+    })
+}
+
+/// Runs the stages of a loaded script, counting changes and keeping the journal.
+struct StageRunner<'a> {
+    loaded: &'a Loaded,
+    /// Where the journal is appended after each step; `None` in a dry run.
+    journal: Option<PathBuf>,
+    changed: usize,
+}
+
+type Failure = Option<(String, Box<EvalAltResult>)>;
+
+impl StageRunner<'_> {
+    /// Runs the selected steps of one stage, then the handlers its changing steps notified.
+    /// Returns the stage's recap and, if a step failed, its name and error.
+    fn stage(
+        &mut self,
+        si: usize,
+        total: usize,
+        stage: &Stage,
+        selected: &[bool],
+    ) -> Result<(StageRecap, Failure), Error> {
+        let start = Instant::now();
         let mut recap = StageRecap {
             name: stage.name.clone(),
             ..StageRecap::default()
         };
-        loaded
+        self.loaded
             .ctx
             .report
             .borrow_mut()
-            .stage(si + 1, stage_count, &stage.name, &stage.description);
+            .stage(si + 1, total, &stage.name, &stage.description);
         let mut notified: Vec<String> = Vec::new();
         let mut failure = None;
         for (step, run_it) in stage.steps.iter().zip(selected) {
             let full = format!("{}/{}", stage.name, step.name);
             if !run_it {
                 recap.count(Outcome::Skipped);
-                loaded
-                    .ctx
-                    .report
-                    .borrow_mut()
-                    .step(Outcome::Skipped, &full, "(not selected)", &[]);
+                self.loaded.ctx.report.borrow_mut().step(
+                    Outcome::Skipped,
+                    &full,
+                    "(not selected)",
+                    &[],
+                );
                 continue;
             }
-            let (end, state) = run_body(&loaded, stage, si, &step.name, &step.body);
+            let (failed, state) = self.one(&mut recap, stage, si, &step.name, &step.body)?;
             if state.changed > 0 {
-                for n in &state.notified {
-                    if !notified.contains(n) {
-                        notified.push(n.clone());
+                for n in state.notified {
+                    if !notified.contains(&n) {
+                        notified.push(n);
                     }
                 }
             }
-            total_changed += state.changed;
-            let failed = finish_step(&loaded, &mut recap, &full, end, &state);
-            flush(&loaded, persist, &journal_host)?;
-            if let Some(err) = failed {
-                failure = Some((full, err));
+            if failed.is_some() {
+                failure = failed;
                 break;
             }
         }
         if failure.is_none() {
             for name in &notified {
-                let handler = loaded
+                let handler = self
+                    .loaded
                     .ctx
                     .model
                     .borrow()
@@ -337,55 +381,45 @@ pub fn run(opts: &RunOptions) -> Result<u8, Error> {
                     .cloned()
                     .expect("notify() checks the handler exists");
                 let step_name = format!("handlers/{}", slug(name));
-                let full = format!("{}/{step_name}", stage.name);
-                let (end, state) = run_body(&loaded, stage, si, &step_name, &handler.body);
-                total_changed += state.changed;
-                let failed = finish_step(&loaded, &mut recap, &full, end, &state);
-                flush(&loaded, persist, &journal_host)?;
-                if let Some(err) = failed {
-                    failure = Some((full, err));
+                let (failed, _) = self.one(&mut recap, stage, si, &step_name, &handler.body)?;
+                if failed.is_some() {
+                    failure = failed;
                     break;
                 }
             }
         }
-        recap.elapsed = stage_start.elapsed();
-        recaps.push(recap);
-        if let Some((full, err)) = failure {
-            loaded
-                .ctx
-                .report
-                .borrow_mut()
-                .recap(&recaps, started.elapsed());
-            return Err(loaded.error(&err, Some(&format!("step {full} failed"))));
-        }
+        recap.elapsed = start.elapsed();
+        Ok((recap, failure))
     }
-    loaded
-        .ctx
-        .report
-        .borrow_mut()
-        .recap(&recaps, started.elapsed());
-    Ok(if opts.detailed_exitcode && total_changed > 0 {
-        2
-    } else {
-        0
-    })
-}
 
-fn flush(loaded: &Loaded, persist: bool, journal_host: &Path) -> Result<(), Error> {
-    if persist {
-        loaded
-            .ctx
-            .journal
-            .borrow_mut()
-            .flush_to(journal_host)
-            .map_err(|e| {
-                Error::io(
-                    format!("cannot append to the journal {}", journal_host.display()),
-                    e,
-                )
-            })?;
+    /// Runs one step or handler body, prints its line, and appends its journal entries.
+    fn one(
+        &mut self,
+        recap: &mut StageRecap,
+        stage: &Stage,
+        si: usize,
+        step: &str,
+        body: &rhai::FnPtr,
+    ) -> Result<(Failure, StepState), Error> {
+        let full = format!("{}/{step}", stage.name);
+        let (end, state) = run_body(self.loaded, stage, si, step, body);
+        self.changed += state.changed;
+        let failed = finish_step(self.loaded, recap, &full, end, &state);
+        if let Some(path) = &self.journal {
+            self.loaded
+                .ctx
+                .journal
+                .borrow_mut()
+                .flush_to(path)
+                .map_err(|e| {
+                    Error::io(
+                        format!("cannot append to the journal {}", path.display()),
+                        e,
+                    )
+                })?;
+        }
+        Ok((failed.map(|e| (full, e)), state))
     }
-    Ok(())
 }
 
 /// A handler name as a step name segment (`restart kubelet` -> `restart-kubelet`).

@@ -45,8 +45,8 @@ fn result_map(code: i64, stdout: String, stderr: String, executed: bool) -> Map 
     m
 }
 
-fn run(ctx: &Ctx, argv: Array, opts: &Map) -> R<Map> {
-    ctx.require_step("run")?;
+/// The command an argv and options describe.
+fn spec_of(argv: Array, opts: &Map) -> R<CommandSpec> {
     check_opts(
         opts,
         &[
@@ -83,13 +83,18 @@ fn run(ctx: &Ctx, argv: Array, opts: &Map) -> R<Map> {
             })?))
         }
     };
-    let spec = CommandSpec {
+    Ok(CommandSpec {
         argv,
         env,
         stdin: opt::<ImmutableString>(opts, "stdin", "run")?.map(|s| s.to_string()),
         cwd: opt::<ImmutableString>(opts, "cwd", "run")?.map(|s| s.to_string()),
         timeout,
-    };
+    })
+}
+
+fn run(ctx: &Ctx, argv: Array, opts: &Map) -> R<Map> {
+    ctx.require_step("run")?;
+    let spec = spec_of(argv, opts)?;
     let check = opt::<bool>(opts, "check", "run")?.unwrap_or(true);
     let changes = opt::<bool>(opts, "changes", "run")?.unwrap_or(true);
     let shown = spec.display();

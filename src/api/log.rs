@@ -17,6 +17,6 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         .with_comments(["/// Prints `message` as a warning on stderr; the run goes on."])
         .with_params_info(["message: &str", "()"])
         .register_into_engine(engine, move |message: &str| {
-            c.report.borrow_mut().warn(message)
+            c.report.borrow_mut().warn(message);
         });
 }

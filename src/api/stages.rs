@@ -7,6 +7,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, FuncRegistration, Posit
 use super::{Ctx, SkipSignal, script_error};
 use crate::stages::{Handler, Stage, Step, check_name};
 
+#[allow(clippy::too_many_lines)] // one registration after another, each with its documentation
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     engine.register_type_with_name::<Step>("Step");
 
