@@ -125,8 +125,20 @@ impl Config {
             message: format!("--set `{assignment}`: expected KEY=VALUE, such as `networking.podSubnet=10.244.0.0/16`"),
         })?;
         let mut node = &mut self.root;
-        let mut walked = Vec::new();
-        for part in key.split('.') {
+        let mut walked: Vec<String> = Vec::new();
+        let parts: Vec<&str> = key.split('.').collect();
+        let mut i = 0;
+        while i < parts.len() {
+            // Inside a free-form map the rest is one key: sysctl names hold dots.
+            let part = if is_open(&self.open, &walked) {
+                let rest = parts[i..].join(".");
+                i = parts.len();
+                rest
+            } else {
+                i += 1;
+                parts[i - 1].to_string()
+            };
+            let part = part.as_str();
             walked.push(part.to_string());
             let Value::Map(entries) = &mut node.value else {
                 return Err(Error::Usage {

@@ -220,7 +220,10 @@ pub fn from_rhai(
     let (exit_code, help) = classify(e, limits);
     let pos = e.position();
     let message = match e {
-        E::ErrorRuntime(v, _) => v.to_string(),
+        E::ErrorRuntime(v, _) => v
+            .clone()
+            .try_cast::<crate::api::EffectFailure>()
+            .map_or_else(|| v.to_string(), |f| f.message),
         other => {
             let text = other.to_string();
             let suffix = format!(" ({pos})");

@@ -88,3 +88,72 @@ pub fn eject(dir: &Path, force: bool) -> Result<Vec<PathBuf>, Error> {
     }
     Ok(files.into_iter().map(|(p, _)| p).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::api::Ctx;
+    use crate::host::{Host, Mode};
+    use crate::report::Reporter;
+    use crate::root::NodeRoot;
+
+    /// Every file in scripts/ and stdlib/ is built in: none is forgotten in the lists above.
+    #[test]
+    fn every_stock_file_is_embedded() {
+        for (dir, list) in [("scripts", SCRIPTS), ("stdlib", STDLIB)] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+            for entry in std::fs::read_dir(path).unwrap() {
+                let name = entry.unwrap().file_name().into_string().unwrap();
+                assert!(
+                    list.iter().any(|e| e.name == name),
+                    "{dir}/{name} is not embedded in stock.rs"
+                );
+            }
+        }
+    }
+
+    /// Every stock script and stdlib module compiles, before anything runs.
+    #[test]
+    fn every_script_and_module_compiles() {
+        let ctx = Rc::new(Ctx::new(
+            NodeRoot::new(Path::new("/")).unwrap(),
+            Host::for_mode(Mode::DryRun),
+            Reporter::silent(),
+        ));
+        let engine =
+            crate::engine::build(&ctx, None, &Rc::default(), crate::engine::Limits::default());
+        let mut scope = rhai::Scope::new();
+        scope.push_constant("cfg", rhai::Map::new());
+        for e in SCRIPTS
+            .iter()
+            .chain(STDLIB)
+            .filter(|e| e.name.ends_with(".rhai"))
+        {
+            if let Err(err) = engine.compile_with_scope(&scope, e.text) {
+                panic!("{} does not compile: {err}", e.name);
+            }
+        }
+    }
+
+    #[test]
+    fn every_api_function_is_documented() {
+        let ctx = Rc::new(Ctx::new(
+            NodeRoot::new(Path::new("/")).unwrap(),
+            Host::for_mode(Mode::DryRun),
+            Reporter::silent(),
+        ));
+        let engine =
+            crate::engine::build(&ctx, None, &Rc::default(), crate::engine::Limits::default());
+        let fns = crate::apiref::functions(&engine);
+        assert!(fns.len() > 15, "the API lists {} functions", fns.len());
+        for f in fns {
+            assert!(
+                !f.doc_comments.is_empty(),
+                "{} has no doc comment",
+                f.signature
+            );
+        }
+    }
+}

@@ -29,6 +29,23 @@ pub fn register_all(engine: &mut Engine, ctx: &Rc<Ctx>) {
     commands::register(engine, ctx);
     encode::register(engine);
     log::register(engine, ctx);
+    engine.register_type_with_name::<EffectFailure>("EffectFailure");
+    rhai::FuncRegistration::new("to_string")
+        .with_comments([
+            "/// The message of a failed effect caught with `try { ... } catch (e) { ... }`.",
+        ])
+        .with_params_info(["failure: EffectFailure", "String"])
+        .register_into_engine(engine, |f: &mut EffectFailure| f.message.clone());
+    rhai::FuncRegistration::new("to_debug")
+        .with_comments(["/// The message of a failed effect, for `debug()`."])
+        .with_params_info(["failure: EffectFailure", "String"])
+        .register_into_engine(engine, |f: &mut EffectFailure| f.message.clone());
+    rhai::FuncRegistration::new("get$message")
+        .with_comments([
+            "/// `e.message`: what failed, for a failed effect caught with `try`/`catch`.",
+        ])
+        .with_params_info(["failure: EffectFailure", "String"])
+        .register_into_engine(engine, |f: &mut EffectFailure| f.message.clone());
 }
 
 /// The step being run, and what it has done so far.

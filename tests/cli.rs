@@ -1,0 +1,763 @@
+//! The one integration test binary: runs the real `kscript` binary in temporary folders.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A scratch folder with scripts in it, and a builder for `kscript` invocations.
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+/// What one invocation printed and returned.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn from(out: &Output) -> Self {
+        Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    fn code(self, code: i32) -> Self {
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file (a script, a config) into the sandbox; returns its path.
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// The node root folder used by `render`.
+    fn root(&self) -> PathBuf {
+        self.path().join("root")
+    }
+
+    /// Runs kscript with `args`, in the sandbox folder.
+    fn kscript(&self, args: &[&str]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_kscript"))
+            .args(args)
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap();
+        Run::from(&out)
+    }
+
+    /// `kscript run SCRIPT --root ROOT ARGS...`
+    fn render(&self, script: &str, args: &[&str]) -> Run {
+        let root = self.root();
+        let mut all = vec!["run", script, "--root", root.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.kscript(&all)
+    }
+
+    /// Output with the sandbox path and timings replaced by stable placeholders.
+    fn stable(&self, text: &str) -> String {
+        let real = fs::canonicalize(self.path()).unwrap();
+        let mut t = text
+            .replace(real.to_str().unwrap(), "[SANDBOX]")
+            .replace(self.path().to_str().unwrap(), "[SANDBOX]");
+        // Timings: "0.012s"
+        let mut out = String::new();
+        let mut rest = t.as_str();
+        while let Some(i) = rest.find(|c: char| c.is_ascii_digit()) {
+            out.push_str(&rest[..i]);
+            let tail = &rest[i..];
+            let num_len = tail
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(tail.len());
+            let num = &tail[..num_len];
+            if num.contains('.')
+                && tail[num_len..].starts_with('s')
+                && num.split('.').nth(1).is_some_and(|f| f.len() == 3)
+            {
+                out.push_str("[TIME]");
+                rest = &tail[num_len + 1..];
+            } else {
+                out.push_str(num);
+                rest = &tail[num_len..];
+            }
+        }
+        out.push_str(rest);
+        t = out;
+        t
+    }
+}
+
+/// The whole tree under `root` as text: each file under a header with its mode, each symlink
+/// with its target, each empty folder; kscript's own state folder left out.
+fn tree_snapshot(root: &Path) -> String {
+    fn walk(dir: &Path, root: &Path, out: &mut String) {
+        let mut entries: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        if entries.is_empty() && dir != root {
+            let rel = dir.strip_prefix(root).unwrap().display();
+            let mode = fs::metadata(dir).unwrap().permissions().mode() & 0o7777;
+            out.push_str(&format!("=== /{rel}/ (dir {mode:04o})\n"));
+        }
+        for p in entries {
+            let rel = format!("/{}", p.strip_prefix(root).unwrap().display());
+            if rel == "/var/lib/kscript" {
+                continue;
+            }
+            let meta = fs::symlink_metadata(&p).unwrap();
+            if meta.file_type().is_symlink() {
+                out.push_str(&format!(
+                    "=== {rel} -> {}\n",
+                    fs::read_link(&p).unwrap().display()
+                ));
+            } else if meta.is_dir() {
+                walk(&p, root, out);
+            } else {
+                out.push_str(&format!("=== {rel} ({:04o})\n", meta.mode() & 0o7777));
+                out.push_str(&fs::read_to_string(&p).unwrap());
+                if !out.ends_with('\n') {
+                    out.push_str("\n[no final newline]\n");
+                }
+            }
+        }
+    }
+    let mut out = String::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// Every file's content, mode and inode: equal before and after means nothing was rewritten.
+fn fingerprint(root: &Path) -> Vec<(PathBuf, Vec<u8>, u32, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let meta = fs::symlink_metadata(&p).unwrap();
+            if p.ends_with("var/lib/kscript") {
+                continue;
+            }
+            if meta.is_dir() {
+                stack.push(p.clone());
+            }
+            let content = if meta.is_file() {
+                fs::read(&p).unwrap()
+            } else {
+                Vec::new()
+            };
+            out.push((p, content, meta.mode(), meta.ino()));
+        }
+    }
+    out.sort();
+    out
+}
+
+const SMALL: &str = r#"
+// A small script: one file of each kind.
+stage("base", "Lay out the node", [
+    step("dirs", "Make the folders", || {
+        dir("/etc/demo", #{ mode: 0o750 });
+        dir("/var/lib/demo/data", #{ mode: 0o700 });
+    }),
+    step("config", "Write configuration", || {
+        file("/etc/demo/app.yaml", to_yaml(#{ name: "demo", replicas: 2, labels: #{ tier: "node" }, ports: [80, 443] }));
+        file("/etc/demo/app.env", to_env(#{ ARGS: "--a=1 --b=2", EMPTY: () }), #{ mode: "0600" });
+        file("/etc/demo/app.toml", to_toml(#{ version: 2, plugins: #{ cri: #{ systemd: true } } }));
+        symlink("/etc/demo/app.yaml", "/etc/demo/current.yaml");
+    }),
+]);
+stage("extra", "A second stage", [
+    step("motd", "Greet", || { file("/etc/motd", "hello\n"); }),
+]);
+"#;
+
+#[test]
+fn renders_a_small_script_into_a_tree() {
+    let sb = Sandbox::new();
+    sb.write("small.rhai", SMALL);
+    let run = sb.render("small.rhai", &[]).ok();
+    insta::assert_snapshot!("small_tree", tree_snapshot(&sb.root()));
+    insta::assert_snapshot!("small_run_output", sb.stable(&run.stdout));
+}
+
+#[test]
+fn second_run_changes_nothing_and_rewrites_nothing() {
+    let sb = Sandbox::new();
+    sb.write("small.rhai", SMALL);
+    sb.render("small.rhai", &["--detailed-exitcode"]).code(2);
+    let before = fingerprint(&sb.root());
+    let run = sb.render("small.rhai", &["--detailed-exitcode"]).ok();
+    assert!(
+        !run.stdout.contains("changed "),
+        "second run changed something:\n{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("changed=0"));
+    assert_eq!(before, fingerprint(&sb.root()), "files were rewritten");
+}
+
+#[test]
+fn example_stock_script_is_idempotent() {
+    let sb = Sandbox::new();
+    sb.render("example.rhai", &[]).ok();
+    let before = fingerprint(&sb.root());
+    sb.render("example.rhai", &["--detailed-exitcode"]).ok();
+    assert_eq!(before, fingerprint(&sb.root()));
+}
+
+#[test]
+fn dry_run_changes_nothing_and_shows_the_plan() {
+    let sb = Sandbox::new();
+    sb.write("small.rhai", SMALL);
+    fs::create_dir_all(sb.root()).unwrap();
+    let run = sb
+        .render("small.rhai", &["--dry-run", "--detailed-exitcode"])
+        .code(2);
+    assert_eq!(
+        fs::read_dir(sb.root()).unwrap().count(),
+        0,
+        "a dry run wrote into the root"
+    );
+    insta::assert_snapshot!("small_dry_run", sb.stable(&run.stdout));
+    // After a real render, a changed configuration shows as `~` with a diff.
+    sb.render("small.rhai", &[]).ok();
+    sb.write("small.rhai", &SMALL.replace("replicas: 2", "replicas: 3"));
+    let run = sb.render("small.rhai", &["--dry-run", "--diff"]).ok();
+    assert!(
+        run.stdout.contains("~ /etc/demo/app.yaml (content)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("-replicas: 2") && run.stdout.contains("+replicas: 3"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("= /etc/demo/app.env (0600)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        fs::read_to_string(sb.root().join("etc/demo/app.yaml"))
+            .unwrap()
+            .contains("replicas: 2")
+    );
+}
+
+#[test]
+fn key_material_is_never_printed() {
+    let sb = Sandbox::new();
+    let key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEsecretbytes\n-----END RSA PRIVATE KEY-----\n";
+    sb.write(
+        "keys.rhai",
+        &format!(
+            r#"stage("pki", "keys", [ step("key", "a key", || {{
+                file("/etc/k/a.key", "{}", #{{ mode: 0o600 }});
+                file("/etc/k/token.conf", "user: x\ntoken: abcdef.0123456789abcdef\n");
+                file("/etc/k/hidden.txt", "plain but marked\n", #{{ secret: true }});
+            }}) ]);"#,
+            key.replace('\n', "\\n")
+        ),
+    );
+    for args in [&["--dry-run", "--diff"][..], &["--diff", "-v"][..]] {
+        let run = sb.render("keys.rhai", args).ok();
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(!all.contains("MIIEsecretbytes"), "{all}");
+        assert!(!all.contains("0123456789abcdef"), "{all}");
+        assert!(!all.contains("plain but marked"), "{all}");
+        assert!(all.contains("(secret: content not shown)"), "{all}");
+    }
+    let journal = fs::read_to_string(sb.root().join("var/lib/kscript/journal.jsonl")).unwrap();
+    assert!(!journal.contains("MIIE") && !journal.contains("0123456789abcdef"));
+}
+
+/// Ten and more ways to try to leave the root; each is refused and nothing is written.
+#[test]
+fn root_escapes_are_refused_and_write_nothing() {
+    let sb = Sandbox::new();
+    let root = sb.root();
+    fs::create_dir_all(root.join("etc")).unwrap();
+    let outside = sb.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let canary = outside.join("canary");
+    fs::write(&canary, "untouched").unwrap();
+    // Symlinks planted in the root, as a hostile or careless tree could hold them.
+    let link =
+        |target: &str, name: &str| std::os::unix::fs::symlink(target, root.join(name)).unwrap();
+    link(outside.to_str().unwrap(), "abs-out");
+    link("../outside", "rel-out");
+    link("etc/../../outside", "rel-out-2");
+    link("chain-2", "chain-1");
+    link("chain-3", "chain-2");
+    link(outside.to_str().unwrap(), "chain-3");
+    link("/", "slash");
+    link(canary.to_str().unwrap(), "etc/canary-link");
+    link(&format!("{}/../outside", root.display()), "abs-dotdot");
+    link("self-loop", "self-loop");
+    fs::create_dir_all(root.join("etc/deep")).unwrap();
+    std::os::unix::fs::symlink("../../..", root.join("etc/deep/up")).unwrap();
+    let attempts = [
+        r#"file("/../outside/x", "x")"#,
+        r#"file("/etc/../../outside/x", "x")"#,
+        r#"file("/abs-out/x", "x")"#,
+        r#"file("/rel-out/x", "x")"#,
+        r#"file("/rel-out-2/x", "x")"#,
+        r#"file("/chain-1/x", "x")"#,
+        r#"file("/slash/tmp/x", "x")"#,
+        r#"file("/etc/canary-link", "overwritten")"#,
+        r#"file("/abs-dotdot/x", "x")"#,
+        r#"file("/self-loop/x", "x")"#,
+        r#"file("/etc/deep/up/outside/x", "x")"#,
+        r#"dir("/abs-out/newdir")"#,
+        r#"symlink("/x", "/rel-out/link")"#,
+        r#"remove("/abs-out/canary")"#,
+        r#"read_file("/etc/canary-link")"#,
+        r#"file("etc/relative", "x")"#,
+    ];
+    for (i, attempt) in attempts.iter().enumerate() {
+        let script = format!(
+            "stage(\"s\", \"escape\", [ step(\"try\", \"attempt {i}\", || {{ {attempt}; }}) ]);"
+        );
+        sb.write("escape.rhai", &script);
+        let before = fingerprint(&root);
+        let run = sb.render("escape.rhai", &[]);
+        assert_eq!(
+            run.code, 1,
+            "attempt {attempt} was not refused:\n{}{}",
+            run.stdout, run.stderr
+        );
+        assert!(
+            run.stderr.contains("escapes the node root")
+                || run.stderr.contains("more than 40 symlinks")
+                || run.stderr.contains("not an absolute node path"),
+            "attempt {attempt}: {}",
+            run.stderr
+        );
+        assert_eq!(
+            before,
+            fingerprint(&root),
+            "attempt {attempt} changed the root"
+        );
+        assert_eq!(
+            fs::read_dir(&outside).unwrap().count(),
+            1,
+            "attempt {attempt} wrote outside"
+        );
+        assert_eq!(fs::read_to_string(&canary).unwrap(), "untouched");
+    }
+}
+
+#[test]
+fn selection_only_skip_from() {
+    let sb = Sandbox::new();
+    sb.write("small.rhai", SMALL);
+    let run = sb.render("small.rhai", &["--only", "base/config"]).ok();
+    assert!(
+        run.stdout.contains("skipped  base/dirs  (not selected)"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("changed  base/config"));
+    assert!(!run.stdout.contains("extra"));
+    assert!(sb.root().join("etc/demo/app.yaml").exists());
+    assert!(!sb.root().join("etc/motd").exists());
+
+    let run = sb.render("small.rhai", &["--from", "extra"]).ok();
+    assert!(!run.stdout.contains("base/"), "{}", run.stdout);
+    assert!(sb.root().join("etc/motd").exists());
+
+    let run = sb.render("small.rhai", &["--skip", "base"]).ok();
+    assert!(!run.stdout.contains("[1/2]"));
+
+    let run = sb.render("small.rhai", &["--only", "base/nope"]).code(2);
+    assert!(
+        run.stderr
+            .contains("--only base/nope: no stage or step has that name"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn handlers_run_once_at_stage_end_only_after_a_change() {
+    let sb = Sandbox::new();
+    sb.write(
+        "h.rhai",
+        r#"
+        handler("count", || { file("/count", (if exists("/count") { parse_int(read_file("/count")) } else { 0 } + 1).to_string()); });
+        stage("s", "notify twice", [
+            step("a", "a", || { if file("/a", "1") { notify("count"); } notify("count"); }),
+            step("b", "b", || { file("/b", "1"); notify("count"); }),
+        ]);
+        "#,
+    );
+    let run = sb.render("h.rhai", &[]).ok();
+    assert_eq!(
+        run.stdout.matches("s/handlers/count").count(),
+        1,
+        "{}",
+        run.stdout
+    );
+    assert_eq!(fs::read_to_string(sb.root().join("count")).unwrap(), "1");
+    // Nothing changed: the handler does not run.
+    let run = sb.render("h.rhai", &[]).ok();
+    assert!(!run.stdout.contains("handlers/count"), "{}", run.stdout);
+    assert_eq!(fs::read_to_string(sb.root().join("count")).unwrap(), "1");
+}
+
+#[test]
+fn commands_are_recorded_when_rendering_and_run_for_real() {
+    let sb = Sandbox::new();
+    let marker = sb.path().join("ran");
+    let script = format!(
+        r#"stage("s", "cmd", [ step("c", "run one", || {{
+            let r = run(["sh", "-c", "echo out; touch {m}"]);
+            info(`executed=${{r.executed}} stdout=${{r.stdout}}`);
+            let again = run(["sh", "-c", "exit 9"], #{{ creates: "{m}" }});
+            info(`second executed=${{again.executed}}`);
+        }}) ]);"#,
+        m = marker.display()
+    );
+    sb.write("cmd.rhai", &script);
+    let run = sb.render("cmd.rhai", &["-v"]).ok();
+    assert!(
+        run.stdout.contains("executed=false stdout="),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("recorded, not run"));
+    assert!(!marker.exists(), "rendering ran a host command");
+    // A real run (no --root): the node root is /, and the command runs.
+    let run = sb.kscript(&["run", "cmd.rhai", "-v"]).ok();
+    assert!(
+        run.stdout.contains("executed=true stdout=out\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(marker.exists());
+    // A failing command fails its step with exit 1 and its stderr.
+    sb.write("fail.rhai", r#"stage("s", "x", [ step("c", "fails", || { run(["sh", "-c", "echo broken >&2; exit 3"]); }) ]);"#);
+    let run = sb.kscript(&["run", "fail.rhai"]).code(1);
+    assert!(
+        run.stderr.contains("exited with code 3") && run.stderr.contains("broken"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn errors_point_at_the_source() {
+    let sb = Sandbox::new();
+    sb.write(
+        "stdlib/helper.rhai",
+        "fn broken(x) {\n    x.no_such_method()\n}\n",
+    );
+    sb.write(
+        "caller.rhai",
+        "import \"helper\" as helper;\nstage(\"s\", \"d\", [\n    step(\"a\", \"calls into a module\", || {\n        helper::broken(1);\n    }),\n]);\n",
+    );
+    let run = sb
+        .kscript(&["run", "caller.rhai", "--root", "root"])
+        .code(2);
+    insta::assert_snapshot!("error_in_module", sb.stable(&run.stderr));
+
+    sb.write(
+        "syntax.rhai",
+        "stage(\"s\", \"d\", [\n    step(\"a\", \"b\", || { let x = ; }),\n]);\n",
+    );
+    let run = sb
+        .kscript(&["run", "syntax.rhai", "--root", "root"])
+        .code(2);
+    insta::assert_snapshot!("error_syntax", sb.stable(&run.stderr));
+
+    sb.write(
+        "loop.rhai",
+        "stage(\"s\", \"d\", [ step(\"a\", \"spins\", || { loop { } }) ]);\n",
+    );
+    let run = sb.kscript(&["run", "loop.rhai", "--root", "root"]).code(2);
+    assert!(run.stderr.contains("operations"), "{}", run.stderr);
+
+    sb.write("top.rhai", "file(\"/x\", \"y\");\n");
+    let run = sb.kscript(&["run", "top.rhai", "--root", "root"]).code(1);
+    assert!(run.stderr.contains("outside a step"), "{}", run.stderr);
+
+    let run = sb.kscript(&["run", "missing.rhai"]).code(2);
+    assert!(
+        run.stderr.contains("no script at `missing.rhai`"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"));
+}
+
+#[test]
+fn configuration_errors_point_at_the_key() {
+    let sb = Sandbox::new();
+    sb.write(
+        "bad.yaml",
+        "node:\n  kernelModules: [overlay]\n  disableSwapp: true\n",
+    );
+    let run = sb
+        .kscript(&[
+            "run",
+            "example.rhai",
+            "--root",
+            "root",
+            "--config",
+            "bad.yaml",
+        ])
+        .code(2);
+    insta::assert_snapshot!("error_config_key", sb.stable(&run.stderr));
+    sb.write("typed.yaml", "node:\n  disableSwap: \"yes\"\n");
+    let run = sb
+        .kscript(&[
+            "run",
+            "example.rhai",
+            "--root",
+            "root",
+            "--config",
+            "typed.yaml",
+        ])
+        .code(2);
+    assert!(
+        run.stderr
+            .contains("`node.disableSwap` must be a boolean, not a string"),
+        "{}",
+        run.stderr
+    );
+    let run = sb
+        .kscript(&[
+            "run",
+            "example.rhai",
+            "--root",
+            "root",
+            "--set",
+            "node.disableSwap=maybe",
+        ])
+        .code(2);
+    assert!(run.stderr.contains("expected a boolean"), "{}", run.stderr);
+    // Good values flow into the script.
+    sb.write("good.yaml", "example:\n  greeting: from the file\n");
+    sb.kscript(&[
+        "run",
+        "example.rhai",
+        "--root",
+        "root",
+        "--config",
+        "good.yaml",
+    ])
+    .ok();
+    assert_eq!(
+        fs::read_to_string(sb.path().join("root/etc/motd")).unwrap(),
+        "from the file\n"
+    );
+    sb.kscript(&[
+        "run",
+        "example.rhai",
+        "--root",
+        "root",
+        "--config",
+        "good.yaml",
+        "--set",
+        "example.greeting=from set",
+    ])
+    .ok();
+    assert_eq!(
+        fs::read_to_string(sb.path().join("root/etc/motd")).unwrap(),
+        "from set\n"
+    );
+    sb.kscript(&[
+        "run",
+        "example.rhai",
+        "--root",
+        "root",
+        "--set",
+        "node.extraSysctls.vm.swappiness=10",
+    ])
+    .ok();
+    assert!(
+        fs::read_to_string(sb.path().join("root/etc/sysctl.d/k8s.conf"))
+            .unwrap()
+            .contains("vm.swappiness = 10")
+    );
+}
+
+#[test]
+fn eject_then_fork_a_stdlib_module() {
+    let sb = Sandbox::new();
+    let run = sb.kscript(&["eject", "flows"]).ok();
+    assert!(
+        run.stdout.contains("flows/example.rhai") && run.stdout.contains("flows/stdlib/node.rhai")
+    );
+    // Ejecting again refuses to overwrite.
+    sb.kscript(&["eject", "flows"]).code(2);
+    // The forked module wins over the built-in one.
+    let node = fs::read_to_string(sb.path().join("flows/stdlib/node.rhai")).unwrap();
+    fs::write(
+        sb.path().join("flows/stdlib/node.rhai"),
+        node.replace(
+            "text += `${m}` + \"\\n\";",
+            "text += `${m} # forked` + \"\\n\";",
+        ),
+    )
+    .unwrap();
+    sb.kscript(&["run", "flows/example.rhai", "--root", "root"])
+        .ok();
+    let modules = fs::read_to_string(sb.path().join("root/etc/modules-load.d/k8s.conf")).unwrap();
+    assert_eq!(modules, "overlay # forked\nbr_netfilter # forked\n");
+    // So does the forked defaults file.
+    let defaults = fs::read_to_string(sb.path().join("flows/stdlib/defaults.yaml")).unwrap();
+    fs::write(
+        sb.path().join("flows/stdlib/defaults.yaml"),
+        defaults.replace("This node was prepared by kscript.", "Forked."),
+    )
+    .unwrap();
+    sb.kscript(&["run", "flows/example.rhai", "--root", "root"])
+        .ok();
+    assert_eq!(
+        fs::read_to_string(sb.path().join("root/etc/motd")).unwrap(),
+        "Forked.\n"
+    );
+}
+
+#[test]
+fn tree_annotates_files_with_their_stage() {
+    let sb = Sandbox::new();
+    sb.write(
+        "t.rhai",
+        r#"
+        stage("runtime", "r", [ step("config", "c", || {
+            file("/etc/containerd/config.toml", "version = 2\n");
+            expect("/run/containerd/containerd.sock", "containerd");
+        }) ]);
+        stage("kubelet", "k", [ step("unit", "u", || {
+            file("/usr/lib/systemd/system/kubelet.service", "[Unit]\n");
+            symlink("/usr/lib/systemd/system/kubelet.service", "/etc/systemd/system/multi-user.target.wants/kubelet.service");
+            dir("/opt/cni/bin");
+        }) ]);
+        "#,
+    );
+    sb.render("t.rhai", &[]).ok();
+    fs::write(sb.root().join("etc/stray"), "not from a script").unwrap();
+    let run = sb.kscript(&["tree", "root"]).ok();
+    insta::assert_snapshot!("tree_annotated", run.stdout);
+}
+
+#[test]
+fn stages_scripts_api_completions_man() {
+    let sb = Sandbox::new();
+    let run = sb.kscript(&["stages", "example.rhai"]).ok();
+    insta::assert_snapshot!("stages_example", run.stdout);
+    let run = sb.kscript(&["scripts"]).ok();
+    assert!(run.stdout.starts_with("example.rhai"));
+    let run = sb.kscript(&["api"]).ok();
+    for f in [
+        "file(path: &str, content: &str, options: Map) -> bool",
+        "run(argv: Array, options: Map) -> Map",
+        "stage(",
+        "step(",
+        "notify(",
+        "to_yaml(",
+    ] {
+        assert!(run.stdout.contains(f), "api reference lacks {f}");
+    }
+    sb.kscript(&["api", "--definitions", "defs"]).ok();
+    assert!(fs::read_dir(sb.path().join("defs")).unwrap().count() > 0);
+    let run = sb.kscript(&["completions", "bash"]).ok();
+    assert!(run.stdout.contains("--dry-run"));
+    let run = sb.kscript(&["man"]).ok();
+    assert!(run.stdout.contains(".TH kscript"));
+    let run = sb.kscript(&["run", "--help"]).ok();
+    assert!(run.stdout.contains("--detailed-exitcode"));
+    sb.kscript(&["run"]).code(2);
+    sb.kscript(&["frobnicate"]).code(2);
+}
+
+#[test]
+fn skip_step_reports_skipped() {
+    let sb = Sandbox::new();
+    let run = sb
+        .kscript(&[
+            "run",
+            "example.rhai",
+            "--root",
+            "root",
+            "--set",
+            "node.disableSwap=false",
+        ])
+        .ok();
+    assert!(
+        run.stdout
+            .contains("skipped  prerequisites/swap  node.disableSwap is false"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn readme_commands_work() {
+    // The two commands at the top of the README: render the main job, and run the tests.
+    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let render = readme
+        .lines()
+        .find(|l| l.trim_start().starts_with("cargo run") && l.contains("--root"))
+        .expect("README shows the render command");
+    let args: Vec<&str> = render
+        .split(" -- ")
+        .nth(1)
+        .map(|rest| rest.split_whitespace().collect())
+        .expect("cargo run -- ARGS");
+    let sb = Sandbox::new();
+    let run = sb.kscript(&args).ok();
+    assert!(run.stdout.contains("RECAP"));
+    assert!(sb.path().join("node-root").is_dir());
+    assert!(
+        readme.contains("cargo test"),
+        "README names the test command"
+    );
+    let ci = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/run")).unwrap();
+    assert!(
+        ci.contains("cargo test"),
+        ".ci/run runs the README's test command"
+    );
+}
