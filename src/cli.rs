@@ -117,6 +117,10 @@ pub struct RunArgs {
     /// Exit with 2 when something changed or would change (0 when nothing did).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Append the journal to FILE (a host path) instead of
+    /// /var/lib/kscript/journal.jsonl under the node root.
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +168,7 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             diff: a.diff,
             verbose: a.verbose,
             detailed_exitcode: a.detailed_exitcode,
+            journal: a.journal,
         }),
         Command::Stages(a) => {
             let script = Script::load(&a.script.script)?;

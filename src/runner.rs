@@ -202,6 +202,8 @@ pub struct RunOptions {
     pub diff: bool,
     pub verbose: bool,
     pub detailed_exitcode: bool,
+    /// A host path for the journal, instead of the one under the node root.
+    pub journal: Option<PathBuf>,
 }
 
 /// How a run ended, when it ran to its end.
@@ -270,14 +272,19 @@ pub fn run(opts: &RunOptions) -> Result<u8, Error> {
         mode.name()
     ));
 
-    let journal_host = loaded
-        .ctx
-        .root
-        .resolve(JOURNAL_PATH)
-        .map_err(|e| Error::Usage {
-            message: format!("the journal path: {e}"),
-        })?
-        .host;
+    let journal_host = match &opts.journal {
+        Some(p) => p.clone(),
+        None => {
+            loaded
+                .ctx
+                .root
+                .resolve(JOURNAL_PATH)
+                .map_err(|e| Error::Usage {
+                    message: format!("the journal path: {e}"),
+                })?
+                .host
+        }
+    };
     let mut run = StageRunner {
         loaded: &loaded,
         journal: (mode != Mode::DryRun).then_some(journal_host),

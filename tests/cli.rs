@@ -468,7 +468,21 @@ fn commands_are_recorded_when_rendering_and_run_for_real() {
     assert!(run.stdout.contains("recorded, not run"));
     assert!(!marker.exists(), "rendering ran a host command");
     // A real run (no --root): the node root is /, and the command runs.
-    let run = sb.kscript(&["run", "cmd.rhai", "-v"]).ok();
+    let journal = sb.path().join("journal.jsonl");
+    let run = sb
+        .kscript(&[
+            "run",
+            "cmd.rhai",
+            "-v",
+            "--journal",
+            journal.to_str().unwrap(),
+        ])
+        .ok();
+    assert!(
+        fs::read_to_string(&journal)
+            .unwrap()
+            .contains("\"action\":\"run\"")
+    );
     assert!(
         run.stdout.contains("executed=true stdout=out\n"),
         "{}",
@@ -477,7 +491,9 @@ fn commands_are_recorded_when_rendering_and_run_for_real() {
     assert!(marker.exists());
     // A failing command fails its step with exit 1 and its stderr.
     sb.write("fail.rhai", r#"stage("s", "x", [ step("c", "fails", || { run(["sh", "-c", "echo broken >&2; exit 3"]); }) ]);"#);
-    let run = sb.kscript(&["run", "fail.rhai"]).code(1);
+    let run = sb
+        .kscript(&["run", "fail.rhai", "--journal", journal.to_str().unwrap()])
+        .code(1);
     assert!(
         run.stderr.contains("exited with code 3") && run.stderr.contains("broken"),
         "{}",
@@ -760,4 +776,24 @@ fn readme_commands_work() {
         ci.contains("cargo test"),
         ".ci/run runs the README's test command"
     );
+}
+
+/// Every snapshot file belongs to a test here: a renamed or deleted test leaves none behind.
+#[test]
+fn no_unreferenced_snapshots() {
+    let source = include_str!("cli.rs");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    for entry in fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        let Some(snap) = name
+            .strip_prefix("cli__")
+            .and_then(|n| n.strip_suffix(".snap"))
+        else {
+            panic!("unexpected file in tests/snapshots: {name}");
+        };
+        assert!(
+            source.contains(&format!("\"{snap}\"")),
+            "snapshot {name} is not used by any test"
+        );
+    }
 }
