@@ -172,7 +172,10 @@ fn dispatch(command: Command) -> Result<u8, Error> {
         }),
         Command::Stages(a) => {
             let script = Script::load(&a.script.script)?;
-            let cfg = script.config(&a.script.config, &a.script.set)?;
+            let (cfg, warnings) = script.config(&a.script.config, &a.script.set)?;
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
             let loaded = inert(script, &cfg)?;
             print(&mut out, &stages_listing(&loaded));
             Ok(0)
@@ -195,7 +198,7 @@ fn dispatch(command: Command) -> Result<u8, Error> {
                 text: String::new(),
                 dir: None,
             };
-            let cfg = script.config(&[], &[])?;
+            let (cfg, _) = script.config(&[], &[])?;
             let loaded = inert(script, &cfg)?;
             match definitions {
                 Some(dir) => {

@@ -113,7 +113,25 @@ impl Config {
         if matches!(doc.value, Value::Null) {
             return Ok(());
         }
-        merge(&mut self.root, doc, src, &mut Vec::new(), &self.open)
+        self.merge_node(doc, src, &|_| None).map(|_| ())
+    }
+
+    /// Overrides with one parsed document; keys the defaults lack are refused unless
+    /// `ignorable` passes them over. Returns the warnings for the keys passed over.
+    pub fn merge_node(
+        &mut self,
+        doc: Node,
+        src: &Source,
+        ignorable: Ignorable<'_>,
+    ) -> Result<Vec<String>, Error> {
+        let mut m = Merger {
+            src,
+            open: &self.open,
+            ignorable,
+            warnings: Vec::new(),
+        };
+        m.merge(&mut self.root, doc, &mut Vec::new())?;
+        Ok(m.warnings)
     }
 
     /// Overrides one dotted key with a value given on the command line (`--set a.b=value`).
@@ -248,78 +266,84 @@ fn is_open(open: &[Vec<String>], path: &[String]) -> bool {
     open.iter().any(|o| path.starts_with(o))
 }
 
-fn merge(
-    base: &mut Node,
-    over: Node,
-    src: &Source,
-    path: &mut Vec<String>,
-    open_paths: &[Vec<String>],
-) -> Result<(), Error> {
-    let key = || {
-        if path.is_empty() {
-            "the document".to_string()
-        } else {
-            format!("`{}`", path.join("."))
+/// Decides about a key the defaults do not have: `Some(warning)` to pass it over with a
+/// warning (a kubeadm field kscript does not use), `None` to refuse it.
+pub type Ignorable<'a> = &'a dyn Fn(&[String]) -> Option<String>;
+
+/// Merges one document over the defaults, checking keys and types.
+struct Merger<'a> {
+    src: &'a Source,
+    open: &'a [Vec<String>],
+    ignorable: Ignorable<'a>,
+    warnings: Vec<String>,
+}
+
+fn key_names(entries: &[(Node, Node)]) -> Vec<&str> {
+    entries
+        .iter()
+        .filter_map(|(k, _)| {
+            if let Value::Str(s) = &k.value {
+                Some(s.as_str())
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+impl Merger<'_> {
+    fn merge(&mut self, base: &mut Node, over: Node, path: &mut Vec<String>) -> Result<(), Error> {
+        if !path.is_empty() && is_open(self.open, &path[..path.len() - 1]) {
+            *base = over;
+            return Ok(());
         }
-    };
-    if !path.is_empty() && is_open(open_paths, &path[..path.len() - 1]) {
-        *base = over;
-        return Ok(());
-    }
-    if !base.value.accepts(&over.value) {
-        return Err(config_error(
-            src,
-            over.span,
-            &format!(
-                "{} must be {}, not {} ({})",
-                key(),
+        if !base.value.accepts(&over.value) {
+            let key = if path.is_empty() {
+                "the document".to_string()
+            } else {
+                format!("`{}`", path.join("."))
+            };
+            let message = format!(
+                "{key} must be {}, not {} ({})",
                 base.value.type_name(),
                 over.value.type_name(),
                 over.value
-            ),
-            None,
-        ));
-    }
-    match (&mut base.value, over.value) {
-        (Value::Map(entries), Value::Map(over_entries)) => {
-            let open = is_open(open_paths, path);
-            for (k, v) in over_entries {
-                let Value::Str(name) = &k.value else {
-                    return Err(config_error(src, k.span, "keys must be strings", None));
-                };
-                path.push(name.clone());
-                match entries.iter().position(|(bk, _)| bk.value == k.value) {
-                    Some(i) => merge(&mut entries[i].1, v, src, path, open_paths)?,
-                    None if open => entries.push((k, v)),
-                    None => {
-                        let known: Vec<&str> = entries
-                            .iter()
-                            .filter_map(|(k, _)| {
-                                if let Value::Str(s) = &k.value {
-                                    Some(s.as_str())
-                                } else {
-                                    None
-                                }
-                            })
-                            .collect();
-                        let help = suggestion(name, &known).map_or_else(
-                            || format!("known keys here: {}", known.join(", ")),
-                            |s| format!("did you mean `{s}`?"),
-                        );
-                        return Err(config_error(
-                            src,
-                            k.span,
-                            &format!("unknown key `{}`", path.join(".")),
-                            Some(help),
-                        ));
-                    }
-                }
-                path.pop();
-            }
+            );
+            return Err(config_error(self.src, over.span, &message, None));
         }
-        (slot, v) => *slot = v,
+        match (&mut base.value, over.value) {
+            (Value::Map(entries), Value::Map(over_entries)) => {
+                let open = is_open(self.open, path);
+                for (k, v) in over_entries {
+                    let Value::Str(name) = &k.value else {
+                        return Err(config_error(self.src, k.span, "keys must be strings", None));
+                    };
+                    path.push(name.clone());
+                    match entries.iter().position(|(bk, _)| bk.value == k.value) {
+                        Some(i) => self.merge(&mut entries[i].1, v, path)?,
+                        None if open => entries.push((k, v)),
+                        None => {
+                            if let Some(w) = (self.ignorable)(path) {
+                                self.warnings.push(w);
+                                path.pop();
+                                continue;
+                            }
+                            let known = key_names(entries);
+                            let help = suggestion(name, &known).map_or_else(
+                                || format!("known keys here: {}", known.join(", ")),
+                                |s| format!("did you mean `{s}`?"),
+                            );
+                            let message = format!("unknown key `{}`", path.join("."));
+                            return Err(config_error(self.src, k.span, &message, Some(help)));
+                        }
+                    }
+                    path.pop();
+                }
+            }
+            (slot, v) => *slot = v,
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The closest known key, when one is close enough to be a likely typo.
@@ -358,10 +382,27 @@ fn config_error(src: &Source, span: (usize, usize), message: &str, help: Option<
 
 /// Parses one YAML document into a [`Node`] tree with byte spans.
 pub fn parse(src: &Source) -> Result<Node, Error> {
+    let mut docs = parse_documents(src)?;
+    if docs.len() > 1 {
+        return Err(config_error(
+            src,
+            docs[1].span,
+            "expected one YAML document, found more",
+            Some("put all settings in one document".into()),
+        ));
+    }
+    Ok(docs.pop().unwrap_or(Node {
+        value: Value::Null,
+        span: (0, 0),
+    }))
+}
+
+/// Parses every YAML document of a stream (`---` between them).
+pub fn parse_documents(src: &Source) -> Result<Vec<Node>, Error> {
     let parser = Parser::new_from_str(&src.text);
     let mut stack: Vec<Frame> = Vec::new();
     let mut result: Option<Node> = None;
-    let mut documents = 0;
+    let mut docs = Vec::new();
     for event in parser {
         let (event, span) = event.map_err(|e| {
             let m = e.marker();
@@ -374,16 +415,11 @@ pub fn parse(src: &Source) -> Result<Node, Error> {
             )
         })?;
         let node = match event {
-            Event::DocumentStart(..) => {
-                documents += 1;
-                if documents > 1 {
-                    return Err(config_error(
-                        src,
-                        byte_span(&span),
-                        "expected one YAML document, found more",
-                        Some("put all settings in one document".into()),
-                    ));
-                }
+            Event::DocumentEnd => {
+                docs.push(result.take().unwrap_or(Node {
+                    value: Value::Null,
+                    span: byte_span(&span),
+                }));
                 continue;
             }
             Event::Alias(_) => {
@@ -451,10 +487,10 @@ pub fn parse(src: &Source) -> Result<Node, Error> {
             },
         }
     }
-    Ok(result.unwrap_or(Node {
-        value: Value::Null,
-        span: (0, 0),
-    }))
+    if let Some(last) = result {
+        docs.push(last);
+    }
+    Ok(docs)
 }
 
 enum Frame {

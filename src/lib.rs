@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod host;
 pub mod journal;
+pub mod kubeadm;
 pub mod report;
 pub mod root;
 pub mod runner;

@@ -13,6 +13,7 @@ use crate::engine::{self, Limits, Sources};
 use crate::error::Error;
 use crate::host::{Host, Mode};
 use crate::journal::{JOURNAL_PATH, Outcome};
+use crate::kubeadm;
 use crate::report::{Reporter, StageRecap};
 use crate::root::NodeRoot;
 use crate::stages::{Model, Selection, Stage};
@@ -85,21 +86,41 @@ impl Script {
         })
     }
 
-    /// The configuration: defaults, then each `--config` file, then each `--set`.
-    pub fn config(&self, files: &[PathBuf], sets: &[String]) -> Result<Config, Error> {
+    /// The configuration: defaults, then each `--config` file, then each `--set`; with the
+    /// warnings about kubeadm fields passed over.
+    pub fn config(
+        &self,
+        files: &[PathBuf],
+        sets: &[String],
+    ) -> Result<(Config, Vec<String>), Error> {
         let mut cfg = Config::from_defaults(&self.defaults()?)?;
+        let mut warnings = Vec::new();
         for f in files {
             let text = std::fs::read_to_string(f)
                 .map_err(|e| Error::io(format!("cannot read configuration {}", f.display()), e))?;
-            cfg.merge_file(&Source {
+            let src = Source {
                 name: f.display().to_string(),
                 text,
-            })?;
+            };
+            for doc in crate::config::parse_documents(&src)? {
+                if kubeadm::is_typed(&doc) {
+                    let t = kubeadm::translate(doc, &src)?;
+                    warnings.extend(t.warnings);
+                    let passed_over = cfg.merge_node(t.overlay, &src, &kubeadm::known_unused)?;
+                    warnings.extend(
+                        passed_over
+                            .into_iter()
+                            .map(|w| format!("{}: {}: {w}", src.name, t.what)),
+                    );
+                } else {
+                    cfg.merge_node(doc, &src, &|_| None)?;
+                }
+            }
         }
         for s in sets {
             cfg.set(s)?;
         }
-        Ok(cfg)
+        Ok((cfg, warnings))
     }
 }
 
@@ -222,7 +243,7 @@ enum StepEnd {
 /// Runs a script; returns the exit code.
 pub fn run(opts: &RunOptions) -> Result<u8, Error> {
     let script = Script::load(&opts.script)?;
-    let cfg = script.config(&opts.config, &opts.set)?;
+    let (cfg, warnings) = script.config(&opts.config, &opts.set)?;
     let mode = match (opts.dry_run, &opts.root) {
         (true, _) => Mode::DryRun,
         (false, Some(_)) => Mode::Render,
@@ -245,6 +266,9 @@ pub fn run(opts: &RunOptions) -> Result<u8, Error> {
     })?;
     let report = Reporter::stdout(opts.dry_run || opts.verbose, opts.diff);
     let loaded = Loaded::new(script, &cfg, root, Host::for_mode(mode), report)?;
+    for w in &warnings {
+        loaded.ctx.report.borrow_mut().warn(w);
+    }
     let model = loaded.model();
     opts.selection.validate(&model)?;
     let plan = opts.selection.plan(&model);

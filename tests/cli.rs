@@ -803,8 +803,14 @@ fn long_waits_say_so_when_not_in_a_terminal() {
     let sb = Sandbox::new();
     sb.write("wait.rhai", r#"stage("s", "w", [ step("nap", "waits", || { run(["sleep", "1.4"], #{ label: "napping" }); }) ]);"#);
     let journal = sb.path().join("journal.jsonl");
-    let run = sb.kscript(&["run", "wait.rhai", "--journal", journal.to_str().unwrap()]).ok();
-    assert!(run.stderr.contains("... waiting: napping"), "{}", run.stderr);
+    let run = sb
+        .kscript(&["run", "wait.rhai", "--journal", journal.to_str().unwrap()])
+        .ok();
+    assert!(
+        run.stderr.contains("... waiting: napping"),
+        "{}",
+        run.stderr
+    );
     // No spinner control characters outside a terminal.
     assert!(!run.stderr.contains('\r') && !run.stdout.contains('\r'));
 }

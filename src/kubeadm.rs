@@ -1,0 +1,401 @@
+//! kubeadm's configuration files, read as they are.
+//!
+//! A `--config` file may hold kubeadm documents (`apiVersion: kubeadm.k8s.io/v1beta4` or
+//! `v1beta3`, `kind: InitConfiguration`, `ClusterConfiguration`, `JoinConfiguration`), a
+//! `KubeletConfiguration` and a `KubeProxyConfiguration`. Each is translated to the keys of
+//! `cfg` (see `stdlib/defaults.yaml`): v1beta3 is converted to v1beta4 first (extra-argument
+//! maps become `{name, value}` lists, timeouts move), and fields kubeadm knows but kscript does
+//! not use are passed over with a warning.
+
+use crate::config::{Node, Source, Value};
+use crate::error::{ConfigError, Error};
+
+const KUBEADM_GROUP: &str = "kubeadm.k8s.io/";
+
+/// The top-level fields of each kubeadm kind (v1beta4; v1beta3's are converted to these).
+const CLUSTER_FIELDS: &[&str] = &[
+    "etcd",
+    "networking",
+    "kubernetesVersion",
+    "controlPlaneEndpoint",
+    "apiServer",
+    "controllerManager",
+    "scheduler",
+    "dns",
+    "proxy",
+    "certificatesDir",
+    "imageRepository",
+    "featureGates",
+    "clusterName",
+    "encryptionAlgorithm",
+    "certificateValidityPeriod",
+    "caCertificateValidityPeriod",
+];
+const INIT_FIELDS: &[&str] = &[
+    "bootstrapTokens",
+    "dryRun",
+    "nodeRegistration",
+    "localAPIEndpoint",
+    "certificateKey",
+    "skipPhases",
+    "patches",
+    "timeouts",
+];
+const JOIN_FIELDS: &[&str] = &[
+    "dryRun",
+    "nodeRegistration",
+    "caCertPath",
+    "discovery",
+    "controlPlane",
+    "skipPhases",
+    "patches",
+    "timeouts",
+];
+
+/// kubeadm fields (as `cfg` key paths) that kscript accepts but does not act on.
+const KNOWN_UNUSED: &[&str] = &[
+    "dryRun",
+    "skipPhases",
+    "timeouts",
+    "etcd.external",
+    "nodeRegistration.imagePullSerial",
+    "discovery.file",
+];
+
+/// One configuration document translated to `cfg`'s keys.
+#[derive(Debug)]
+pub struct Translated {
+    /// What the document is, for messages (`InitConfiguration (kubeadm.k8s.io/v1beta4)`).
+    pub what: String,
+    pub overlay: Node,
+    pub warnings: Vec<String>,
+}
+
+/// Whether `doc` declares an `apiVersion` and a `kind`.
+pub fn is_typed(doc: &Node) -> bool {
+    let Value::Map(entries) = &doc.value else {
+        return false;
+    };
+    let has = |k: &str| {
+        entries
+            .iter()
+            .any(|(key, _)| matches!(&key.value, Value::Str(s) if s == k))
+    };
+    has("apiVersion") && has("kind")
+}
+
+/// Whether a key path the defaults lack is a kubeadm field kscript passes over.
+pub fn known_unused(path: &[String]) -> Option<String> {
+    let joined = path.join(".");
+    KNOWN_UNUSED
+        .iter()
+        .any(|k| joined == *k || joined.starts_with(&format!("{k}.")))
+        .then(|| format!("kscript does not use the kubeadm field `{joined}`; it is ignored"))
+}
+
+fn error(src: &Source, span: (usize, usize), message: &str, help: Option<String>) -> Error {
+    Error::Config(Box::new(ConfigError {
+        message: format!("{}: {message}", src.name),
+        src: miette::NamedSource::new(&src.name, src.text.clone()),
+        span: miette::SourceSpan::new(span.0.into(), span.1),
+        help,
+    }))
+}
+
+fn str_node(s: &str, span: (usize, usize)) -> Node {
+    Node {
+        value: Value::Str(s.into()),
+        span,
+    }
+}
+
+fn take(entries: &mut Vec<(Node, Node)>, key: &str) -> Option<(Node, Node)> {
+    let i = entries
+        .iter()
+        .position(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))?;
+    Some(entries.remove(i))
+}
+
+fn get_mut<'a>(node: &'a mut Node, path: &[&str]) -> Option<&'a mut Node> {
+    let mut cur = node;
+    for part in path {
+        let Value::Map(entries) = &mut cur.value else {
+            return None;
+        };
+        cur = &mut entries
+            .iter_mut()
+            .find(|(k, _)| matches!(&k.value, Value::Str(s) if s == part))?
+            .1;
+    }
+    Some(cur)
+}
+
+/// Turns a v1beta3 `map[string]string` of arguments into v1beta4's `[{name, value}]`.
+fn args_map_to_list(node: &mut Node) {
+    if let Value::Map(entries) = &mut node.value {
+        let list = std::mem::take(entries)
+            .into_iter()
+            .map(|(k, v)| {
+                let span = k.span;
+                Node {
+                    value: Value::Map(vec![
+                        (str_node("name", span), k),
+                        (str_node("value", v.span), v),
+                    ]),
+                    span,
+                }
+            })
+            .collect();
+        node.value = Value::List(list);
+    }
+}
+
+/// Moves a v1beta3 field to where v1beta4 keeps it (`timeouts.X`).
+fn move_to_timeouts(doc: &mut Node, from: &[&str], to: &str) {
+    let Some((last, parents)) = from.split_last() else {
+        return;
+    };
+    let moved = get_mut(doc, parents).and_then(|n| match &mut n.value {
+        Value::Map(e) => take(e, last),
+        _ => None,
+    });
+    let Some((k, v)) = moved else { return };
+    let Value::Map(top) = &mut doc.value else {
+        return;
+    };
+    // v1beta3 has no `timeouts`: the map is new.
+    top.push((
+        str_node("timeouts", k.span),
+        Node {
+            value: Value::Map(vec![(str_node(to, k.span), v)]),
+            span: k.span,
+        },
+    ));
+}
+
+/// Translates one typed document. `doc` must satisfy [`is_typed`].
+#[allow(clippy::too_many_lines)] // one kind after another, each with its checks
+pub fn translate(mut doc: Node, src: &Source) -> Result<Translated, Error> {
+    let span = doc.span;
+    let Value::Map(entries) = &mut doc.value else {
+        unreachable!("is_typed checked a map")
+    };
+    let (_, api) = take(entries, "apiVersion").expect("is_typed checked apiVersion");
+    let (_, kind) = take(entries, "kind").expect("is_typed checked kind");
+    let (Value::Str(api_version), Value::Str(kind_name)) = (&api.value, &kind.value) else {
+        return Err(error(
+            src,
+            api.span,
+            "apiVersion and kind must be strings",
+            None,
+        ));
+    };
+    let what = format!("{kind_name} ({api_version})");
+    let wrap = |key: &str, doc: Node| Node {
+        value: Value::Map(vec![(str_node(key, span), doc)]),
+        span,
+    };
+    match (api_version.as_str(), kind_name.as_str()) {
+        ("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration") => {
+            return Ok(Translated {
+                what,
+                overlay: wrap("kubelet", doc),
+                warnings: Vec::new(),
+            });
+        }
+        ("kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration") => {
+            return Ok(Translated {
+                what,
+                overlay: wrap("kubeProxy", doc),
+                warnings: Vec::new(),
+            });
+        }
+        _ => {}
+    }
+    let Some(version) = api_version.strip_prefix(KUBEADM_GROUP) else {
+        return Err(error(
+            src,
+            api.span,
+            &format!("`{api_version}` is not a configuration kscript reads"),
+            Some("kscript reads kubeadm.k8s.io/v1beta4 and v1beta3, kubelet.config.k8s.io/v1beta1 and kubeproxy.config.k8s.io/v1alpha1".into()),
+        ));
+    };
+    if version != "v1beta4" && version != "v1beta3" {
+        return Err(error(
+            src,
+            api.span,
+            &format!("kubeadm's `{version}` API is not supported"),
+            Some(
+                "convert it with `kubeadm config migrate` to v1beta4 (v1beta3 is read too)".into(),
+            ),
+        ));
+    }
+    let fields = match kind_name.as_str() {
+        "ClusterConfiguration" => CLUSTER_FIELDS,
+        "InitConfiguration" => INIT_FIELDS,
+        "JoinConfiguration" => JOIN_FIELDS,
+        other => {
+            return Err(error(
+                src,
+                kind.span,
+                &format!("kscript does not read kubeadm's `{other}`"),
+                Some(
+                    "kscript reads InitConfiguration, ClusterConfiguration and JoinConfiguration"
+                        .into(),
+                ),
+            ));
+        }
+    };
+    for (k, _) in entries.iter() {
+        if let Value::Str(name) = &k.value
+            && !fields.contains(&name.as_str())
+        {
+            return Err(error(
+                src,
+                k.span,
+                &format!("`{name}` is not a field of {kind_name}"),
+                Some(format!("{kind_name}'s fields: {}", fields.join(", "))),
+            ));
+        }
+    }
+    let mut warnings = Vec::new();
+    if version == "v1beta3" {
+        for path in [
+            &["apiServer", "extraArgs"][..],
+            &["controllerManager", "extraArgs"],
+            &["scheduler", "extraArgs"],
+            &["etcd", "local", "extraArgs"],
+            &["nodeRegistration", "kubeletExtraArgs"],
+        ] {
+            if let Some(n) = get_mut(&mut doc, path) {
+                args_map_to_list(n);
+            }
+        }
+        move_to_timeouts(
+            &mut doc,
+            &["apiServer", "timeoutForControlPlane"],
+            "controlPlaneComponentHealthCheck",
+        );
+        move_to_timeouts(&mut doc, &["discovery", "timeout"], "discovery");
+        warnings.push(format!(
+            "{}: {what} is read as kubeadm.k8s.io/v1beta4 (converted)",
+            src.name
+        ));
+    }
+    Ok(Translated {
+        what,
+        overlay: doc,
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, parse_documents};
+
+    fn defaults() -> Config {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/stdlib/defaults.yaml"))
+                .unwrap();
+        Config::from_defaults(&Source {
+            name: "defaults.yaml".into(),
+            text,
+        })
+        .unwrap()
+    }
+
+    fn load(text: &str) -> Result<(Config, Vec<String>), Error> {
+        let mut cfg = defaults();
+        let src = Source {
+            name: "kubeadm.yaml".into(),
+            text: text.into(),
+        };
+        let mut warnings = Vec::new();
+        for doc in parse_documents(&src)? {
+            let t = translate(doc, &src)?;
+            warnings.extend(t.warnings);
+            warnings.extend(cfg.merge_node(t.overlay, &src, &known_unused)?);
+        }
+        Ok((cfg, warnings))
+    }
+
+    fn get(cfg: &Config, path: &str) -> rhai::Dynamic {
+        let mut d = cfg.to_dynamic();
+        for p in path.split('.') {
+            d = d.cast::<rhai::Map>()[p].clone();
+        }
+        d
+    }
+
+    #[test]
+    fn reads_a_v1beta4_init_and_cluster_configuration() {
+        let (cfg, warnings) = load(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nlocalAPIEndpoint:\n  advertiseAddress: 192.168.56.10\nnodeRegistration:\n  name: k8s-ctr\n  kubeletExtraArgs:\n  - name: node-ip\n    value: 192.168.56.10\ntimeouts:\n  kubeletHealthCheck: 4m0s\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.33.2\nnetworking:\n  podSubnet: 10.10.0.0/16\n---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\n",
+        )
+        .unwrap();
+        assert_eq!(
+            get(&cfg, "localAPIEndpoint.advertiseAddress").to_string(),
+            "192.168.56.10"
+        );
+        assert_eq!(get(&cfg, "nodeRegistration.name").to_string(), "k8s-ctr");
+        assert_eq!(get(&cfg, "kubernetesVersion").to_string(), "v1.33.2");
+        assert_eq!(
+            get(&cfg, "networking.podSubnet").to_string(),
+            "10.10.0.0/16"
+        );
+        assert_eq!(
+            get(&cfg, "networking.serviceSubnet").to_string(),
+            "10.96.0.0/12"
+        );
+        assert_eq!(get(&cfg, "kubelet.cgroupDriver").to_string(), "systemd");
+        assert_eq!(
+            warnings,
+            ["kscript does not use the kubeadm field `timeouts`; it is ignored"]
+        );
+    }
+
+    #[test]
+    fn converts_v1beta3() {
+        let (cfg, warnings) = load(
+            "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\napiServer:\n  timeoutForControlPlane: 4m0s\n  extraArgs:\n    audit-log-maxage: \"30\"\n---\napiVersion: kubeadm.k8s.io/v1beta3\nkind: InitConfiguration\nnodeRegistration:\n  kubeletExtraArgs:\n    node-ip: 10.0.0.5\n",
+        )
+        .unwrap();
+        let args = get(&cfg, "apiServer.extraArgs").cast::<rhai::Array>();
+        let first = args[0].clone().cast::<rhai::Map>();
+        assert_eq!(
+            (first["name"].to_string(), first["value"].to_string()),
+            ("audit-log-maxage".into(), "30".into())
+        );
+        let kargs = get(&cfg, "nodeRegistration.kubeletExtraArgs").cast::<rhai::Array>();
+        assert_eq!(
+            kargs[0].clone().cast::<rhai::Map>()["value"].to_string(),
+            "10.0.0.5"
+        );
+        assert!(warnings.iter().any(|w| w.contains("converted")));
+        assert!(warnings.iter().any(|w| w.contains("`timeouts`")));
+    }
+
+    #[test]
+    fn refuses_what_kubeadm_would_refuse() {
+        let err =
+            load("apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nnetworking: {}\n")
+                .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`networking` is not a field of InitConfiguration"),
+            "{err}"
+        );
+        let err =
+            load("apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\n").unwrap_err();
+        assert!(err.to_string().contains("v1beta2"), "{err}");
+        let err = load("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworking:\n  podSubnett: x\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unknown key `networking.podSubnett`"),
+            "{err}"
+        );
+        let err = load("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworking:\n  podSubnet: [x]\n").unwrap_err();
+        assert!(err.to_string().contains("must be a string"), "{err}");
+    }
+}
