@@ -215,6 +215,17 @@ impl PrivateKey {
         self.inner.pair.subject_public_key_info()
     }
 
+    /// The raw public key: `RSAPublicKey` DER for RSA, the uncompressed point for EC
+    /// (the content of a certificate's subjectPublicKey BIT STRING).
+    pub(crate) fn public_key_raw(&self) -> &[u8] {
+        self.inner.pair.public_key_raw()
+    }
+
+    /// The key in the form rcgen signs with.
+    pub(crate) fn key_pair(&self) -> &rcgen::KeyPair {
+        &self.inner.pair
+    }
+
     fn from_pkcs1_der(der: &[u8]) -> Result<Self> {
         let rsa = RsaKeyPair::from_der(der).map_err(|e| {
             if e.description_() == "TooSmall" {
