@@ -2,7 +2,7 @@
 //! pure Rust (rcgen on aws-lc-rs to issue, x509-parser to read and verify).
 //!
 //! This module knows nothing of scripts: it takes plain values and returns
-//! PEM strings, and does no file I/O. Time and serial numbers come from
+//! PEM/YAML strings, and does no file I/O. Time and serial numbers come from
 //! a [`Context`], so output is reproducible in tests. Key material never
 //! appears in `Debug` output or error messages.
 //!
@@ -14,6 +14,7 @@ mod error;
 mod inspect;
 mod issue;
 mod key;
+mod kubeconfig;
 mod spec;
 
 pub use context::{
@@ -25,6 +26,10 @@ pub use inspect::{
 };
 pub use issue::{self_signed_ca, sign_leaf};
 pub use key::{KeyAlgorithm, PrivateKey, generate_key, generate_keys};
+pub use kubeconfig::{
+    Cluster, ContextRef, Kubeconfig, KubeconfigAuth, KubeconfigSpec, NamedCluster, NamedContext,
+    NamedUser, Preferences, UserAuth, kubeconfig_yaml,
+};
 pub use spec::{
     BACKDATE, CA_VALIDITY, CERT_VALIDITY, CertSpec, Eku, San, first_service_ip, parse_san,
 };
