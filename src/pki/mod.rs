@@ -33,3 +33,6 @@ pub use kubeconfig::{
 pub use spec::{
     BACKDATE, CA_VALIDITY, CERT_VALIDITY, CertSpec, Eku, San, first_service_ip, parse_san,
 };
+
+#[cfg(test)]
+mod tests;
