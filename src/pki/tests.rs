@@ -531,6 +531,15 @@ fn signing_refuses_bad_cas_and_bad_specs_with_clear_errors() {
         .to_string();
     assert!(err.contains("\"Bad_Name\""), "{err}");
 
+    // A CA spec given to sign_leaf makes an intermediate CA that can sign in turn.
+    let intermediate =
+        sign_leaf(&CertSpec::ca("intermediate"), &keys[2], &ca, &keys[0], &ctx).unwrap();
+    let info = inspect(&intermediate).unwrap();
+    assert!(info.is_ca && info.key_usages.contains(&KeyUsage::KeyCertSign));
+    let under = sign_leaf(&spec, &keys[1], &intermediate, &keys[2], &ctx).unwrap();
+    assert!(verify_signed_by(&under, &intermediate).unwrap());
+    assert!(verify_signed_by(&intermediate, &ca).unwrap());
+
     let err = self_signed_ca(&spec, &keys[0], &ctx)
         .unwrap_err()
         .to_string();
