@@ -22,9 +22,7 @@ pub struct Function {
 /// Every function kscript registers (not Rhai's own), sorted by name then signature.
 pub fn functions(engine: &Engine) -> Vec<Function> {
     let json = engine.gen_fn_metadata_to_json(false).unwrap_or_default();
-    let mut fns = serde_json::from_str::<Metadata>(&json)
-        .map(|m| m.functions)
-        .unwrap_or_default();
+    let mut fns = serde_json::from_str::<Metadata>(&json).map(|m| m.functions).unwrap_or_default();
     fns.sort_by(|a, b| (&a.name, &a.signature).cmp(&(&b.name, &b.signature)));
     fns
 }
@@ -43,10 +41,7 @@ pub fn reference(engine: &Engine) -> String {
         out.push_str(&f.signature);
         out.push('\n');
         // Overloads that share their documentation list their signatures, then it once.
-        if fns
-            .get(i + 1)
-            .is_some_and(|n| n.name == f.name && n.doc_comments == f.doc_comments)
-        {
+        if fns.get(i + 1).is_some_and(|n| n.name == f.name && n.doc_comments == f.doc_comments) {
             continue;
         }
         for block in &f.doc_comments {

@@ -159,11 +159,7 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             root: a.root,
             config: a.script.config,
             set: a.script.set,
-            selection: Selection {
-                only: a.only,
-                skip: a.skip,
-                from: a.from,
-            },
+            selection: Selection { only: a.only, skip: a.skip, from: a.from },
             dry_run: a.dry_run,
             diff: a.diff,
             verbose: a.verbose,
@@ -193,29 +189,15 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             Ok(0)
         }
         Command::Api { definitions } => {
-            let script = Script {
-                name: "api".into(),
-                text: String::new(),
-                dir: None,
-            };
+            let script = Script { name: "api".into(), text: String::new(), dir: None };
             let (cfg, _) = script.config(&[], &[])?;
             let loaded = inert(script, &cfg)?;
             match definitions {
                 Some(dir) => {
-                    loaded
-                        .engine
-                        .definitions()
-                        .write_to_dir(&dir)
-                        .map_err(|e| {
-                            Error::io(
-                                format!("cannot write definitions into {}", dir.display()),
-                                e,
-                            )
-                        })?;
-                    print(
-                        &mut out,
-                        &format!("wrote definition files into {}\n", dir.display()),
-                    );
+                    loaded.engine.definitions().write_to_dir(&dir).map_err(|e| {
+                        Error::io(format!("cannot write definitions into {}", dir.display()), e)
+                    })?;
+                    print(&mut out, &format!("wrote definition files into {}\n", dir.display()));
                 }
                 None => print(&mut out, &crate::apiref::reference(&loaded.engine)),
             }
@@ -231,8 +213,7 @@ fn dispatch(command: Command) -> Result<u8, Error> {
         }
         Command::Man => {
             let man = clap_mangen::Man::new(Cli::command());
-            man.render(&mut out)
-                .map_err(|e| Error::io("cannot write the man page", e))?;
+            man.render(&mut out).map_err(|e| Error::io("cannot write the man page", e))?;
             Ok(0)
         }
     }
@@ -240,15 +221,8 @@ fn dispatch(command: Command) -> Result<u8, Error> {
 
 /// A script loaded to be inspected, not run: a dry run against `/` whose steps never run.
 fn inert(script: Script, cfg: &crate::config::Config) -> Result<Loaded, Error> {
-    let root =
-        NodeRoot::new(std::path::Path::new("/")).map_err(|e| Error::io("cannot open /", e))?;
-    Loaded::new(
-        script,
-        cfg,
-        root,
-        Host::for_mode(Mode::DryRun),
-        Reporter::silent(),
-    )
+    let root = NodeRoot::new(std::path::Path::new("/")).map_err(|e| Error::io("cannot open /", e))?;
+    Loaded::new(script, cfg, root, Host::for_mode(Mode::DryRun), Reporter::silent())
 }
 
 /// The text of `kscript stages`.
@@ -258,27 +232,20 @@ pub fn stages_listing(loaded: &Loaded) -> String {
     let width = model
         .stages
         .iter()
-        .flat_map(|s| {
-            s.steps
-                .iter()
-                .map(move |p| p.name.len() + 4)
-                .chain([s.name.len()])
-        })
+        .flat_map(|s| s.steps.iter().map(move |p| p.name.len() + 4).chain([s.name.len()]))
         .max()
         .unwrap_or(0);
     for (i, stage) in model.stages.iter().enumerate() {
-        out.push_str(&format!(
-            "\n{}. {:<width$}  {}\n",
-            i + 1,
-            stage.name,
-            stage.description
-        ));
+        let note = if stage.explicit { " (runs only when named with --only or --from)" } else { "" };
+        out.push_str(&format!("\n{}. {:<width$}  {}{note}\n", i + 1, stage.name, stage.description));
         for step in &stage.steps {
             out.push_str(&format!("     {:<width$}{}\n", step.name, step.description));
         }
     }
     if !model.handlers.is_empty() {
-        out.push_str("\nhandlers (run at the end of a stage when notified by a step that changed something):\n");
+        out.push_str(
+            "\nhandlers (run at the end of a stage when notified by a step that changed something):\n",
+        );
         for h in &model.handlers {
             out.push_str(&format!("   {}\n", h.name));
         }

@@ -95,12 +95,7 @@ impl Config {
     pub fn from_defaults(src: &Source) -> Result<Self, Error> {
         let root = parse(src)?;
         if !matches!(root.value, Value::Map(_)) {
-            return Err(config_error(
-                src,
-                root.span,
-                "the defaults must be a map",
-                None,
-            ));
+            return Err(config_error(src, root.span, "the defaults must be a map", None));
         }
         let mut open = Vec::new();
         collect_open(&root, &mut Vec::new(), &mut open);
@@ -124,12 +119,7 @@ impl Config {
         src: &Source,
         ignorable: Ignorable<'_>,
     ) -> Result<Vec<String>, Error> {
-        let mut m = Merger {
-            src,
-            open: &self.open,
-            ignorable,
-            warnings: Vec::new(),
-        };
+        let mut m = Merger { src, open: &self.open, ignorable, warnings: Vec::new() };
         m.merge(&mut self.root, doc, &mut Vec::new())?;
         Ok(m.warnings)
     }
@@ -140,7 +130,9 @@ impl Config {
     /// text as it is.
     pub fn set(&mut self, assignment: &str) -> Result<(), Error> {
         let (key, raw) = assignment.split_once('=').ok_or_else(|| Error::Usage {
-            message: format!("--set `{assignment}`: expected KEY=VALUE, such as `networking.podSubnet=10.244.0.0/16`"),
+            message: format!(
+                "--set `{assignment}`: expected KEY=VALUE, such as `networking.podSubnet=10.244.0.0/16`"
+            ),
         })?;
         let mut node = &mut self.root;
         let mut walked: Vec<String> = Vec::new();
@@ -160,38 +152,25 @@ impl Config {
             walked.push(part.to_string());
             let Value::Map(entries) = &mut node.value else {
                 return Err(Error::Usage {
-                    message: format!(
-                        "--set {key}: `{}` is not a map",
-                        walked[..walked.len() - 1].join(".")
-                    ),
+                    message: format!("--set {key}: `{}` is not a map", walked[..walked.len() - 1].join(".")),
                 });
             };
             let open = is_open(&self.open, &walked[..walked.len() - 1]);
-            let pos = entries
-                .iter()
-                .position(|(k, _)| matches!(&k.value, Value::Str(s) if s == part));
+            let pos = entries.iter().position(|(k, _)| matches!(&k.value, Value::Str(s) if s == part));
             let idx = match (pos, open) {
                 (Some(i), _) => i,
                 (None, true) => {
-                    entries.push((
-                        str_node(part),
-                        Node {
-                            value: Value::Null,
-                            span: (0, 0),
-                        },
-                    ));
+                    entries.push((str_node(part), Node { value: Value::Null, span: (0, 0) }));
                     entries.len() - 1
                 }
                 (None, false) => {
                     let known: Vec<&str> = entries
                         .iter()
-                        .filter_map(|(k, _)| {
-                            if let Value::Str(s) = &k.value {
-                                Some(s.as_str())
-                            } else {
-                                None
-                            }
-                        })
+                        .filter_map(
+                            |(k, _)| {
+                                if let Value::Str(s) = &k.value { Some(s.as_str()) } else { None }
+                            },
+                        )
                         .collect();
                     return Err(Error::Usage {
                         message: format!(
@@ -206,10 +185,7 @@ impl Config {
             };
             node = &mut entries[idx].1;
         }
-        let src = Source {
-            name: format!("--set {key}"),
-            text: raw.to_string(),
-        };
+        let src = Source { name: format!("--set {key}"), text: raw.to_string() };
         let value = match &node.value {
             Value::Str(_) => Value::Str(raw.to_string()),
             _ => parse(&src)?.value,
@@ -239,10 +215,7 @@ impl Config {
 }
 
 fn str_node(s: &str) -> Node {
-    Node {
-        value: Value::Str(s.to_string()),
-        span: (0, 0),
-    }
+    Node { value: Value::Str(s.to_string()), span: (0, 0) }
 }
 
 /// Records the key paths of the defaults' empty maps.
@@ -281,13 +254,7 @@ struct Merger<'a> {
 fn key_names(entries: &[(Node, Node)]) -> Vec<&str> {
     entries
         .iter()
-        .filter_map(|(k, _)| {
-            if let Value::Str(s) = &k.value {
-                Some(s.as_str())
-            } else {
-                None
-            }
-        })
+        .filter_map(|(k, _)| if let Value::Str(s) = &k.value { Some(s.as_str()) } else { None })
         .collect()
 }
 
@@ -298,11 +265,8 @@ impl Merger<'_> {
             return Ok(());
         }
         if !base.value.accepts(&over.value) {
-            let key = if path.is_empty() {
-                "the document".to_string()
-            } else {
-                format!("`{}`", path.join("."))
-            };
+            let key =
+                if path.is_empty() { "the document".to_string() } else { format!("`{}`", path.join(".")) };
             let message = format!(
                 "{key} must be {}, not {} ({})",
                 base.value.type_name(),
@@ -391,10 +355,7 @@ pub fn parse(src: &Source) -> Result<Node, Error> {
             Some("put all settings in one document".into()),
         ));
     }
-    Ok(docs.pop().unwrap_or(Node {
-        value: Value::Null,
-        span: (0, 0),
-    }))
+    Ok(docs.pop().unwrap_or(Node { value: Value::Null, span: (0, 0) }))
 }
 
 /// Parses every YAML document of a stream (`---` between them).
@@ -407,35 +368,19 @@ pub fn parse_documents(src: &Source) -> Result<Vec<Node>, Error> {
         let (event, span) = event.map_err(|e| {
             let m = e.marker();
             let off = m.byte_offset().unwrap_or(0);
-            config_error(
-                src,
-                (off, 0),
-                &format!("not valid YAML: {}", e.info()),
-                None,
-            )
+            config_error(src, (off, 0), &format!("not valid YAML: {}", e.info()), None)
         })?;
         let node = match event {
             Event::DocumentEnd => {
-                docs.push(result.take().unwrap_or(Node {
-                    value: Value::Null,
-                    span: byte_span(&span),
-                }));
+                docs.push(result.take().unwrap_or(Node { value: Value::Null, span: byte_span(&span) }));
                 continue;
             }
             Event::Alias(_) => {
-                return Err(config_error(
-                    src,
-                    byte_span(&span),
-                    "YAML aliases are not supported here",
-                    None,
-                ));
+                return Err(config_error(src, byte_span(&span), "YAML aliases are not supported here", None));
             }
             Event::Scalar(text, style, _, tag) => {
                 let tagged_str = tag.as_ref().is_some_and(|t| t.suffix() == "str");
-                Node {
-                    value: scalar(&text, style, tagged_str),
-                    span: byte_span(&span),
-                }
+                Node { value: scalar(&text, style, tagged_str), span: byte_span(&span) }
             }
             Event::SequenceStart(..) => {
                 stack.push(Frame::List(Vec::new(), byte_span(&span).0));
@@ -450,20 +395,14 @@ pub fn parse_documents(src: &Source) -> Result<Vec<Node>, Error> {
                     unreachable!("parser balances sequences")
                 };
                 let end = byte_span(&span).0.max(start);
-                Node {
-                    value: Value::List(items),
-                    span: (start, end - start),
-                }
+                Node { value: Value::List(items), span: (start, end - start) }
             }
             Event::MappingEnd => {
                 let Some(Frame::Map(entries, _, start)) = stack.pop() else {
                     unreachable!("parser balances mappings")
                 };
                 let end = byte_span(&span).0.max(start);
-                Node {
-                    value: Value::Map(entries),
-                    span: (start, end - start),
-                }
+                Node { value: Value::Map(entries), span: (start, end - start) }
             }
             _ => continue,
         };
@@ -528,9 +467,8 @@ fn scalar(text: &str, style: ScalarStyle, tagged_str: bool) -> Value {
     {
         return Value::Int(i);
     }
-    let looks_numeric = text
-        .bytes()
-        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'));
+    let looks_numeric =
+        text.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'));
     if looks_numeric
         && text.bytes().any(|b| b.is_ascii_digit())
         && let Ok(x) = text.parse::<f64>()
@@ -567,10 +505,7 @@ mod tests {
     use super::*;
 
     fn src(text: &str) -> Source {
-        Source {
-            name: "test.yaml".into(),
-            text: text.into(),
-        }
+        Source { name: "test.yaml".into(), text: text.into() }
     }
 
     const DEFAULTS: &str = "a: 1\nb:\n  c: text\n  d: true\nfree: {}\nany: null\nlist: [x]\n";
@@ -578,8 +513,7 @@ mod tests {
     #[test]
     fn merges_and_types() {
         let mut c = Config::from_defaults(&src(DEFAULTS)).unwrap();
-        c.merge_file(&src("a: 2\nb:\n  c: other\nfree:\n  k: v\nany: [1, 2]\n"))
-            .unwrap();
+        c.merge_file(&src("a: 2\nb:\n  c: other\nfree:\n  k: v\nany: [1, 2]\n")).unwrap();
         c.set("b.d=false").unwrap();
         c.set("free.new=5").unwrap();
         let d = c.to_dynamic();
@@ -594,15 +528,8 @@ mod tests {
     fn unknown_key_points_at_the_key() {
         let mut c = Config::from_defaults(&src(DEFAULTS)).unwrap();
         let text = "a: 2\nb:\n  cc: x\n";
-        let Err(Error::Config(e)) = c.merge_file(&src(text)) else {
-            panic!("expected a config error")
-        };
-        let ConfigError {
-            message,
-            span,
-            help,
-            ..
-        } = *e;
+        let Err(Error::Config(e)) = c.merge_file(&src(text)) else { panic!("expected a config error") };
+        let ConfigError { message, span, help, .. } = *e;
         assert!(message.contains("unknown key `b.cc`"), "{message}");
         assert_eq!(&text[span.offset()..span.offset() + span.len()], "cc");
         assert_eq!(help.as_deref(), Some("did you mean `c`?"));
@@ -611,14 +538,9 @@ mod tests {
     #[test]
     fn wrong_type_is_an_error() {
         let mut c = Config::from_defaults(&src(DEFAULTS)).unwrap();
-        let Err(Error::Config(e)) = c.merge_file(&src("a: hello\n")) else {
-            panic!()
-        };
+        let Err(Error::Config(e)) = c.merge_file(&src("a: hello\n")) else { panic!() };
         let message = e.message;
-        assert!(
-            message.contains("`a` must be an integer, not a string"),
-            "{message}"
-        );
+        assert!(message.contains("`a` must be an integer, not a string"), "{message}");
         assert!(c.set("a=x").is_err());
         assert!(c.set("nope=1").is_err());
         assert!(c.set("b.c").is_err());

@@ -44,12 +44,7 @@ pub type Sources = Rc<RefCell<HashMap<String, String>>>;
 ///
 /// `fork_dir` is the folder of a script on disk: its `stdlib/` is searched before the
 /// built-in stdlib, so a forked module replaces the stock one.
-pub fn build(
-    ctx: &Rc<Ctx>,
-    fork_dir: Option<PathBuf>,
-    sources: &Sources,
-    limits: Limits,
-) -> Engine {
+pub fn build(ctx: &Rc<Ctx>, fork_dir: Option<PathBuf>, sources: &Sources, limits: Limits) -> Engine {
     let mut engine = Engine::new();
     engine
         .set_max_operations(limits.max_operations)
@@ -61,11 +56,7 @@ pub fn build(
         .set_max_modules(limits.max_modules)
         .set_fail_on_invalid_map_property(true)
         .set_strict_variables(true);
-    engine.set_module_resolver(Resolver {
-        fork_dir,
-        sources: sources.clone(),
-        cache: RefCell::default(),
-    });
+    engine.set_module_resolver(Resolver { fork_dir, sources: sources.clone(), cache: RefCell::default() });
     let c = ctx.clone();
     engine.on_print(move |s| c.report.borrow_mut().message(s));
     let c = ctx.clone();
@@ -94,14 +85,9 @@ impl Resolver {
     fn find(&self, path: &str) -> Option<(String, String)> {
         let base = self.fork_dir.clone().unwrap_or_else(|| PathBuf::from("."));
         if path.contains('/') || path.ends_with(".rhai") {
-            let file = base.join(if path.ends_with(".rhai") {
-                path.to_string()
-            } else {
-                format!("{path}.rhai")
-            });
-            return std::fs::read_to_string(&file)
-                .ok()
-                .map(|t| (file.display().to_string(), t));
+            let file =
+                base.join(if path.ends_with(".rhai") { path.to_string() } else { format!("{path}.rhai") });
+            return std::fs::read_to_string(&file).ok().map(|t| (file.display().to_string(), t));
         }
         if let Some(dir) = &self.fork_dir {
             let file = dir.join("stdlib").join(format!("{path}.rhai"));
@@ -129,8 +115,7 @@ impl ModuleResolver for Resolver {
             return Ok(m.clone());
         }
         self.sources.borrow_mut().insert(name.clone(), text.clone());
-        let in_module =
-            |e: Box<EvalAltResult>| Box::new(EvalAltResult::ErrorInModule(name.clone(), e, pos));
+        let in_module = |e: Box<EvalAltResult>| Box::new(EvalAltResult::ErrorInModule(name.clone(), e, pos));
         let mut ast = engine.compile(&text).map_err(|e| in_module(e.into()))?;
         ast.set_source(name.as_str());
         let mut module = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(in_module)?;

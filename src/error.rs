@@ -48,10 +48,7 @@ impl Error {
     }
 
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
-        Error::Io {
-            context: context.into(),
-            source,
-        }
+        Error::Io { context: context.into(), source }
     }
 }
 
@@ -103,11 +100,7 @@ pub struct ChainFrame {
 /// Renders an error for a person: source lines, markers and help; colour only on a terminal.
 pub fn render(err: &dyn Diagnostic, color: bool) -> String {
     use miette::{GraphicalReportHandler, GraphicalTheme};
-    let theme = if color {
-        GraphicalTheme::unicode()
-    } else {
-        GraphicalTheme::unicode_nocolor()
-    };
+    let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
     let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
     let mut out = String::new();
     if handler.render_report(&mut out, err).is_err() {
@@ -205,11 +198,7 @@ pub fn from_rhai(
             }
             E::ErrorInModule(name, inner, pos) => {
                 if !pos.is_none() {
-                    frames.push((
-                        current.clone(),
-                        *pos,
-                        format!("while loading module {name}"),
-                    ));
+                    frames.push((current.clone(), *pos, format!("while loading module {name}")));
                 }
                 current.clone_from(name);
                 e = inner;
@@ -220,16 +209,13 @@ pub fn from_rhai(
     let (exit_code, help) = classify(e, limits);
     let pos = e.position();
     let message = match e {
-        E::ErrorRuntime(v, _) => v
-            .clone()
-            .try_cast::<crate::api::EffectFailure>()
-            .map_or_else(|| v.to_string(), |f| f.message),
+        E::ErrorRuntime(v, _) => {
+            v.clone().try_cast::<crate::api::EffectFailure>().map_or_else(|| v.to_string(), |f| f.message)
+        }
         other => {
             let text = other.to_string();
             let suffix = format!(" ({pos})");
-            text.strip_suffix(&suffix)
-                .map(str::to_string)
-                .unwrap_or(text)
+            text.strip_suffix(&suffix).map(str::to_string).unwrap_or(text)
         }
     };
     let message = match context {

@@ -93,10 +93,7 @@ impl Journal {
             out.push_str(&serde_json::to_string(e).map_err(io::Error::other)?);
             out.push('\n');
         }
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(host_path)?;
+        let mut f = OpenOptions::new().create(true).append(true).open(host_path)?;
         f.write_all(out.as_bytes())?;
         self.flushed = self.entries.len();
         Ok(())
@@ -143,15 +140,8 @@ mod tests {
         j.flush_to(&path).unwrap();
         j.flush_to(&path).unwrap();
         let back = read(&path).unwrap();
-        assert_eq!(
-            back.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(),
-            ["/a", "/b"]
-        );
-        fs::write(
-            &path,
-            format!("{}\n{{torn", fs::read_to_string(&path).unwrap()),
-        )
-        .unwrap();
+        assert_eq!(back.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), ["/a", "/b"]);
+        fs::write(&path, format!("{}\n{{torn", fs::read_to_string(&path).unwrap())).unwrap();
         assert_eq!(read(&path).unwrap().len(), 2);
     }
 }

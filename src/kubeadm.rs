@@ -76,11 +76,7 @@ pub fn is_typed(doc: &Node) -> bool {
     let Value::Map(entries) = &doc.value else {
         return false;
     };
-    let has = |k: &str| {
-        entries
-            .iter()
-            .any(|(key, _)| matches!(&key.value, Value::Str(s) if s == k))
-    };
+    let has = |k: &str| entries.iter().any(|(key, _)| matches!(&key.value, Value::Str(s) if s == k));
     has("apiVersion") && has("kind")
 }
 
@@ -103,16 +99,11 @@ fn error(src: &Source, span: (usize, usize), message: &str, help: Option<String>
 }
 
 fn str_node(s: &str, span: (usize, usize)) -> Node {
-    Node {
-        value: Value::Str(s.into()),
-        span,
-    }
+    Node { value: Value::Str(s.into()), span }
 }
 
 fn take(entries: &mut Vec<(Node, Node)>, key: &str) -> Option<(Node, Node)> {
-    let i = entries
-        .iter()
-        .position(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))?;
+    let i = entries.iter().position(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))?;
     Some(entries.remove(i))
 }
 
@@ -122,10 +113,7 @@ fn get_mut<'a>(node: &'a mut Node, path: &[&str]) -> Option<&'a mut Node> {
         let Value::Map(entries) = &mut cur.value else {
             return None;
         };
-        cur = &mut entries
-            .iter_mut()
-            .find(|(k, _)| matches!(&k.value, Value::Str(s) if s == part))?
-            .1;
+        cur = &mut entries.iter_mut().find(|(k, _)| matches!(&k.value, Value::Str(s) if s == part))?.1;
     }
     Some(cur)
 }
@@ -138,10 +126,7 @@ fn args_map_to_list(node: &mut Node) {
             .map(|(k, v)| {
                 let span = k.span;
                 Node {
-                    value: Value::Map(vec![
-                        (str_node("name", span), k),
-                        (str_node("value", v.span), v),
-                    ]),
+                    value: Value::Map(vec![(str_node("name", span), k), (str_node("value", v.span), v)]),
                     span,
                 }
             })
@@ -166,10 +151,7 @@ fn move_to_timeouts(doc: &mut Node, from: &[&str], to: &str) {
     // v1beta3 has no `timeouts`: the map is new.
     top.push((
         str_node("timeouts", k.span),
-        Node {
-            value: Value::Map(vec![(str_node(to, k.span), v)]),
-            span: k.span,
-        },
+        Node { value: Value::Map(vec![(str_node(to, k.span), v)]), span: k.span },
     ));
 }
 
@@ -177,38 +159,20 @@ fn move_to_timeouts(doc: &mut Node, from: &[&str], to: &str) {
 #[allow(clippy::too_many_lines)] // one kind after another, each with its checks
 pub fn translate(mut doc: Node, src: &Source) -> Result<Translated, Error> {
     let span = doc.span;
-    let Value::Map(entries) = &mut doc.value else {
-        unreachable!("is_typed checked a map")
-    };
+    let Value::Map(entries) = &mut doc.value else { unreachable!("is_typed checked a map") };
     let (_, api) = take(entries, "apiVersion").expect("is_typed checked apiVersion");
     let (_, kind) = take(entries, "kind").expect("is_typed checked kind");
     let (Value::Str(api_version), Value::Str(kind_name)) = (&api.value, &kind.value) else {
-        return Err(error(
-            src,
-            api.span,
-            "apiVersion and kind must be strings",
-            None,
-        ));
+        return Err(error(src, api.span, "apiVersion and kind must be strings", None));
     };
     let what = format!("{kind_name} ({api_version})");
-    let wrap = |key: &str, doc: Node| Node {
-        value: Value::Map(vec![(str_node(key, span), doc)]),
-        span,
-    };
+    let wrap = |key: &str, doc: Node| Node { value: Value::Map(vec![(str_node(key, span), doc)]), span };
     match (api_version.as_str(), kind_name.as_str()) {
         ("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration") => {
-            return Ok(Translated {
-                what,
-                overlay: wrap("kubelet", doc),
-                warnings: Vec::new(),
-            });
+            return Ok(Translated { what, overlay: wrap("kubelet", doc), warnings: Vec::new() });
         }
         ("kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration") => {
-            return Ok(Translated {
-                what,
-                overlay: wrap("kubeProxy", doc),
-                warnings: Vec::new(),
-            });
+            return Ok(Translated { what, overlay: wrap("kubeProxy", doc), warnings: Vec::new() });
         }
         _ => {}
     }
@@ -225,9 +189,7 @@ pub fn translate(mut doc: Node, src: &Source) -> Result<Translated, Error> {
             src,
             api.span,
             &format!("kubeadm's `{version}` API is not supported"),
-            Some(
-                "convert it with `kubeadm config migrate` to v1beta4 (v1beta3 is read too)".into(),
-            ),
+            Some("convert it with `kubeadm config migrate` to v1beta4 (v1beta3 is read too)".into()),
         ));
     }
     let fields = match kind_name.as_str() {
@@ -239,10 +201,7 @@ pub fn translate(mut doc: Node, src: &Source) -> Result<Translated, Error> {
                 src,
                 kind.span,
                 &format!("kscript does not read kubeadm's `{other}`"),
-                Some(
-                    "kscript reads InitConfiguration, ClusterConfiguration and JoinConfiguration"
-                        .into(),
-                ),
+                Some("kscript reads InitConfiguration, ClusterConfiguration and JoinConfiguration".into()),
             ));
         }
     };
@@ -277,16 +236,9 @@ pub fn translate(mut doc: Node, src: &Source) -> Result<Translated, Error> {
             "controlPlaneComponentHealthCheck",
         );
         move_to_timeouts(&mut doc, &["discovery", "timeout"], "discovery");
-        warnings.push(format!(
-            "{}: {what} is read as kubeadm.k8s.io/v1beta4 (converted)",
-            src.name
-        ));
+        warnings.push(format!("{}: {what} is read as kubeadm.k8s.io/v1beta4 (converted)", src.name));
     }
-    Ok(Translated {
-        what,
-        overlay: doc,
-        warnings,
-    })
+    Ok(Translated { what, overlay: doc, warnings })
 }
 
 #[cfg(test)]
@@ -296,21 +248,13 @@ mod tests {
 
     fn defaults() -> Config {
         let text =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/stdlib/defaults.yaml"))
-                .unwrap();
-        Config::from_defaults(&Source {
-            name: "defaults.yaml".into(),
-            text,
-        })
-        .unwrap()
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/stdlib/defaults.yaml")).unwrap();
+        Config::from_defaults(&Source { name: "defaults.yaml".into(), text }).unwrap()
     }
 
     fn load(text: &str) -> Result<(Config, Vec<String>), Error> {
         let mut cfg = defaults();
-        let src = Source {
-            name: "kubeadm.yaml".into(),
-            text: text.into(),
-        };
+        let src = Source { name: "kubeadm.yaml".into(), text: text.into() };
         let mut warnings = Vec::new();
         for doc in parse_documents(&src)? {
             let t = translate(doc, &src)?;
@@ -334,25 +278,13 @@ mod tests {
             "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nlocalAPIEndpoint:\n  advertiseAddress: 192.168.56.10\nnodeRegistration:\n  name: k8s-ctr\n  kubeletExtraArgs:\n  - name: node-ip\n    value: 192.168.56.10\ntimeouts:\n  kubeletHealthCheck: 4m0s\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.33.2\nnetworking:\n  podSubnet: 10.10.0.0/16\n---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\n",
         )
         .unwrap();
-        assert_eq!(
-            get(&cfg, "localAPIEndpoint.advertiseAddress").to_string(),
-            "192.168.56.10"
-        );
+        assert_eq!(get(&cfg, "localAPIEndpoint.advertiseAddress").to_string(), "192.168.56.10");
         assert_eq!(get(&cfg, "nodeRegistration.name").to_string(), "k8s-ctr");
         assert_eq!(get(&cfg, "kubernetesVersion").to_string(), "v1.33.2");
-        assert_eq!(
-            get(&cfg, "networking.podSubnet").to_string(),
-            "10.10.0.0/16"
-        );
-        assert_eq!(
-            get(&cfg, "networking.serviceSubnet").to_string(),
-            "10.96.0.0/12"
-        );
+        assert_eq!(get(&cfg, "networking.podSubnet").to_string(), "10.10.0.0/16");
+        assert_eq!(get(&cfg, "networking.serviceSubnet").to_string(), "10.96.0.0/12");
         assert_eq!(get(&cfg, "kubelet.cgroupDriver").to_string(), "systemd");
-        assert_eq!(
-            warnings,
-            ["kscript does not use the kubeadm field `timeouts`; it is ignored"]
-        );
+        assert_eq!(warnings, ["kscript does not use the kubeadm field `timeouts`; it is ignored"]);
     }
 
     #[test]
@@ -368,34 +300,27 @@ mod tests {
             ("audit-log-maxage".into(), "30".into())
         );
         let kargs = get(&cfg, "nodeRegistration.kubeletExtraArgs").cast::<rhai::Array>();
-        assert_eq!(
-            kargs[0].clone().cast::<rhai::Map>()["value"].to_string(),
-            "10.0.0.5"
-        );
+        assert_eq!(kargs[0].clone().cast::<rhai::Map>()["value"].to_string(), "10.0.0.5");
         assert!(warnings.iter().any(|w| w.contains("converted")));
         assert!(warnings.iter().any(|w| w.contains("`timeouts`")));
     }
 
     #[test]
     fn refuses_what_kubeadm_would_refuse() {
-        let err =
-            load("apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nnetworking: {}\n")
-                .unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("`networking` is not a field of InitConfiguration"),
-            "{err}"
-        );
-        let err =
-            load("apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\n").unwrap_err();
+        let err = load("apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nnetworking: {}\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("`networking` is not a field of InitConfiguration"), "{err}");
+        let err = load("apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\n").unwrap_err();
         assert!(err.to_string().contains("v1beta2"), "{err}");
-        let err = load("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworking:\n  podSubnett: x\n").unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("unknown key `networking.podSubnett`"),
-            "{err}"
-        );
-        let err = load("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworking:\n  podSubnet: [x]\n").unwrap_err();
+        let err = load(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworking:\n  podSubnett: x\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown key `networking.podSubnett`"), "{err}");
+        let err = load(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworking:\n  podSubnet: [x]\n",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("must be a string"), "{err}");
     }
 }

@@ -3,10 +3,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // A bug must not reach the user as a Rust backtrace: say what happened and where to report.
     std::panic::set_hook(Box::new(|info| {
-        let place = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
+        let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         let what = info
             .payload()
             .downcast_ref::<&str>()

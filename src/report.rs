@@ -64,32 +64,16 @@ impl Reporter {
     /// A reporter on stdout, with colour when stdout is a terminal and `NO_COLOR` is unset.
     pub fn stdout(show_effects: bool, show_diff: bool) -> Self {
         let color = io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        Self {
-            out: Box::new(io::stdout()),
-            show_effects,
-            show_diff,
-            color,
-            tty: io::stderr().is_terminal(),
-        }
+        Self { out: Box::new(io::stdout()), show_effects, show_diff, color, tty: io::stderr().is_terminal() }
     }
 
     /// A reporter that prints nothing (listing stages, generating the API reference).
     pub fn silent() -> Self {
-        Self {
-            out: Box::new(io::sink()),
-            show_effects: false,
-            show_diff: false,
-            color: false,
-            tty: false,
-        }
+        Self { out: Box::new(io::sink()), show_effects: false, show_diff: false, color: false, tty: false }
     }
 
     fn paint(&self, style: &str, text: &str) -> String {
-        if self.color {
-            format!("{style}{text}{RESET}")
-        } else {
-            text.to_string()
-        }
+        if self.color { format!("{style}{text}{RESET}") } else { text.to_string() }
     }
 
     fn line(&mut self, text: &str) {
@@ -115,11 +99,8 @@ impl Reporter {
             Outcome::Failed => RED,
         };
         let word = self.paint(style, &format!("{:<8}", outcome.to_string()));
-        let text = if note.is_empty() {
-            format!("  {word} {name}")
-        } else {
-            format!("  {word} {name}  {note}")
-        };
+        let text =
+            if note.is_empty() { format!("  {word} {name}") } else { format!("  {word} {name}  {note}") };
         self.line(text.trim_end());
         if !self.show_effects {
             return;
@@ -167,17 +148,9 @@ impl Reporter {
         let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
         for r in rows {
             let changed = format!("changed={}", r.changed);
-            let changed = if r.changed > 0 {
-                self.paint(YELLOW, &changed)
-            } else {
-                changed
-            };
+            let changed = if r.changed > 0 { self.paint(YELLOW, &changed) } else { changed };
             let failed = format!("failed={}", r.failed);
-            let failed = if r.failed > 0 {
-                self.paint(RED, &failed)
-            } else {
-                failed
-            };
+            let failed = if r.failed > 0 { self.paint(RED, &failed) } else { failed };
             self.line(&format!(
                 "  {:<width$}  ok={:<3} {changed:<9} skipped={:<3} {failed:<8}  {:.3}s",
                 r.name,
@@ -195,11 +168,8 @@ pub fn unified_diff(path: &str, old: Option<&[u8]>, new: &[u8]) -> Option<String
     let old = std::str::from_utf8(old.unwrap_or_default()).ok()?;
     let new = std::str::from_utf8(new).ok()?;
     let diff = similar::TextDiff::from_lines(old, new);
-    let text = diff
-        .unified_diff()
-        .context_radius(3)
-        .header(&format!("a{path}"), &format!("b{path}"))
-        .to_string();
+    let text =
+        diff.unified_diff().context_radius(3).header(&format!("a{path}"), &format!("b{path}")).to_string();
     Some(text)
 }
 
@@ -221,14 +191,9 @@ pub fn wait<T>(label: &str, tty: bool, work: impl FnOnce() -> T) -> T {
             bar.finish_and_clear();
         } else {
             let _ = writeln!(io::stderr(), "  ... waiting: {label}");
-            while done_rx.recv_timeout(Duration::from_secs(30))
-                == Err(mpsc::RecvTimeoutError::Timeout)
-            {
-                let _ = writeln!(
-                    io::stderr(),
-                    "  ... still waiting ({}s): {label}",
-                    start.elapsed().as_secs()
-                );
+            while done_rx.recv_timeout(Duration::from_secs(30)) == Err(mpsc::RecvTimeoutError::Timeout) {
+                let _ =
+                    writeln!(io::stderr(), "  ... still waiting ({}s): {label}", start.elapsed().as_secs());
             }
         }
     });

@@ -26,15 +26,8 @@ pub enum RootError {
     Invalid { path: String },
     #[error("`{path}` escapes the node root: `..` climbs above `/`")]
     DotDotEscape { path: String },
-    #[error(
-        "`{path}` escapes the node root: symlink `{link}` points to `{target}`, outside {root}"
-    )]
-    SymlinkEscape {
-        path: String,
-        link: String,
-        target: String,
-        root: String,
-    },
+    #[error("`{path}` escapes the node root: symlink `{link}` points to `{target}`, outside {root}")]
+    SymlinkEscape { path: String, link: String, target: String, root: String },
     #[error("`{path}` cannot be resolved: more than {MAX_SYMLINKS} symlinks to follow")]
     SymlinkLoop { path: String },
     #[error("`{path}` cannot be resolved: {message}")]
@@ -59,9 +52,7 @@ pub struct NodeRoot {
 impl NodeRoot {
     /// A root at `dir`, which must exist; it is canonicalised so later checks compare real paths.
     pub fn new(dir: &Path) -> io::Result<Self> {
-        Ok(Self {
-            host: fs::canonicalize(dir)?,
-        })
+        Ok(Self { host: fs::canonicalize(dir)? })
     }
 
     /// A root at `dir` that may not exist yet (a dry run creates nothing): the deepest
@@ -155,10 +146,7 @@ impl NodeRoot {
                     continue;
                 }
                 Err(e) => {
-                    return Err(RootError::Io {
-                        path: path.into(),
-                        message: e.to_string(),
-                    });
+                    return Err(RootError::Io { path: path.into(), message: e.to_string() });
                 }
             };
             if !meta.file_type().is_symlink() {
@@ -168,24 +156,20 @@ impl NodeRoot {
             if hops > MAX_SYMLINKS {
                 return Err(RootError::SymlinkLoop { path: path.into() });
             }
-            let target = fs::read_link(&host).map_err(|e| RootError::Io {
-                path: path.into(),
-                message: e.to_string(),
-            })?;
+            let target = fs::read_link(&host)
+                .map_err(|e| RootError::Io { path: path.into(), message: e.to_string() })?;
             let link = node_string(done.iter().cloned());
             done.pop();
             let mut next = split(&target);
             if target.is_absolute() {
                 // The kernel follows an absolute target from the host's `/`: it stays inside
                 // only if it names a place under the root folder.
-                let inside =
-                    self.host_relative(&target)
-                        .ok_or_else(|| RootError::SymlinkEscape {
-                            path: path.into(),
-                            link: link.clone(),
-                            target: target.display().to_string(),
-                            root: self.host.display().to_string(),
-                        })?;
+                let inside = self.host_relative(&target).ok_or_else(|| RootError::SymlinkEscape {
+                    path: path.into(),
+                    link: link.clone(),
+                    target: target.display().to_string(),
+                    root: self.host.display().to_string(),
+                })?;
                 done.clear();
                 next = inside;
             } else if escapes(&done, &next) {
@@ -200,10 +184,7 @@ impl NodeRoot {
                 pending.push_front(c);
             }
         }
-        Ok(Resolved {
-            node: node_string(done.iter().cloned()),
-            host: self.host_of(&done),
-        })
+        Ok(Resolved { node: node_string(done.iter().cloned()), host: self.host_of(&done) })
     }
 
     /// Components under the root of an absolute host path, if it lies under the root.
@@ -297,18 +278,9 @@ mod tests {
     #[test]
     fn dotdot_above_root_is_refused() {
         let (_d, r) = root();
-        assert!(matches!(
-            r.resolve("/.."),
-            Err(RootError::DotDotEscape { .. })
-        ));
-        assert!(matches!(
-            r.resolve("/a/../../b"),
-            Err(RootError::DotDotEscape { .. })
-        ));
-        assert!(matches!(
-            r.resolve("relative"),
-            Err(RootError::NotAbsolute { .. })
-        ));
+        assert!(matches!(r.resolve("/.."), Err(RootError::DotDotEscape { .. })));
+        assert!(matches!(r.resolve("/a/../../b"), Err(RootError::DotDotEscape { .. })));
+        assert!(matches!(r.resolve("relative"), Err(RootError::NotAbsolute { .. })));
     }
 
     #[test]
@@ -318,19 +290,13 @@ mod tests {
         symlink("usr/lib", r.host().join("lib")).unwrap();
         assert_eq!(r.resolve("/lib/x").unwrap().node, "/usr/lib/x");
         symlink("/etc", r.host().join("evil")).unwrap();
-        assert!(matches!(
-            r.resolve("/evil/passwd"),
-            Err(RootError::SymlinkEscape { .. })
-        ));
+        assert!(matches!(r.resolve("/evil/passwd"), Err(RootError::SymlinkEscape { .. })));
         // Not following the last component leaves the link itself addressable.
         assert_eq!(r.resolve_nofollow("/evil").unwrap().node, "/evil");
         symlink(r.host().join("usr"), r.host().join("abs-inside")).unwrap();
         assert_eq!(r.resolve("/abs-inside/lib").unwrap().node, "/usr/lib");
         symlink("loop", r.host().join("loop")).unwrap();
-        assert!(matches!(
-            r.resolve("/loop"),
-            Err(RootError::SymlinkLoop { .. })
-        ));
+        assert!(matches!(r.resolve("/loop"), Err(RootError::SymlinkLoop { .. })));
     }
 
     #[test]

@@ -35,27 +35,15 @@ impl Script {
     pub fn load(arg: &str) -> Result<Self, Error> {
         let path = Path::new(arg);
         if path.is_file() {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Error::io(format!("cannot read {arg}"), e))?;
-            let dir = path.parent().map(|p| {
-                if p.as_os_str().is_empty() {
-                    PathBuf::from(".")
-                } else {
-                    p.to_path_buf()
-                }
-            });
-            return Ok(Self {
-                name: arg.to_string(),
-                text,
-                dir,
-            });
+            let text =
+                std::fs::read_to_string(path).map_err(|e| Error::io(format!("cannot read {arg}"), e))?;
+            let dir = path
+                .parent()
+                .map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() });
+            return Ok(Self { name: arg.to_string(), text, dir });
         }
         if let Some(e) = stock::script(arg) {
-            return Ok(Self {
-                name: format!("builtin:{}", e.name),
-                text: e.text.to_string(),
-                dir: None,
-            });
+            return Ok(Self { name: format!("builtin:{}", e.name), text: e.text.to_string(), dir: None });
         }
         let names: Vec<&str> = stock::SCRIPTS.iter().map(|e| e.name).collect();
         Err(Error::Usage {
@@ -73,45 +61,29 @@ impl Script {
             if file.is_file() {
                 let text = std::fs::read_to_string(&file)
                     .map_err(|e| Error::io(format!("cannot read {}", file.display()), e))?;
-                return Ok(Source {
-                    name: file.display().to_string(),
-                    text,
-                });
+                return Ok(Source { name: file.display().to_string(), text });
             }
         }
         let e = stock::stdlib("defaults.yaml").expect("the built-in stdlib has defaults.yaml");
-        Ok(Source {
-            name: "builtin:stdlib/defaults.yaml".into(),
-            text: e.text.to_string(),
-        })
+        Ok(Source { name: "builtin:stdlib/defaults.yaml".into(), text: e.text.to_string() })
     }
 
     /// The configuration: defaults, then each `--config` file, then each `--set`; with the
     /// warnings about kubeadm fields passed over.
-    pub fn config(
-        &self,
-        files: &[PathBuf],
-        sets: &[String],
-    ) -> Result<(Config, Vec<String>), Error> {
+    pub fn config(&self, files: &[PathBuf], sets: &[String]) -> Result<(Config, Vec<String>), Error> {
         let mut cfg = Config::from_defaults(&self.defaults()?)?;
         let mut warnings = Vec::new();
         for f in files {
             let text = std::fs::read_to_string(f)
                 .map_err(|e| Error::io(format!("cannot read configuration {}", f.display()), e))?;
-            let src = Source {
-                name: f.display().to_string(),
-                text,
-            };
+            let src = Source { name: f.display().to_string(), text };
             for doc in crate::config::parse_documents(&src)? {
                 if kubeadm::is_typed(&doc) {
                     let t = kubeadm::translate(doc, &src)?;
                     warnings.extend(t.warnings);
                     let passed_over = cfg.merge_node(t.overlay, &src, &kubeadm::known_unused)?;
-                    warnings.extend(
-                        passed_over
-                            .into_iter()
-                            .map(|w| format!("{}: {}: {w}", src.name, t.what)),
-                    );
+                    warnings
+                        .extend(passed_over.into_iter().map(|w| format!("{}: {}: {w}", src.name, t.what)));
                 } else {
                     cfg.merge_node(doc, &src, &|_| None)?;
                 }
@@ -146,30 +118,18 @@ impl Loaded {
         let limits = Limits::default();
         let ctx = Rc::new(Ctx::new(root, host, report));
         let sources: Sources = Rc::default();
-        sources
-            .borrow_mut()
-            .insert(script.name.clone(), script.text.clone());
+        sources.borrow_mut().insert(script.name.clone(), script.text.clone());
         let engine = engine::build(&ctx, script.dir.clone(), &sources, limits);
         let mut scope = Scope::new();
         scope.push_constant("cfg", cfg.to_dynamic());
-        let mut loaded = Self {
-            ctx,
-            engine,
-            ast: AST::empty(),
-            sources,
-            script,
-            limits,
-        };
+        let mut loaded = Self { ctx, engine, ast: AST::empty(), sources, script, limits };
         let mut ast = loaded
             .engine
             .compile_with_scope(&scope, &loaded.script.text)
             .map_err(|e| loaded.error(&e.into(), None))?;
         ast.set_source(loaded.script.name.as_str());
         loaded.hoist_imports(&ast)?;
-        loaded
-            .engine
-            .run_ast_with_scope(&mut scope, &ast)
-            .map_err(|e| loaded.error(&e, None))?;
+        loaded.engine.run_ast_with_scope(&mut scope, &ast).map_err(|e| loaded.error(&e, None))?;
         loaded.ast = ast;
         Ok(loaded)
     }
@@ -251,19 +211,11 @@ pub fn run(opts: &RunOptions) -> Result<u8, Error> {
     };
     let root_dir = opts.root.clone().unwrap_or_else(|| PathBuf::from("/"));
     if mode == Mode::Render {
-        std::fs::create_dir_all(&root_dir).map_err(|e| {
-            Error::io(
-                format!("cannot create the root folder {}", root_dir.display()),
-                e,
-            )
-        })?;
+        std::fs::create_dir_all(&root_dir)
+            .map_err(|e| Error::io(format!("cannot create the root folder {}", root_dir.display()), e))?;
     }
-    let root = NodeRoot::new_lenient(&root_dir).map_err(|e| {
-        Error::io(
-            format!("cannot use {} as the node root", root_dir.display()),
-            e,
-        )
-    })?;
+    let root = NodeRoot::new_lenient(&root_dir)
+        .map_err(|e| Error::io(format!("cannot use {} as the node root", root_dir.display()), e))?;
     let report = Reporter::stdout(opts.dry_run || opts.verbose, opts.diff);
     let loaded = Loaded::new(script, &cfg, root, Host::for_mode(mode), report)?;
     for w in &warnings {
@@ -273,28 +225,16 @@ pub fn run(opts: &RunOptions) -> Result<u8, Error> {
     opts.selection.validate(&model)?;
     let plan = opts.selection.plan(&model);
 
-    let origin = if loaded.script.dir.is_none() {
-        " (built-in)"
-    } else {
-        ""
-    };
+    let origin = if loaded.script.dir.is_none() { " (built-in)" } else { "" };
     let target = match mode {
         Mode::Apply => "on this host".to_string(),
         Mode::Render => format!("into {}", loaded.ctx.root.host().display()),
-        Mode::DryRun => format!(
-            "against {} (dry run: nothing will change)",
-            loaded.ctx.root.host().display()
-        ),
+        Mode::DryRun => {
+            format!("against {} (dry run: nothing will change)", loaded.ctx.root.host().display())
+        }
     };
-    let script_name = loaded
-        .script
-        .name
-        .trim_start_matches("builtin:")
-        .to_string();
-    loaded.ctx.report.borrow_mut().header(&format!(
-        "kscript {} {script_name}{origin} {target}",
-        mode.name()
-    ));
+    let script_name = loaded.script.name.trim_start_matches("builtin:").to_string();
+    loaded.ctx.report.borrow_mut().header(&format!("kscript {} {script_name}{origin} {target}", mode.name()));
 
     let journal_host = match &opts.journal {
         Some(p) => p.clone(),
@@ -303,17 +243,12 @@ pub fn run(opts: &RunOptions) -> Result<u8, Error> {
                 .ctx
                 .root
                 .resolve(JOURNAL_PATH)
-                .map_err(|e| Error::Usage {
-                    message: format!("the journal path: {e}"),
-                })?
+                .map_err(|e| Error::Usage { message: format!("the journal path: {e}") })?
                 .host
         }
     };
-    let mut run = StageRunner {
-        loaded: &loaded,
-        journal: (mode != Mode::DryRun).then_some(journal_host),
-        changed: 0,
-    };
+    let mut run =
+        StageRunner { loaded: &loaded, journal: (mode != Mode::DryRun).then_some(journal_host), changed: 0 };
     let started = Instant::now();
     let mut recaps = Vec::new();
     let mut failure = None;
@@ -329,19 +264,11 @@ pub fn run(opts: &RunOptions) -> Result<u8, Error> {
         }
     }
     let changed = run.changed;
-    loaded
-        .ctx
-        .report
-        .borrow_mut()
-        .recap(&recaps, started.elapsed());
+    loaded.ctx.report.borrow_mut().recap(&recaps, started.elapsed());
     if let Some((full, err)) = failure {
         return Err(loaded.error(&err, Some(&format!("step {full} failed"))));
     }
-    Ok(if opts.detailed_exitcode && changed > 0 {
-        2
-    } else {
-        0
-    })
+    Ok(if opts.detailed_exitcode && changed > 0 { 2 } else { 0 })
 }
 
 /// Runs the stages of a loaded script, counting changes and keeping the journal.
@@ -365,27 +292,15 @@ impl StageRunner<'_> {
         selected: &[bool],
     ) -> Result<(StageRecap, Failure), Error> {
         let start = Instant::now();
-        let mut recap = StageRecap {
-            name: stage.name.clone(),
-            ..StageRecap::default()
-        };
-        self.loaded
-            .ctx
-            .report
-            .borrow_mut()
-            .stage(si + 1, total, &stage.name, &stage.description);
+        let mut recap = StageRecap { name: stage.name.clone(), ..StageRecap::default() };
+        self.loaded.ctx.report.borrow_mut().stage(si + 1, total, &stage.name, &stage.description);
         let mut notified: Vec<String> = Vec::new();
         let mut failure = None;
         for (step, run_it) in stage.steps.iter().zip(selected) {
             let full = format!("{}/{}", stage.name, step.name);
             if !run_it {
                 recap.count(Outcome::Skipped);
-                self.loaded.ctx.report.borrow_mut().step(
-                    Outcome::Skipped,
-                    &full,
-                    "(not selected)",
-                    &[],
-                );
+                self.loaded.ctx.report.borrow_mut().step(Outcome::Skipped, &full, "(not selected)", &[]);
                 continue;
             }
             let (failed, state) = self.one(&mut recap, stage, si, &step.name, &step.body)?;
@@ -442,12 +357,7 @@ impl StageRunner<'_> {
                 .journal
                 .borrow_mut()
                 .flush_to(path)
-                .map_err(|e| {
-                    Error::io(
-                        format!("cannot append to the journal {}", path.display()),
-                        e,
-                    )
-                })?;
+                .map_err(|e| Error::io(format!("cannot append to the journal {}", path.display()), e))?;
         }
         Ok((failed.map(|e| (full, e)), state))
     }
@@ -455,15 +365,7 @@ impl StageRunner<'_> {
 
 /// A handler name as a step name segment (`restart kubelet` -> `restart-kubelet`).
 fn slug(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect()
+    name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect()
 }
 
 /// Runs one step or handler body with the step context set.
@@ -484,11 +386,7 @@ fn run_body(
     let state = loaded.ctx.current.borrow_mut().take().unwrap_or_default();
     let end = match result {
         Ok(_) => {
-            let outcome = if state.changed > 0 {
-                Outcome::Changed
-            } else {
-                Outcome::Ok
-            };
+            let outcome = if state.changed > 0 { Outcome::Changed } else { Outcome::Ok };
             let note = match state.changed_targets.as_slice() {
                 [] => String::new(),
                 [one] => one.clone(),
@@ -521,12 +419,7 @@ fn finish_step(
         }
         StepEnd::Failed(err) => {
             recap.count(Outcome::Failed);
-            report.step(
-                Outcome::Failed,
-                full,
-                state.last_target.as_deref().unwrap_or(""),
-                &state.effects,
-            );
+            report.step(Outcome::Failed, full, state.last_target.as_deref().unwrap_or(""), &state.effects);
             Some(err)
         }
     }

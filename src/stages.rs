@@ -21,6 +21,8 @@ pub struct Stage {
     pub name: String,
     pub description: String,
     pub steps: Vec<Step>,
+    /// Runs only when `--only` or `--from` names it (destructive or on-demand work).
+    pub explicit: bool,
 }
 
 /// Work that runs once at the end of a stage when a step that changed something notified it.
@@ -42,26 +44,17 @@ pub struct Model {
 pub fn check_name(name: &str, allow_slash: bool) -> Result<(), String> {
     let ok_segment = |s: &str| {
         !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !s.starts_with('-')
     };
-    let valid = if allow_slash {
-        name.split('/').all(ok_segment)
-    } else {
-        ok_segment(name)
-    };
+    let valid = if allow_slash { name.split('/').all(ok_segment) } else { ok_segment(name) };
     if valid {
         Ok(())
     } else {
         Err(format!(
             "`{name}` is not a valid {} name: use lower-case letters, digits and dashes{}",
             if allow_slash { "step" } else { "stage" },
-            if allow_slash {
-                ", with `/` between groups (`certs/apiserver`)"
-            } else {
-                ""
-            }
+            if allow_slash { ", with `/` between groups (`certs/apiserver`)" } else { "" }
         ))
     }
 }
@@ -75,10 +68,7 @@ impl Model {
         let mut seen = std::collections::HashSet::new();
         for step in &stage.steps {
             if !seen.insert(step.name.as_str()) {
-                return Err(format!(
-                    "stage `{}` has two steps named `{}`",
-                    stage.name, step.name
-                ));
+                return Err(format!("stage `{}` has two steps named `{}`", stage.name, step.name));
             }
         }
         self.stages.push(stage);
@@ -111,11 +101,7 @@ fn matches(pattern: &str, stage: &str, step: &str) -> bool {
     match pattern.split_once('/') {
         None => pattern == stage,
         Some((s, p)) => {
-            s == stage
-                && (step == p
-                    || step
-                        .strip_prefix(p)
-                        .is_some_and(|rest| rest.starts_with('/')))
+            s == stage && (step == p || step.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')))
         }
     }
 }
@@ -131,9 +117,7 @@ impl Selection {
             .chain(self.from.iter().map(|p| ("--from", p)));
         for (flag, pattern) in all {
             let found = model.stages.iter().any(|st| {
-                st.steps
-                    .iter()
-                    .any(|sp| matches(pattern, &st.name, &sp.name))
+                st.steps.iter().any(|sp| matches(pattern, &st.name, &sp.name))
                     || (st.steps.is_empty() && pattern == &st.name)
             });
             if !found {
@@ -149,6 +133,11 @@ impl Selection {
         Ok(())
     }
 
+    /// Whether `--only` or `--from` names this stage (or one of its steps).
+    fn names_stage(&self, stage: &str) -> bool {
+        self.only.iter().chain(&self.from).any(|p| p.split('/').next() == Some(stage))
+    }
+
     /// For each stage and step, whether this run runs it.
     pub fn plan(&self, model: &Model) -> Vec<Vec<bool>> {
         let mut started = self.from.is_none();
@@ -156,13 +145,15 @@ impl Selection {
             .stages
             .iter()
             .map(|st| {
+                let allowed = !st.explicit || self.names_stage(&st.name);
                 st.steps
                     .iter()
                     .map(|sp| {
                         if let Some(f) = &self.from {
                             started |= matches(f, &st.name, &sp.name);
                         }
-                        started
+                        allowed
+                            && started
                             && (self.only.is_empty()
                                 || self.only.iter().any(|p| matches(p, &st.name, &sp.name)))
                             && !self.skip.iter().any(|p| matches(p, &st.name, &sp.name))
@@ -179,22 +170,20 @@ mod tests {
 
     fn model() -> Model {
         let f = FnPtr::new("f").unwrap();
-        let step = |n: &str| Step {
-            name: n.into(),
-            description: String::new(),
-            body: f.clone(),
-        };
+        let step = |n: &str| Step { name: n.into(), description: String::new(), body: f.clone() };
         let mut m = Model::default();
         m.add_stage(Stage {
             name: "a".into(),
             description: String::new(),
             steps: vec![step("x"), step("certs/ca"), step("certs/apiserver")],
+            explicit: false,
         })
         .unwrap();
         m.add_stage(Stage {
             name: "b".into(),
             description: String::new(),
             steps: vec![step("y")],
+            explicit: false,
         })
         .unwrap();
         m
@@ -208,27 +197,20 @@ mod tests {
             skip: skip.iter().map(std::string::ToString::to_string).collect(),
             from: from.map(String::from),
         };
-        assert_eq!(
-            sel(&[], &[], None).plan(&m),
-            vec![vec![true, true, true], vec![true]]
-        );
-        assert_eq!(
-            sel(&["a/certs"], &[], None).plan(&m),
-            vec![vec![false, true, true], vec![false]]
-        );
-        assert_eq!(
-            sel(&["a"], &["a/certs/ca"], None).plan(&m),
-            vec![vec![true, false, true], vec![false]]
-        );
+        assert_eq!(sel(&[], &[], None).plan(&m), vec![vec![true, true, true], vec![true]]);
+        assert_eq!(sel(&["a/certs"], &[], None).plan(&m), vec![vec![false, true, true], vec![false]]);
+        assert_eq!(sel(&["a"], &["a/certs/ca"], None).plan(&m), vec![vec![true, false, true], vec![false]]);
         assert_eq!(
             sel(&[], &[], Some("a/certs/apiserver")).plan(&m),
             vec![vec![false, false, true], vec![true]]
         );
-        assert_eq!(
-            sel(&[], &[], Some("b")).plan(&m),
-            vec![vec![false, false, false], vec![true]]
-        );
+        assert_eq!(sel(&[], &[], Some("b")).plan(&m), vec![vec![false, false, false], vec![true]]);
         assert!(sel(&["a/cert"], &[], None).validate(&m).is_err());
+        let mut m2 = m.clone();
+        m2.stages[1].explicit = true;
+        assert_eq!(sel(&[], &[], None).plan(&m2), vec![vec![true, true, true], vec![false]]);
+        assert_eq!(sel(&["b"], &[], None).plan(&m2), vec![vec![false, false, false], vec![true]]);
+        assert_eq!(sel(&["b/y"], &[], None).plan(&m2), vec![vec![false, false, false], vec![true]]);
         assert!(sel(&[], &["c"], None).validate(&m).is_err());
         assert!(sel(&["a/certs"], &["b/y"], Some("a")).validate(&m).is_ok());
     }

@@ -18,17 +18,15 @@ macro_rules! embed {
 }
 
 /// The stock flows users run and fork.
-pub const SCRIPTS: &[Embedded] = embed!("scripts": "example.rhai");
+pub const SCRIPTS: &[Embedded] = embed!("scripts": "certs.rhai", "control-plane.rhai", "example.rhai");
 
 /// The stdlib: modules scripts import, and the configuration defaults.
-pub const STDLIB: &[Embedded] = embed!("stdlib": "defaults.yaml", "node.rhai");
+pub const STDLIB: &[Embedded] = embed!("stdlib": "defaults.yaml", "kube.rhai", "node.rhai", "pki.rhai");
 
 /// A stock script by name, with or without `.rhai`.
 pub fn script(name: &str) -> Option<&'static Embedded> {
     let name = name.strip_prefix("builtin:").unwrap_or(name);
-    SCRIPTS
-        .iter()
-        .find(|e| e.name == name || e.name.strip_suffix(".rhai") == Some(name))
+    SCRIPTS.iter().find(|e| e.name == name || e.name.strip_suffix(".rhai") == Some(name))
 }
 
 /// A stdlib file by file name (`node.rhai`, `defaults.yaml`).
@@ -45,9 +43,7 @@ pub fn summary(e: &Embedded) -> String {
         .map(|l| {
             let text = l.trim_start_matches('/').trim();
             // `// name.rhai: what it does` -> `what it does`
-            text.strip_prefix(e.name)
-                .map_or(text, |t| t.trim_start_matches(':').trim())
-                .to_string()
+            text.strip_prefix(e.name).map_or(text, |t| t.trim_start_matches(':').trim()).to_string()
         })
         .unwrap_or_default()
 }
@@ -58,18 +54,11 @@ pub fn eject(dir: &Path, force: bool) -> Result<Vec<PathBuf>, Error> {
     let files: Vec<(PathBuf, &str)> = SCRIPTS
         .iter()
         .map(|e| (dir.join(e.name), e.text))
-        .chain(
-            STDLIB
-                .iter()
-                .map(|e| (dir.join("stdlib").join(e.name), e.text)),
-        )
+        .chain(STDLIB.iter().map(|e| (dir.join("stdlib").join(e.name), e.text)))
         .collect();
     if !force {
-        let existing: Vec<String> = files
-            .iter()
-            .filter(|(p, _)| p.exists())
-            .map(|(p, _)| p.display().to_string())
-            .collect();
+        let existing: Vec<String> =
+            files.iter().filter(|(p, _)| p.exists()).map(|(p, _)| p.display().to_string()).collect();
         if !existing.is_empty() {
             return Err(Error::Usage {
                 message: format!(
@@ -83,8 +72,7 @@ pub fn eject(dir: &Path, force: bool) -> Result<Vec<PathBuf>, Error> {
         let parent = path.parent().expect("ejected files are inside dir");
         std::fs::create_dir_all(parent)
             .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
-        std::fs::write(path, text)
-            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+        std::fs::write(path, text).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
     }
     Ok(files.into_iter().map(|(p, _)| p).collect())
 }
@@ -106,10 +94,7 @@ mod tests {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
             for entry in std::fs::read_dir(path).unwrap() {
                 let name = entry.unwrap().file_name().into_string().unwrap();
-                assert!(
-                    list.iter().any(|e| e.name == name),
-                    "{dir}/{name} is not embedded in stock.rs"
-                );
+                assert!(list.iter().any(|e| e.name == name), "{dir}/{name} is not embedded in stock.rs");
             }
         }
     }
@@ -122,15 +107,10 @@ mod tests {
             Host::for_mode(Mode::DryRun),
             Reporter::silent(),
         ));
-        let engine =
-            crate::engine::build(&ctx, None, &Rc::default(), crate::engine::Limits::default());
+        let engine = crate::engine::build(&ctx, None, &Rc::default(), crate::engine::Limits::default());
         let mut scope = rhai::Scope::new();
         scope.push_constant("cfg", rhai::Map::new());
-        for e in SCRIPTS
-            .iter()
-            .chain(STDLIB)
-            .filter(|e| e.name.ends_with(".rhai"))
-        {
+        for e in SCRIPTS.iter().chain(STDLIB).filter(|e| e.name.ends_with(".rhai")) {
             if let Err(err) = engine.compile_with_scope(&scope, e.text) {
                 panic!("{} does not compile: {err}", e.name);
             }
@@ -144,16 +124,11 @@ mod tests {
             Host::for_mode(Mode::DryRun),
             Reporter::silent(),
         ));
-        let engine =
-            crate::engine::build(&ctx, None, &Rc::default(), crate::engine::Limits::default());
+        let engine = crate::engine::build(&ctx, None, &Rc::default(), crate::engine::Limits::default());
         let fns = crate::apiref::functions(&engine);
         assert!(fns.len() > 15, "the API lists {} functions", fns.len());
         for f in fns {
-            assert!(
-                !f.doc_comments.is_empty(),
-                "{} has no doc comment",
-                f.signature
-            );
+            assert!(!f.doc_comments.is_empty(), "{} has no doc comment", f.signature);
         }
     }
 }

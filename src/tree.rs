@@ -24,8 +24,7 @@ struct Row {
 /// The annotated tree of the node at `dir`. A rendered folder is walked whole; the host's own
 /// `/` is not, and shows what the journal names.
 pub fn render(dir: &Path) -> Result<String, Error> {
-    let root =
-        NodeRoot::new(dir).map_err(|e| Error::io(format!("cannot open {}", dir.display()), e))?;
+    let root = NodeRoot::new(dir).map_err(|e| Error::io(format!("cannot open {}", dir.display()), e))?;
     let journal_host = root.host().join(JOURNAL_PATH.trim_start_matches('/'));
     let entries = journal::read(&journal_host)
         .map_err(|e| Error::io(format!("cannot read {}", journal_host.display()), e))?;
@@ -42,24 +41,11 @@ pub fn render(dir: &Path) -> Result<String, Error> {
             ('l', Some(t)) => format!("{path} -> {t}"),
             _ => path.clone(),
         };
-        let mode = row
-            .mode
-            .map_or_else(|| "    ".to_string(), |m| format!("{m:04o}"));
-        let stage = row
-            .stage
-            .as_ref()
-            .map_or_else(|| "[-]".to_string(), |(i, s)| format!("[{i} {s}]"));
+        let mode = row.mode.map_or_else(|| "    ".to_string(), |m| format!("{m:04o}"));
+        let stage = row.stage.as_ref().map_or_else(|| "[-]".to_string(), |(i, s)| format!("[{i} {s}]"));
         let mut line = format!("{mode} {shown:<width$} {stage}");
         if let Some(by) = &row.expected {
-            let _ = write!(
-                line,
-                " {}",
-                if row.kind == '?' {
-                    format!("expected, {by}")
-                } else {
-                    by.clone()
-                }
-            );
+            let _ = write!(line, " {}", if row.kind == '?' { format!("expected, {by}") } else { by.clone() });
         }
         out.push_str(line.trim_end());
         out.push('\n');
@@ -73,8 +59,7 @@ pub fn render(dir: &Path) -> Result<String, Error> {
 }
 
 fn walk(dir: &Path, root: &NodeRoot, rows: &mut BTreeMap<String, Row>) -> Result<(), Error> {
-    let read = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
+    let read = std::fs::read_dir(dir).map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
     let mut children: Vec<_> = read.filter_map(Result::ok).collect();
     children.sort_by_key(std::fs::DirEntry::file_name);
     for child in children {
@@ -110,9 +95,7 @@ fn walk(dir: &Path, root: &NodeRoot, rows: &mut BTreeMap<String, Row>) -> Result
             row.kind = kind;
         }
         row.mode = Some(meta.mode() & 0o7777);
-        row.link = std::fs::read_link(&path)
-            .ok()
-            .map(|t| t.display().to_string());
+        row.link = std::fs::read_link(&path).ok().map(|t| t.display().to_string());
     }
     Ok(())
 }
@@ -141,9 +124,7 @@ fn annotate(root: &NodeRoot, entries: &[Entry], rows: &mut BTreeMap<String, Row>
                             Row {
                                 kind,
                                 mode: Some(meta.mode() & 0o7777),
-                                link: std::fs::read_link(&host)
-                                    .ok()
-                                    .map(|t| t.display().to_string()),
+                                link: std::fs::read_link(&host).ok().map(|t| t.display().to_string()),
                                 stage: Some((e.stage_index, e.stage.clone())),
                                 expected: None,
                             },
@@ -163,10 +144,7 @@ fn annotate(root: &NodeRoot, entries: &[Entry], rows: &mut BTreeMap<String, Row>
             }
             ("expect", _) => {
                 let by = e.detail.clone().unwrap_or_default();
-                let row = rows.entry(e.target.clone()).or_insert_with(|| Row {
-                    kind: '?',
-                    ..Row::default()
-                });
+                let row = rows.entry(e.target.clone()).or_insert_with(|| Row { kind: '?', ..Row::default() });
                 if row.kind == 'D' {
                     row.kind = 'd';
                 }

@@ -47,13 +47,7 @@ fn result_map(code: i64, stdout: String, stderr: String, executed: bool) -> Map 
 
 /// The command an argv and options describe.
 fn spec_of(argv: Array, opts: &Map) -> R<CommandSpec> {
-    check_opts(
-        opts,
-        &[
-            "check", "env", "stdin", "cwd", "timeout", "creates", "changes", "label",
-        ],
-        "run",
-    )?;
+    check_opts(opts, &["check", "env", "stdin", "cwd", "timeout", "creates", "changes", "label"], "run")?;
     let argv: Vec<String> = argv
         .into_iter()
         .map(|a| a.try_cast::<ImmutableString>().map(|s| s.to_string()))
@@ -72,10 +66,7 @@ fn spec_of(argv: Array, opts: &Map) -> R<CommandSpec> {
         Some(v) => {
             let secs = v
                 .as_float()
-                .or_else(|_| {
-                    v.as_int()
-                        .map(|i| f64::from(i32::try_from(i).unwrap_or(i32::MAX)))
-                })
+                .or_else(|_| v.as_int().map(|i| f64::from(i32::try_from(i).unwrap_or(i32::MAX))))
                 .ok()
                 .filter(|s| *s > 0.0);
             Some(Duration::from_secs_f64(secs.ok_or_else(|| {
@@ -101,42 +92,24 @@ fn run(ctx: &Ctx, argv: Array, opts: &Map) -> R<Map> {
     ctx.attempt(&shown);
 
     if let Some(creates) = opt::<ImmutableString>(opts, "creates", "run")? {
-        let r = ctx
-            .root
-            .resolve(&creates)
-            .map_err(|e| effect_error(e.to_string()))?;
-        if ctx
-            .host
-            .files
-            .state(&r.host)
-            .map_err(|e| effect_error(e.to_string()))?
-            .is_some()
-        {
+        let r = ctx.root.resolve(&creates).map_err(|e| effect_error(e.to_string()))?;
+        if ctx.host.files.state(&r.host).map_err(|e| effect_error(e.to_string()))?.is_some() {
             let detail = format!("not run: {} exists", r.node);
-            let line = EffectLine {
-                sign: '=',
-                target: shown.clone(),
-                detail: detail.clone(),
-                diff: None,
-            };
+            let line = EffectLine { sign: '=', target: shown.clone(), detail: detail.clone(), diff: None };
             ctx.record("run", &shown, Outcome::Ok, Some(detail), Some(line));
             return Ok(result_map(0, String::new(), String::new(), false));
         }
     }
 
-    let label = opt::<ImmutableString>(opts, "label", "run")?
-        .map_or_else(|| shown.clone(), |s| s.to_string());
+    let label =
+        opt::<ImmutableString>(opts, "label", "run")?.map_or_else(|| shown.clone(), |s| s.to_string());
     let tty = ctx.report.borrow().tty;
     let out = report::wait(&label, tty, || ctx.host.commands.run(&spec))
         .map_err(|e| effect_error(format!("`{shown}`: {e}")))?;
 
     if !out.executed {
-        let line = EffectLine {
-            sign: '!',
-            target: shown.clone(),
-            detail: "recorded, not run".into(),
-            diff: None,
-        };
+        let line =
+            EffectLine { sign: '!', target: shown.clone(), detail: "recorded, not run".into(), diff: None };
         ctx.record("run", &shown, Outcome::Recorded, None, Some(line));
         return Ok(result_map(0, String::new(), String::new(), false));
     }
@@ -148,33 +121,14 @@ fn run(ctx: &Ctx, argv: Array, opts: &Map) -> R<Map> {
     } else {
         Outcome::Ok
     };
-    let detail = if out.timed_out {
-        "timed out".to_string()
-    } else {
-        format!("exit {}", out.code)
-    };
-    let line = EffectLine {
-        sign: '!',
-        target: shown.clone(),
-        detail: detail.clone(),
-        diff: None,
-    };
+    let detail = if out.timed_out { "timed out".to_string() } else { format!("exit {}", out.code) };
+    let line = EffectLine { sign: '!', target: shown.clone(), detail: detail.clone(), diff: None };
     ctx.record("run", &shown, outcome, Some(detail), Some(line));
     if failed {
-        let tail: Vec<&str> = out
-            .stderr
-            .lines()
-            .rev()
-            .take(10)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
+        let tail: Vec<&str> =
+            out.stderr.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
         let why = if out.timed_out {
-            format!(
-                "timed out after {:.0}s",
-                spec.timeout.unwrap_or_default().as_secs_f64()
-            )
+            format!("timed out after {:.0}s", spec.timeout.unwrap_or_default().as_secs_f64())
         } else {
             format!("exited with code {}", out.code)
         };

@@ -10,9 +10,7 @@ type R<T> = Result<T, Box<EvalAltResult>>;
 
 pub fn register(engine: &mut Engine) {
     FuncRegistration::new("to_yaml")
-        .with_comments([
-            "/// `value` as a YAML document (block style, keys sorted, ending in a newline).",
-        ])
+        .with_comments(["/// `value` as a YAML document (block style, keys sorted, ending in a newline)."])
         .with_params_info(["value: Dynamic", "String"])
         .register_into_engine(engine, |value: Dynamic| to_yaml(&value));
 
@@ -20,8 +18,8 @@ pub fn register(engine: &mut Engine) {
         .with_comments(["/// `value` as pretty-printed JSON, ending in a newline."])
         .with_params_info(["value: Dynamic", "String"])
         .register_into_engine(engine, |value: Dynamic| -> R<String> {
-            let mut s = serde_json::to_string_pretty(&value)
-                .map_err(|e| script_error(format!("to_json(): {e}")))?;
+            let mut s =
+                serde_json::to_string_pretty(&value).map_err(|e| script_error(format!("to_json(): {e}")))?;
             s.push('\n');
             Ok(s)
         });
@@ -55,23 +53,20 @@ pub fn register(engine: &mut Engine) {
         .with_comments(["/// Parses one YAML document into maps, arrays and values."])
         .with_params_info(["text: &str", "Dynamic"])
         .register_into_engine(engine, |text: &str| -> R<Dynamic> {
-            serde_saphyr::from_str::<Dynamic>(text)
-                .map_err(|e| script_error(format!("from_yaml(): {e}")))
+            serde_saphyr::from_str::<Dynamic>(text).map_err(|e| script_error(format!("from_yaml(): {e}")))
         });
 
     FuncRegistration::new("from_json")
         .with_comments(["/// Parses JSON text into maps, arrays and values."])
         .with_params_info(["text: &str", "Dynamic"])
         .register_into_engine(engine, |text: &str| -> R<Dynamic> {
-            serde_json::from_str::<Dynamic>(text)
-                .map_err(|e| script_error(format!("from_json(): {e}")))
+            serde_json::from_str::<Dynamic>(text).map_err(|e| script_error(format!("from_json(): {e}")))
         });
 }
 
 /// YAML text of a value, as `to_yaml` writes it.
 pub fn to_yaml(value: &Dynamic) -> R<String> {
-    let mut s =
-        serde_saphyr::to_string(value).map_err(|e| script_error(format!("to_yaml(): {e}")))?;
+    let mut s = serde_saphyr::to_string(value).map_err(|e| script_error(format!("to_yaml(): {e}")))?;
     if !s.ends_with('\n') {
         s.push('\n');
     }
@@ -83,34 +78,19 @@ fn to_env(map: &Map, opts: &Map) -> R<String> {
     let always = opt::<bool>(opts, "quote", "to_env")?.unwrap_or(false);
     let mut out = String::new();
     for (k, v) in map {
-        let valid_key = k
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let valid_key = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_key {
-            return Err(script_error(format!(
-                "to_env(): `{k}` is not a valid variable name"
-            )));
+            return Err(script_error(format!("to_env(): `{k}` is not a valid variable name")));
         }
-        let value = if v.is_unit() {
-            String::new()
-        } else {
-            v.to_string()
-        };
+        let value = if v.is_unit() { String::new() } else { v.to_string() };
         if value.contains('\n') {
-            return Err(script_error(format!(
-                "to_env(): the value of `{k}` holds a line break"
-            )));
+            return Err(script_error(format!("to_env(): the value of `{k}` holds a line break")));
         }
-        let needs =
-            always || value.contains(|c: char| c.is_whitespace() || "\"'$`\\#;".contains(c));
+        let needs = always || value.contains(|c: char| c.is_whitespace() || "\"'$`\\#;".contains(c));
         if needs {
-            let escaped = value
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('$', "\\$")
-                .replace('`', "\\`");
+            let escaped =
+                value.replace('\\', "\\\\").replace('"', "\\\"").replace('$', "\\$").replace('`', "\\`");
             out.push_str(&format!("{k}=\"{escaped}\"\n"));
         } else {
             out.push_str(&format!("{k}={value}\n"));
@@ -129,10 +109,7 @@ mod tests {
         m.insert("B".into(), "--a=1 --b=2".into());
         m.insert("A".into(), "plain".into());
         m.insert("C".into(), Dynamic::UNIT);
-        assert_eq!(
-            to_env(&m, &Map::new()).unwrap(),
-            "A=plain\nB=\"--a=1 --b=2\"\nC=\n"
-        );
+        assert_eq!(to_env(&m, &Map::new()).unwrap(), "A=plain\nB=\"--a=1 --b=2\"\nC=\n");
         let mut o = Map::new();
         o.insert("quote".into(), true.into());
         assert!(to_env(&m, &o).unwrap().starts_with("A=\"plain\"\n"));

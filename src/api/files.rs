@@ -34,12 +34,9 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     FuncRegistration::new("file")
         .with_comments(FILE_DOC)
         .with_params_info(["path: &str", "content: &str", "options: Map", "bool"])
-        .register_into_engine(
-            engine,
-            move |path: &str, content: ImmutableString, opts: Map| {
-                write_file(&c, path, content.as_bytes(), &opts)
-            },
-        );
+        .register_into_engine(engine, move |path: &str, content: ImmutableString, opts: Map| {
+            write_file(&c, path, content.as_bytes(), &opts)
+        });
     let c = ctx.clone();
     FuncRegistration::new("file")
         .with_comments(FILE_DOC)
@@ -56,9 +53,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     FuncRegistration::new("dir")
         .with_comments(DIR_DOC)
         .with_params_info(["path: &str", "options: Map", "bool"])
-        .register_into_engine(engine, move |path: &str, opts: Map| {
-            ensure_dir(&c, path, &opts)
-        });
+        .register_into_engine(engine, move |path: &str, opts: Map| ensure_dir(&c, path, &opts));
     let c = ctx.clone();
     FuncRegistration::new("dir")
         .with_comments(DIR_DOC)
@@ -96,7 +91,9 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
 
     let c = ctx.clone();
     FuncRegistration::new("exists")
-        .with_comments(["/// Whether something exists at node path `path` (following symlinks inside the root)."])
+        .with_comments([
+            "/// Whether something exists at node path `path` (following symlinks inside the root).",
+        ])
         .with_params_info(["path: &str", "bool"])
         .register_into_engine(engine, move |path: &str| -> R<bool> {
             let r = resolve(&c, path, true)?;
@@ -114,32 +111,19 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         .register_into_engine(engine, move |path: &str, by: &str| -> R<()> {
             c.require_step("expect")?;
             let r = resolve(&c, path, false)?;
-            c.record(
-                "expect",
-                &r.node,
-                Outcome::Expected,
-                Some(format!("created by {by}")),
-                None,
-            );
+            c.record("expect", &r.node, Outcome::Expected, Some(format!("created by {by}")), None);
             Ok(())
         });
 }
 
 fn resolve(ctx: &Ctx, path: &str, follow: bool) -> R<Resolved> {
     ctx.attempt(path);
-    let r = if follow {
-        ctx.root.resolve(path)
-    } else {
-        ctx.root.resolve_nofollow(path)
-    };
+    let r = if follow { ctx.root.resolve(path) } else { ctx.root.resolve_nofollow(path) };
     r.map_err(|e| effect_error(e.to_string()))
 }
 
 fn state(ctx: &Ctx, r: &Resolved) -> R<Option<FileState>> {
-    ctx.host
-        .files
-        .state(&r.host)
-        .map_err(|e| effect_error(format!("cannot inspect {}: {e}", r.node)))
+    ctx.host.files.state(&r.host).map_err(|e| effect_error(format!("cannot inspect {}: {e}", r.node)))
 }
 
 /// Parses a mode: an integer (`0o644`) or an octal string (`"0644"`, `"644"`).
@@ -167,18 +151,14 @@ fn owner_of(ctx: &Ctx, opts: &Map, function: &str) -> R<Option<Owner>> {
     let Some(spec) = opt::<ImmutableString>(opts, "owner", function)? else {
         return Ok(None);
     };
-    let (u, g) = spec
-        .split_once(':')
-        .map_or((spec.as_str(), None), |(u, g)| (u, Some(g)));
+    let (u, g) = spec.split_once(':').map_or((spec.as_str(), None), |(u, g)| (u, Some(g)));
     let user = if let Ok(uid) = u.parse::<u32>() {
         (uid, None)
     } else {
         let pw = nix::unistd::User::from_name(u)
             .ok()
             .flatten()
-            .ok_or_else(|| {
-                effect_error(format!("{function}(): no user named `{u}` on this host"))
-            })?;
+            .ok_or_else(|| effect_error(format!("{function}(): no user named `{u}` on this host")))?;
         (pw.uid.as_raw(), Some(pw.gid.as_raw()))
     };
     let gid = match g {
@@ -189,9 +169,7 @@ fn owner_of(ctx: &Ctx, opts: &Map, function: &str) -> R<Option<Owner>> {
                 .ok()
                 .flatten()
                 .map(|gr| gr.gid.as_raw())
-                .ok_or_else(|| {
-                    effect_error(format!("{function}(): no group named `{g}` on this host"))
-                })?,
+                .ok_or_else(|| effect_error(format!("{function}(): no group named `{g}` on this host")))?,
         },
     };
     // Ownership can only be applied as root; otherwise it is checked for syntax only.
@@ -201,9 +179,7 @@ fn owner_of(ctx: &Ctx, opts: &Map, function: &str) -> R<Option<Owner>> {
 /// Whether content holds key material or credentials, which are never shown.
 pub fn looks_secret(content: &[u8]) -> bool {
     const MARKERS: &[&[u8]] = &[b"PRIVATE KEY", b"client-key-data:", b"token:", b"password"];
-    MARKERS
-        .iter()
-        .any(|m| content.windows(m.len()).any(|w| w == *m))
+    MARKERS.iter().any(|m| content.windows(m.len()).any(|w| w == *m))
 }
 
 /// Creates the missing folders above `r` (mode 0755), recording each.
@@ -226,10 +202,7 @@ fn ensure_parents(ctx: &Ctx, r: &Resolved) -> R<()> {
             Some(s) if s.kind == FileKind::Dir => break,
             Some(_) => {
                 let node = ctx.root.node_path_of(dir).unwrap_or_default();
-                return Err(effect_error(format!(
-                    "cannot create {}: {node} is not a folder",
-                    r.node
-                )));
+                return Err(effect_error(format!("cannot create {}: {node} is not a folder", r.node)));
             }
         }
     }
@@ -239,19 +212,8 @@ fn ensure_parents(ctx: &Ctx, r: &Resolved) -> R<()> {
             .files
             .mkdir(dir, 0o755, None)
             .map_err(|e| effect_error(format!("cannot create folder {node}: {e}")))?;
-        let line = EffectLine {
-            sign: '+',
-            target: format!("{node}/"),
-            detail: "0755".into(),
-            diff: None,
-        };
-        ctx.record(
-            "parent",
-            &node,
-            Outcome::Changed,
-            Some("0755".into()),
-            Some(line),
-        );
+        let line = EffectLine { sign: '+', target: format!("{node}/"), detail: "0755".into(), diff: None };
+        ctx.record("parent", &node, Outcome::Changed, Some("0755".into()), Some(line));
     }
     Ok(())
 }
@@ -261,7 +223,21 @@ fn write_file(ctx: &Ctx, path: &str, content: &[u8], opts: &Map) -> R<bool> {
     check_opts(opts, &["mode", "owner", "secret"], "file")?;
     let mode = mode_of(opts, 0o644, "file")?;
     let owner = owner_of(ctx, opts, "file")?;
-    let secret = opt::<bool>(opts, "secret", "file")?.unwrap_or(false) || looks_secret(content);
+    let secret = opt::<bool>(opts, "secret", "file")?.unwrap_or(false);
+    put(ctx, path, content, mode, owner, secret)
+}
+
+/// Writes a file the way `file()` does, for other script functions (certificates, keys).
+/// `secret` hides the content from diffs (content with key material is hidden anyway).
+pub(crate) fn put(
+    ctx: &Ctx,
+    path: &str,
+    content: &[u8],
+    mode: u32,
+    owner: Option<Owner>,
+    secret: bool,
+) -> R<bool> {
+    let secret = secret || looks_secret(content);
     let r = resolve(ctx, path, true)?;
     ensure_parents(ctx, &r)?;
     let files = &ctx.host.files;
@@ -272,33 +248,20 @@ fn write_file(ctx: &Ctx, path: &str, content: &[u8], opts: &Map) -> R<bool> {
         Some(s) if s.kind == FileKind::File => {
             // Equal sizes are compared byte by byte; a diff needs the old text anyway.
             let bytes = if s.size == content.len() as u64 || want_diff {
-                files
-                    .read(&r.host)
-                    .map_err(|e| effect_error(format!("cannot read {}: {e}", r.node)))?
+                files.read(&r.host).map_err(|e| effect_error(format!("cannot read {}: {e}", r.node)))?
             } else {
                 None
             };
             Some((s, bytes))
         }
         Some(s) => {
-            let what = if s.kind == FileKind::Dir {
-                "a folder"
-            } else {
-                "not a regular file"
-            };
-            return Err(effect_error(format!(
-                "cannot write {}: it is {what}",
-                r.node
-            )));
+            let what = if s.kind == FileKind::Dir { "a folder" } else { "not a regular file" };
+            return Err(effect_error(format!("cannot write {}: it is {what}", r.node)));
         }
     };
     let detail_mode = format!("{mode:04o}");
     let (outcome, sign, detail) = match &old {
-        None => (
-            Outcome::Changed,
-            '+',
-            format!("{detail_mode}, {} bytes", content.len()),
-        ),
+        None => (Outcome::Changed, '+', format!("{detail_mode}, {} bytes", content.len())),
         Some((s, bytes)) => {
             let same_content = bytes.as_deref() == Some(content);
             let mut what = Vec::new();
@@ -319,9 +282,7 @@ fn write_file(ctx: &Ctx, path: &str, content: &[u8], opts: &Map) -> R<bool> {
         }
     };
     if outcome == Outcome::Changed {
-        let content_differs = old
-            .as_ref()
-            .is_none_or(|(_, b)| b.as_deref() != Some(content));
+        let content_differs = old.as_ref().is_none_or(|(_, b)| b.as_deref() != Some(content));
         let result = if content_differs {
             files.write(&r.host, content, mode, owner)
         } else {
@@ -339,12 +300,7 @@ fn write_file(ctx: &Ctx, path: &str, content: &[u8], opts: &Map) -> R<bool> {
     } else {
         None
     };
-    let line = EffectLine {
-        sign,
-        target: r.node.clone(),
-        detail: detail.clone(),
-        diff,
-    };
+    let line = EffectLine { sign, target: r.node.clone(), detail: detail.clone(), diff };
     ctx.record("file", &r.node, outcome, Some(detail), Some(line));
     Ok(outcome == Outcome::Changed)
 }
@@ -373,18 +329,11 @@ fn ensure_dir(ctx: &Ctx, path: &str, opts: &Map) -> R<bool> {
                     .files
                     .set_attrs(&r.host, mode, owner)
                     .map_err(|e| effect_error(format!("cannot set mode of {}: {e}", r.node)))?;
-                (
-                    Outcome::Changed,
-                    '~',
-                    format!("mode {:04o} -> {detail}", s.mode),
-                )
+                (Outcome::Changed, '~', format!("mode {:04o} -> {detail}", s.mode))
             }
         }
         Some(_) => {
-            return Err(effect_error(format!(
-                "cannot create folder {}: something else is there",
-                r.node
-            )));
+            return Err(effect_error(format!("cannot create folder {}: something else is there", r.node)));
         }
     };
     let line = EffectLine {
@@ -400,25 +349,17 @@ fn ensure_dir(ctx: &Ctx, path: &str, opts: &Map) -> R<bool> {
 fn make_symlink(ctx: &Ctx, target: &str, link: &str) -> R<bool> {
     ctx.require_step("symlink")?;
     if target.is_empty() || target.contains('\0') {
-        return Err(script_error(
-            "symlink(): the target must be a non-empty path",
-        ));
+        return Err(script_error("symlink(): the target must be a non-empty path"));
     }
     let r = resolve(ctx, link, false)?;
     ensure_parents(ctx, &r)?;
     let detail = format!("-> {target}");
     let (outcome, sign) = match state(ctx, &r)? {
-        Some(s)
-            if s.kind == FileKind::Symlink
-                && s.link_target.as_deref() == Some(Path::new(target)) =>
-        {
+        Some(s) if s.kind == FileKind::Symlink && s.link_target.as_deref() == Some(Path::new(target)) => {
             (Outcome::Ok, '=')
         }
         Some(s) if s.kind == FileKind::Dir => {
-            return Err(effect_error(format!(
-                "cannot make {} a symlink: a folder is there",
-                r.node
-            )));
+            return Err(effect_error(format!("cannot make {} a symlink: a folder is there", r.node)));
         }
         existing => {
             ctx.host
@@ -428,12 +369,7 @@ fn make_symlink(ctx: &Ctx, target: &str, link: &str) -> R<bool> {
             (Outcome::Changed, if existing.is_some() { '~' } else { '+' })
         }
     };
-    let line = EffectLine {
-        sign,
-        target: r.node.clone(),
-        detail: detail.clone(),
-        diff: None,
-    };
+    let line = EffectLine { sign, target: r.node.clone(), detail: detail.clone(), diff: None };
     ctx.record("symlink", &r.node, outcome, Some(detail), Some(line));
     Ok(outcome == Outcome::Changed)
 }
@@ -442,32 +378,24 @@ fn remove(ctx: &Ctx, path: &str) -> R<bool> {
     ctx.require_step("remove")?;
     let r = resolve(ctx, path, false)?;
     if r.node == "/" {
-        return Err(effect_error(
-            "remove(\"/\") is refused: it would remove the whole node root",
-        ));
+        return Err(effect_error("remove(\"/\") is refused: it would remove the whole node root"));
     }
     let (outcome, sign) = if state(ctx, &r)?.is_none() {
         (Outcome::Ok, '=')
     } else {
-        ctx.host
-            .files
-            .remove(&r.host)
-            .map_err(|e| effect_error(format!("cannot remove {}: {e}", r.node)))?;
+        ctx.host.files.remove(&r.host).map_err(|e| effect_error(format!("cannot remove {}: {e}", r.node)))?;
         (Outcome::Changed, '-')
     };
-    let detail = if outcome == Outcome::Changed {
-        "removed"
-    } else {
-        "absent"
-    };
-    let line = EffectLine {
-        sign,
-        target: r.node.clone(),
-        detail: detail.into(),
-        diff: None,
-    };
+    let detail = if outcome == Outcome::Changed { "removed" } else { "absent" };
+    let line = EffectLine { sign, target: r.node.clone(), detail: detail.into(), diff: None };
     ctx.record("remove", &r.node, outcome, Some(detail.into()), Some(line));
     Ok(outcome == Outcome::Changed)
+}
+
+/// The bytes of the file at node path `path`, or `None` when there is none.
+pub(crate) fn read_bytes(ctx: &Ctx, path: &str) -> R<Option<Vec<u8>>> {
+    let r = resolve(ctx, path, true)?;
+    ctx.host.files.read(&r.host).map_err(|e| effect_error(format!("cannot read {}: {e}", r.node)))
 }
 
 fn read_file(ctx: &Ctx, path: &str) -> R<String> {

@@ -6,8 +6,10 @@
 
 pub mod commands;
 pub mod encode;
+pub mod facts;
 pub mod files;
 pub mod log;
+pub mod pki;
 pub mod stages;
 
 use std::cell::RefCell;
@@ -29,11 +31,11 @@ pub fn register_all(engine: &mut Engine, ctx: &Rc<Ctx>) {
     commands::register(engine, ctx);
     encode::register(engine);
     log::register(engine, ctx);
+    facts::register(engine, ctx);
+    pki::register(engine, ctx);
     engine.register_type_with_name::<EffectFailure>("EffectFailure");
     rhai::FuncRegistration::new("to_string")
-        .with_comments([
-            "/// The message of a failed effect caught with `try { ... } catch (e) { ... }`.",
-        ])
+        .with_comments(["/// The message of a failed effect caught with `try { ... } catch (e) { ... }`."])
         .with_params_info(["failure: EffectFailure", "String"])
         .register_into_engine(engine, |f: &mut EffectFailure| f.message.clone());
     rhai::FuncRegistration::new("to_debug")
@@ -41,9 +43,7 @@ pub fn register_all(engine: &mut Engine, ctx: &Rc<Ctx>) {
         .with_params_info(["failure: EffectFailure", "String"])
         .register_into_engine(engine, |f: &mut EffectFailure| f.message.clone());
     rhai::FuncRegistration::new("get$message")
-        .with_comments([
-            "/// `e.message`: what failed, for a failed effect caught with `try`/`catch`.",
-        ])
+        .with_comments(["/// `e.message`: what failed, for a failed effect caught with `try`/`catch`."])
         .with_params_info(["failure: EffectFailure", "String"])
         .register_into_engine(engine, |f: &mut EffectFailure| f.message.clone());
 }
@@ -73,6 +73,8 @@ pub struct Ctx {
     pub current: RefCell<Option<StepState>>,
     /// Whether ownership can be applied (kscript runs as root).
     pub can_chown: bool,
+    /// Keys made ahead, and the clock certificates are dated by.
+    pub pki: pki::PkiState,
 }
 
 impl Ctx {
@@ -85,6 +87,7 @@ impl Ctx {
             model: RefCell::default(),
             current: RefCell::default(),
             can_chown: nix::unistd::geteuid().is_root(),
+            pki: pki::PkiState::from_env(),
         }
     }
 
@@ -163,19 +166,14 @@ pub struct SkipSignal {
 /// An effect failure, as a script error.
 pub fn effect_error(message: impl Into<String>) -> Box<EvalAltResult> {
     Box::new(EvalAltResult::ErrorRuntime(
-        Dynamic::from(EffectFailure {
-            message: message.into(),
-        }),
+        Dynamic::from(EffectFailure { message: message.into() }),
         Position::NONE,
     ))
 }
 
 /// A mistake in the script's use of a function (bad argument), as a script error.
 pub fn script_error(message: impl Into<String>) -> Box<EvalAltResult> {
-    Box::new(EvalAltResult::ErrorRuntime(
-        Dynamic::from(message.into()),
-        Position::NONE,
-    ))
+    Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(message.into()), Position::NONE))
 }
 
 /// Reads an option from an options map, checking its type.
@@ -198,11 +196,7 @@ pub fn opt<T: Clone + 'static>(
 }
 
 /// Refuses keys an options map does not know.
-pub fn check_opts(
-    opts: &rhai::Map,
-    known: &[&str],
-    function: &str,
-) -> Result<(), Box<EvalAltResult>> {
+pub fn check_opts(opts: &rhai::Map, known: &[&str], function: &str) -> Result<(), Box<EvalAltResult>> {
     for k in opts.keys() {
         if !known.contains(&k.as_str()) {
             return Err(script_error(format!(

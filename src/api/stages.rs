@@ -28,43 +28,37 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             "/// ```",
         ])
         .with_params_info(["name: &str", "description: &str", "body: FnPtr", "Step"])
-        .register_into_engine(engine, |name: &str, description: &str, body: FnPtr| -> Result<Step, Box<EvalAltResult>> {
-            check_name(name, true).map_err(script_error)?;
-            Ok(Step { name: name.into(), description: description.into(), body })
-        });
-
-    let c = ctx.clone();
-    FuncRegistration::new("stage")
-        .with_comments([
-            "/// Declares a stage: its `name`, a one-line `description`, and its `steps` in order",
-            "/// (an array of `step(...)`). Stages run in the order they are declared.",
-            "///",
-            "/// A stage must be able to run alone (`--only NAME`): read what earlier stages left",
-            "/// on the node with `read_file`/`exists`, not variables set by them.",
-        ])
-        .with_params_info(["name: &str", "description: &str", "steps: Array", "()"])
         .register_into_engine(
             engine,
-            move |name: &str, description: &str, steps: Array| -> Result<(), Box<EvalAltResult>> {
-                let mut list = Vec::with_capacity(steps.len());
-                for (i, s) in steps.into_iter().enumerate() {
-                    let type_name = s.type_name();
-                    let step = s.try_cast::<Step>().ok_or_else(|| {
-                        script_error(format!(
-                            "stage `{name}`: item {} of its steps is {type_name}, not a step(...)",
-                            i + 1
-                        ))
-                    })?;
-                    list.push(step);
-                }
-                let stage = Stage {
-                    name: name.into(),
-                    description: description.into(),
-                    steps: list,
-                };
-                c.model.borrow_mut().add_stage(stage).map_err(script_error)
+            |name: &str, description: &str, body: FnPtr| -> Result<Step, Box<EvalAltResult>> {
+                check_name(name, true).map_err(script_error)?;
+                Ok(Step { name: name.into(), description: description.into(), body })
             },
         );
+
+    const STAGE_DOC: &[&str] = &[
+        "/// Declares a stage: its `name`, a one-line `description`, and its `steps` in order",
+        "/// (an array of `step(...)`). Stages run in the order they are declared.",
+        "///",
+        "/// A stage must be able to run alone (`--only NAME`): read what earlier stages left",
+        "/// on the node with `read_file`/`exists`, not variables set by them.",
+        "/// Options: `explicit: true` makes a stage run only when `--only` or `--from` names it",
+        "/// (for on-demand or destructive work, such as renewing certificates).",
+    ];
+    let c = ctx.clone();
+    FuncRegistration::new("stage")
+        .with_comments(STAGE_DOC)
+        .with_params_info(["name: &str", "description: &str", "steps: Array", "()"])
+        .register_into_engine(engine, move |name: &str, description: &str, steps: Array| {
+            declare_stage(&c, name, description, steps, &rhai::Map::new())
+        });
+    let c = ctx.clone();
+    FuncRegistration::new("stage")
+        .with_comments(STAGE_DOC)
+        .with_params_info(["name: &str", "description: &str", "steps: Array", "options: Map", "()"])
+        .register_into_engine(engine, move |name: &str, description: &str, steps: Array, opts: rhai::Map| {
+            declare_stage(&c, name, description, steps, &opts)
+        });
 
     let c = ctx.clone();
     FuncRegistration::new("handler")
@@ -84,35 +78,23 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             "/// many steps notify it, and only if one of them changed something.",
         ])
         .with_params_info(["name: &str", "()"])
-        .register_into_engine(
-            engine,
-            move |name: &str| -> Result<(), Box<EvalAltResult>> {
-                c.require_step("notify")?;
-                if c.model.borrow().handler(name).is_none() {
-                    let known: Vec<String> = c
-                        .model
-                        .borrow()
-                        .handlers
-                        .iter()
-                        .map(|h| format!("`{}`", h.name))
-                        .collect();
-                    return Err(script_error(format!(
-                        "notify(\"{name}\"): no handler has that name; declared: {}",
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    )));
-                }
-                if let Some(s) = c.current.borrow_mut().as_mut()
-                    && !s.notified.iter().any(|n| n == name)
-                {
-                    s.notified.push(name.to_string());
-                }
-                Ok(())
-            },
-        );
+        .register_into_engine(engine, move |name: &str| -> Result<(), Box<EvalAltResult>> {
+            c.require_step("notify")?;
+            if c.model.borrow().handler(name).is_none() {
+                let known: Vec<String> =
+                    c.model.borrow().handlers.iter().map(|h| format!("`{}`", h.name)).collect();
+                return Err(script_error(format!(
+                    "notify(\"{name}\"): no handler has that name; declared: {}",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                )));
+            }
+            if let Some(s) = c.current.borrow_mut().as_mut()
+                && !s.notified.iter().any(|n| n == name)
+            {
+                s.notified.push(name.to_string());
+            }
+            Ok(())
+        });
 
     FuncRegistration::new("skip_step")
         .with_comments([
@@ -122,10 +104,32 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         .with_params_info(["reason: &str", "()"])
         .register_into_engine(engine, |reason: &str| -> Result<(), Box<EvalAltResult>> {
             Err(Box::new(EvalAltResult::ErrorRuntime(
-                Dynamic::from(SkipSignal {
-                    reason: reason.into(),
-                }),
+                Dynamic::from(SkipSignal { reason: reason.into() }),
                 Position::NONE,
             )))
         });
+}
+
+fn declare_stage(
+    ctx: &Ctx,
+    name: &str,
+    description: &str,
+    steps: Array,
+    opts: &rhai::Map,
+) -> Result<(), Box<EvalAltResult>> {
+    super::check_opts(opts, &["explicit"], "stage")?;
+    let explicit = super::opt::<bool>(opts, "explicit", "stage")?.unwrap_or(false);
+    let mut list = Vec::with_capacity(steps.len());
+    for (i, s) in steps.into_iter().enumerate() {
+        let type_name = s.type_name();
+        let step = s.try_cast::<Step>().ok_or_else(|| {
+            script_error(format!(
+                "stage `{name}`: item {} of its steps is {type_name}, not a step(...)",
+                i + 1
+            ))
+        })?;
+        list.push(step);
+    }
+    let stage = Stage { name: name.into(), description: description.into(), steps: list, explicit };
+    ctx.model.borrow_mut().add_stage(stage).map_err(script_error)
 }

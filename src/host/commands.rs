@@ -21,8 +21,7 @@ impl CommandSpec {
         self.argv
             .iter()
             .map(|a| {
-                if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c))
-                {
+                if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
                     format!("'{}'", a.replace('\'', r"'\''"))
                 } else {
                     a.clone()
@@ -63,19 +62,14 @@ impl Commands for RealCommands {
         let mut cmd = Command::new(program);
         cmd.args(args)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .stdin(if spec.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(if spec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(dir) = &spec.cwd {
             cmd.current_dir(dir);
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot start `{program}`: {e}")))?;
+        let mut child =
+            cmd.spawn().map_err(|e| io::Error::new(e.kind(), format!("cannot start `{program}`: {e}")))?;
         if let (Some(input), Some(mut pipe)) = (spec.stdin.clone(), child.stdin.take()) {
             thread::spawn(move || {
                 let _ = pipe.write_all(input.as_bytes());
@@ -140,19 +134,12 @@ mod tests {
     #[test]
     fn real_commands_capture_output_and_codes() {
         let spec = CommandSpec {
-            argv: vec![
-                "sh".into(),
-                "-c".into(),
-                "read x; echo out $x; echo err >&2; exit 3".into(),
-            ],
+            argv: vec!["sh".into(), "-c".into(), "read x; echo out $x; echo err >&2; exit 3".into()],
             stdin: Some("in\n".into()),
             ..Default::default()
         };
         let out = RealCommands.run(&spec).unwrap();
-        assert_eq!(
-            (out.code, out.stdout.as_str(), out.stderr.as_str()),
-            (3, "out in\n", "err\n")
-        );
+        assert_eq!((out.code, out.stdout.as_str(), out.stderr.as_str()), (3, "out in\n", "err\n"));
         assert!(out.executed);
     }
 
@@ -167,27 +154,18 @@ mod tests {
         assert!(out.timed_out);
         assert!(
             RealCommands
-                .run(&CommandSpec {
-                    argv: vec!["/no/such/program".into()],
-                    ..Default::default()
-                })
+                .run(&CommandSpec { argv: vec!["/no/such/program".into()], ..Default::default() })
                 .is_err()
         );
     }
 
     #[test]
     fn recording_runs_nothing() {
-        let spec = CommandSpec {
-            argv: vec!["false".into()],
-            ..Default::default()
-        };
+        let spec = CommandSpec { argv: vec!["false".into()], ..Default::default() };
         let out = RecordingCommands.run(&spec).unwrap();
         assert!(!out.executed);
         assert_eq!(spec.display(), "false");
-        let spec = CommandSpec {
-            argv: vec!["echo".into(), "a b".into()],
-            ..Default::default()
-        };
+        let spec = CommandSpec { argv: vec!["echo".into(), "a b".into()], ..Default::default() };
         assert_eq!(spec.display(), "echo 'a b'");
     }
 }

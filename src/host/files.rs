@@ -44,8 +44,7 @@ pub trait Files {
     fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>>;
     /// Replaces the file at `path` atomically: a temporary file in the same folder, written
     /// with `mode` (and `owner`) before any content, synced, then renamed over `path`.
-    fn write(&self, path: &Path, content: &[u8], mode: u32, owner: Option<Owner>)
-    -> io::Result<()>;
+    fn write(&self, path: &Path, content: &[u8], mode: u32, owner: Option<Owner>) -> io::Result<()>;
     /// Creates the folder `path` (its parent exists).
     fn mkdir(&self, path: &Path, mode: u32, owner: Option<Owner>) -> io::Result<()>;
     /// Sets the mode (and owner) of what is at `path`.
@@ -70,10 +69,7 @@ impl RealFiles {
     fn temp_name(&self, path: &Path) -> PathBuf {
         let n = self.counter.get();
         self.counter.set(n + 1);
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         path.with_file_name(format!(".{name}.kscript-{}-{n}", std::process::id()))
     }
 }
@@ -92,16 +88,9 @@ fn state_of(meta: &fs::Metadata, path: &Path) -> io::Result<FileState> {
     Ok(FileState {
         kind,
         mode: meta.mode() & 0o7777,
-        owner: Owner {
-            uid: meta.uid(),
-            gid: meta.gid(),
-        },
+        owner: Owner { uid: meta.uid(), gid: meta.gid() },
         size: meta.len(),
-        link_target: if kind == FileKind::Symlink {
-            Some(fs::read_link(path)?)
-        } else {
-            None
-        },
+        link_target: if kind == FileKind::Symlink { Some(fs::read_link(path)?) } else { None },
     })
 }
 
@@ -129,13 +118,7 @@ impl Files for RealFiles {
         }
     }
 
-    fn write(
-        &self,
-        path: &Path,
-        content: &[u8],
-        mode: u32,
-        owner: Option<Owner>,
-    ) -> io::Result<()> {
+    fn write(&self, path: &Path, content: &[u8], mode: u32, owner: Option<Owner>) -> io::Result<()> {
         let tmp = self.temp_name(path);
         let result = (|| {
             // Created private; the wanted mode is set before any content lands.
@@ -194,10 +177,7 @@ impl Files for RealFiles {
 #[derive(Debug, Clone)]
 enum Planned {
     Absent,
-    Present {
-        state: FileState,
-        content: Option<Vec<u8>>,
-    },
+    Present { state: FileState, content: Option<Vec<u8>> },
 }
 
 /// A dry run's file system: reads see the real files under what the run has planned so far;
@@ -226,10 +206,7 @@ impl PlannedFiles {
     }
 
     fn owner_now() -> Owner {
-        Owner {
-            uid: nix::unistd::geteuid().as_raw(),
-            gid: nix::unistd::getegid().as_raw(),
-        }
+        Owner { uid: nix::unistd::geteuid().as_raw(), gid: nix::unistd::getegid().as_raw() }
     }
 }
 
@@ -250,13 +227,7 @@ impl Files for PlannedFiles {
         }
     }
 
-    fn write(
-        &self,
-        path: &Path,
-        content: &[u8],
-        mode: u32,
-        owner: Option<Owner>,
-    ) -> io::Result<()> {
+    fn write(&self, path: &Path, content: &[u8], mode: u32, owner: Option<Owner>) -> io::Result<()> {
         let state = FileState {
             kind: FileKind::File,
             mode,
@@ -264,13 +235,7 @@ impl Files for PlannedFiles {
             size: content.len() as u64,
             link_target: None,
         };
-        self.set(
-            path,
-            Planned::Present {
-                state,
-                content: Some(content.to_vec()),
-            },
-        );
+        self.set(path, Planned::Present { state, content: Some(content.to_vec()) });
         Ok(())
     }
 
@@ -282,13 +247,7 @@ impl Files for PlannedFiles {
             size: 0,
             link_target: None,
         };
-        self.set(
-            path,
-            Planned::Present {
-                state,
-                content: None,
-            },
-        );
+        self.set(path, Planned::Present { state, content: None });
         Ok(())
     }
 
@@ -313,13 +272,7 @@ impl Files for PlannedFiles {
             size: 0,
             link_target: Some(target.to_path_buf()),
         };
-        self.set(
-            path,
-            Planned::Present {
-                state,
-                content: None,
-            },
-        );
+        self.set(path, Planned::Present { state, content: None });
         Ok(())
     }
 
@@ -349,10 +302,7 @@ mod tests {
         // No temporary file is left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
         // A failed write leaves nothing either (the folder does not exist).
-        assert!(
-            f.write(&dir.path().join("no/such"), b"x", 0o644, None)
-                .is_err()
-        );
+        assert!(f.write(&dir.path().join("no/such"), b"x", 0o644, None).is_err());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 

@@ -3,9 +3,11 @@
 //! API calls the traits and never asks which mode it is in.
 
 pub mod commands;
+pub mod facts;
 pub mod files;
 
 pub use commands::{CommandOutput, CommandSpec, Commands, RealCommands, RecordingCommands};
+pub use facts::{Facts, RealFacts};
 pub use files::{FileKind, FileState, Files, Owner, PlannedFiles, RealFiles};
 
 /// What a run does to the machine.
@@ -34,6 +36,7 @@ pub struct Host {
     pub mode: Mode,
     pub files: Box<dyn Files>,
     pub commands: Box<dyn Commands>,
+    pub facts: Box<dyn Facts>,
 }
 
 impl Host {
@@ -44,16 +47,19 @@ impl Host {
                 mode,
                 files: Box::new(RealFiles::new()),
                 commands: Box::new(RealCommands),
+                facts: Box::new(RealFacts),
             },
             Mode::Render => Self {
                 mode,
                 files: Box::new(RealFiles::new()),
                 commands: Box::new(RecordingCommands),
+                facts: Box::new(RealFacts),
             },
             Mode::DryRun => Self {
                 mode,
                 files: Box::new(PlannedFiles::default()),
                 commands: Box::new(RecordingCommands),
+                facts: Box::new(RealFacts),
             },
         }
     }

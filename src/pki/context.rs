@@ -71,9 +71,7 @@ impl SequentialSerials {
     /// Starts counting at `first` (0 is skipped, as serials must be positive).
     #[must_use]
     pub fn new(first: u64) -> Self {
-        Self {
-            next: AtomicU64::new(first.max(1)),
-        }
+        Self { next: AtomicU64::new(first.max(1)) }
     }
 }
 
@@ -102,10 +100,7 @@ pub struct Context {
 impl Context {
     /// A context from any clock and serial source.
     pub fn new(clock: impl Clock + 'static, serials: impl SerialSource + 'static) -> Self {
-        Self {
-            clock: Arc::new(clock),
-            serials: Arc::new(serials),
-        }
+        Self { clock: Arc::new(clock), serials: Arc::new(serials) }
     }
 
     /// The real thing: system time and random serials.
@@ -131,9 +126,7 @@ impl Context {
         let raw = self.serials.next_serial();
         let first = raw.iter().position(|&b| b != 0);
         let Some(first) = first else {
-            return Err(PkiError::Serial {
-                reason: "serial source returned zero or nothing".to_owned(),
-            });
+            return Err(PkiError::Serial { reason: "serial source returned zero or nothing".to_owned() });
         };
         let serial = raw[first..].to_vec();
         // A positive INTEGER of 20 content bytes at most: 20 bytes with the top bit clear.

@@ -57,9 +57,7 @@ pub enum PkiError {
     },
 
     /// An extended key usage name is not known.
-    #[error(
-        "unknown extended key usage {input:?}: expected serverAuth, clientAuth or a dotted OID"
-    )]
+    #[error("unknown extended key usage {input:?}: expected serverAuth, clientAuth or a dotted OID")]
     UnknownEku {
         /// The name that was given.
         input: String,

@@ -108,19 +108,12 @@ impl CertInfo {
             reason: format!("{what} of {}: {e}", cert.subject()),
         };
         let first_cn = |name: &x509_parser::x509::X509Name<'_>| {
-            name.iter_common_name()
-                .next()
-                .and_then(|cn| cn.as_str().ok())
-                .unwrap_or_default()
-                .to_owned()
+            name.iter_common_name().next().and_then(|cn| cn.as_str().ok()).unwrap_or_default().to_owned()
         };
 
         let mut dns_names = Vec::new();
         let mut ip_addresses = Vec::new();
-        if let Some(san) = cert
-            .subject_alternative_name()
-            .map_err(|e| bad("subjectAltName", e))?
-        {
+        if let Some(san) = cert.subject_alternative_name().map_err(|e| bad("subjectAltName", e))? {
             for name in &san.value.general_names {
                 match name {
                     GeneralName::DNSName(dns) => dns_names.push((*dns).to_owned()),
@@ -134,47 +127,38 @@ impl CertInfo {
             }
         }
 
-        let is_ca = cert
-            .basic_constraints()
-            .map_err(|e| bad("basicConstraints", e))?
-            .is_some_and(|bc| bc.value.ca);
+        let is_ca =
+            cert.basic_constraints().map_err(|e| bad("basicConstraints", e))?.is_some_and(|bc| bc.value.ca);
 
-        let (key_usages, key_usage_critical) =
-            match cert.key_usage().map_err(|e| bad("keyUsage", e))? {
-                None => (Vec::new(), false),
-                Some(ext) => {
-                    let ku = ext.value;
-                    let bits = [
-                        (ku.digital_signature(), KeyUsage::DigitalSignature),
-                        (ku.non_repudiation(), KeyUsage::NonRepudiation),
-                        (ku.key_encipherment(), KeyUsage::KeyEncipherment),
-                        (ku.data_encipherment(), KeyUsage::DataEncipherment),
-                        (ku.key_agreement(), KeyUsage::KeyAgreement),
-                        (ku.key_cert_sign(), KeyUsage::KeyCertSign),
-                        (ku.crl_sign(), KeyUsage::CrlSign),
-                        (ku.encipher_only(), KeyUsage::EncipherOnly),
-                        (ku.decipher_only(), KeyUsage::DecipherOnly),
-                    ];
-                    let set = bits.iter().filter(|(on, _)| *on).map(|(_, u)| *u);
-                    (set.collect(), ext.critical)
-                }
-            };
+        let (key_usages, key_usage_critical) = match cert.key_usage().map_err(|e| bad("keyUsage", e))? {
+            None => (Vec::new(), false),
+            Some(ext) => {
+                let ku = ext.value;
+                let bits = [
+                    (ku.digital_signature(), KeyUsage::DigitalSignature),
+                    (ku.non_repudiation(), KeyUsage::NonRepudiation),
+                    (ku.key_encipherment(), KeyUsage::KeyEncipherment),
+                    (ku.data_encipherment(), KeyUsage::DataEncipherment),
+                    (ku.key_agreement(), KeyUsage::KeyAgreement),
+                    (ku.key_cert_sign(), KeyUsage::KeyCertSign),
+                    (ku.crl_sign(), KeyUsage::CrlSign),
+                    (ku.encipher_only(), KeyUsage::EncipherOnly),
+                    (ku.decipher_only(), KeyUsage::DecipherOnly),
+                ];
+                let set = bits.iter().filter(|(on, _)| *on).map(|(_, u)| *u);
+                (set.collect(), ext.critical)
+            }
+        };
 
         let mut extended_key_usages = Vec::new();
-        if let Some(ext) = cert
-            .extended_key_usage()
-            .map_err(|e| bad("extendedKeyUsage", e))?
-        {
+        if let Some(ext) = cert.extended_key_usage().map_err(|e| bad("extendedKeyUsage", e))? {
             let eku = ext.value;
             let named = [
                 (eku.server_auth, Eku::ServerAuth),
                 (eku.client_auth, Eku::ClientAuth),
                 (eku.any, Eku::Other("anyExtendedKeyUsage".to_owned())),
                 (eku.code_signing, Eku::Other("codeSigning".to_owned())),
-                (
-                    eku.email_protection,
-                    Eku::Other("emailProtection".to_owned()),
-                ),
+                (eku.email_protection, Eku::Other("emailProtection".to_owned())),
                 (eku.time_stamping, Eku::Other("timeStamping".to_owned())),
                 (eku.ocsp_signing, Eku::Other("OCSPSigning".to_owned())),
             ];
@@ -222,17 +206,9 @@ impl CertInfo {
     pub fn missing_sans(&self, dns_names: &[String], ip_addresses: &[IpAddr]) -> Vec<San> {
         let dns = dns_names
             .iter()
-            .filter(|want| {
-                !self
-                    .dns_names
-                    .iter()
-                    .any(|have| have.eq_ignore_ascii_case(want))
-            })
+            .filter(|want| !self.dns_names.iter().any(|have| have.eq_ignore_ascii_case(want)))
             .map(|d| San::Dns(d.clone()));
-        let ips = ip_addresses
-            .iter()
-            .filter(|want| !self.ip_addresses.contains(want))
-            .map(|ip| San::Ip(*ip));
+        let ips = ip_addresses.iter().filter(|want| !self.ip_addresses.contains(want)).map(|ip| San::Ip(*ip));
         dns.chain(ips).collect()
     }
 
@@ -240,8 +216,7 @@ impl CertInfo {
     /// (so `expires_within(Duration::ZERO, now)` means "expired at `now`").
     #[must_use]
     pub fn expires_within(&self, within: Duration, now: SystemTime) -> bool {
-        now.checked_add(within)
-            .is_none_or(|deadline| self.not_after <= deadline)
+        now.checked_add(within).is_none_or(|deadline| self.not_after <= deadline)
     }
 
     /// True when `now` is inside the validity period.
@@ -253,9 +228,7 @@ impl CertInfo {
     /// The length of the validity period, notBefore to notAfter.
     #[must_use]
     pub fn validity(&self) -> Duration {
-        self.not_after
-            .duration_since(self.not_before)
-            .unwrap_or_default()
+        self.not_after.duration_since(self.not_before).unwrap_or_default()
     }
 
     /// A stable, human-readable multi-line summary for snapshot tests: subject,
@@ -264,21 +237,11 @@ impl CertInfo {
     #[must_use]
     pub fn summary(&self) -> String {
         let join = |items: Vec<String>| {
-            if items.is_empty() {
-                "-".to_owned()
-            } else {
-                items.join(", ")
-            }
+            if items.is_empty() { "-".to_owned() } else { items.join(", ") }
         };
         let usages = join(self.key_usages.iter().map(ToString::to_string).collect());
-        let critical = if self.key_usage_critical {
-            " (critical)"
-        } else {
-            ""
-        };
-        let key = self
-            .key_algorithm
-            .map_or_else(|| "unsupported".to_owned(), |alg| alg.to_string());
+        let critical = if self.key_usage_critical { " (critical)" } else { "" };
+        let key = self.key_algorithm.map_or_else(|| "unsupported".to_owned(), |alg| alg.to_string());
         let mut out = String::new();
         let _ = writeln!(out, "subject: {}", self.subject);
         let _ = writeln!(out, "issuer: {}", self.issuer);
@@ -288,12 +251,7 @@ impl CertInfo {
         let _ = writeln!(
             out,
             "extended key usage: {}",
-            join(
-                self.extended_key_usages
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect()
-            )
+            join(self.extended_key_usages.iter().map(ToString::to_string).collect())
         );
         let _ = writeln!(out, "DNS names: {}", join(self.dns_names.clone()));
         let _ = writeln!(
@@ -401,73 +359,43 @@ fn spki_algorithm(spki: &SubjectPublicKeyInfo<'_>) -> Option<KeyAlgorithm> {
 
 /// The DER of the first `CERTIFICATE` block in a PEM text.
 pub(crate) fn pem_to_cert_der(cert_pem: &str, what: &'static str) -> Result<Vec<u8>> {
-    let blocks = pem::parse_many(cert_pem).map_err(|e| PkiError::InvalidPem {
-        what,
-        reason: e.to_string(),
-    })?;
+    let blocks =
+        pem::parse_many(cert_pem).map_err(|e| PkiError::InvalidPem { what, reason: e.to_string() })?;
     blocks
         .into_iter()
         .find(|block| block.tag() == "CERTIFICATE")
         .map(pem::Pem::into_contents)
-        .ok_or_else(|| PkiError::InvalidPem {
-            what,
-            reason: "no \"CERTIFICATE\" PEM block found".to_owned(),
-        })
+        .ok_or_else(|| PkiError::InvalidPem { what, reason: "no \"CERTIFICATE\" PEM block found".to_owned() })
 }
 
 /// Parses DER as one X.509 certificate with nothing after it.
 pub(crate) fn parse_cert_der<'a>(der: &'a [u8], what: &'static str) -> Result<X509Certificate<'a>> {
     match x509_parser::parse_x509_certificate(der) {
         Ok(([], cert)) => Ok(cert),
-        Ok(_) => Err(PkiError::InvalidPem {
-            what,
-            reason: "trailing data after the certificate".to_owned(),
-        }),
-        Err(e) => Err(PkiError::InvalidPem {
-            what,
-            reason: format!("not an X.509 certificate: {e}"),
-        }),
+        Ok(_) => Err(PkiError::InvalidPem { what, reason: "trailing data after the certificate".to_owned() }),
+        Err(e) => Err(PkiError::InvalidPem { what, reason: format!("not an X.509 certificate: {e}") }),
     }
 }
 
 fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
     match bytes.len() {
-        4 => <[u8; 4]>::try_from(bytes)
-            .ok()
-            .map(|b| IpAddr::V4(Ipv4Addr::from(b))),
-        16 => <[u8; 16]>::try_from(bytes)
-            .ok()
-            .map(|b| IpAddr::V6(Ipv6Addr::from(b))),
+        4 => <[u8; 4]>::try_from(bytes).ok().map(|b| IpAddr::V4(Ipv4Addr::from(b))),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(|b| IpAddr::V6(Ipv6Addr::from(b))),
         _ => None,
     }
 }
 
 fn system_time(unix_seconds: i64) -> SystemTime {
     let magnitude = Duration::from_secs(unix_seconds.unsigned_abs());
-    if unix_seconds >= 0 {
-        UNIX_EPOCH + magnitude
-    } else {
-        UNIX_EPOCH - magnitude
-    }
+    if unix_seconds >= 0 { UNIX_EPOCH + magnitude } else { UNIX_EPOCH - magnitude }
 }
 
 /// `365d 5m`, `3650d`, `1h 30s`: the non-zero parts, largest first.
 fn format_length(length: Duration) -> String {
     let secs = length.as_secs();
-    let parts = [
-        (secs / 86_400, "d"),
-        (secs % 86_400 / 3600, "h"),
-        (secs % 3600 / 60, "m"),
-        (secs % 60, "s"),
-    ];
-    let text: Vec<String> = parts
-        .iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, unit)| format!("{n}{unit}"))
-        .collect();
-    if text.is_empty() {
-        "0s".to_owned()
-    } else {
-        text.join(" ")
-    }
+    let parts =
+        [(secs / 86_400, "d"), (secs % 86_400 / 3600, "h"), (secs % 3600 / 60, "m"), (secs % 60, "s")];
+    let text: Vec<String> =
+        parts.iter().filter(|(n, _)| *n > 0).map(|(n, unit)| format!("{n}{unit}")).collect();
+    if text.is_empty() { "0s".to_owned() } else { text.join(" ") }
 }

@@ -5,8 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rcgen::string::{Ia5String, PrintableString};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyUsagePurpose, SanType, SerialNumber,
 };
 use time::OffsetDateTime;
 use x509_parser::certificate::X509Certificate;
@@ -28,30 +28,21 @@ use super::spec::{BACKDATE, CertSpec, Eku, San, dotted_oid, validate_dns_name};
 /// or the clock or serial source give unusable values.
 pub fn self_signed_ca(spec: &CertSpec, key: &PrivateKey, ctx: &Context) -> Result<String> {
     if !spec.is_ca {
-        return Err(invalid_spec(
-            spec,
-            "a self-signed CA needs a spec with is_ca set",
-        ));
+        return Err(invalid_spec(spec, "a self-signed CA needs a spec with is_ca set"));
     }
     let now = unix_seconds(ctx.now())?;
     let not_after = add_validity(spec, now)?;
 
     let mut params = base_params(spec, ctx, now, not_after)?;
-    let cn_san = Ia5String::try_from(spec.common_name.as_str()).map_err(|_| {
-        invalid_spec(
-            spec,
-            "a CA's common name is also its DNS SAN and must be ASCII",
-        )
-    })?;
+    let cn_san = Ia5String::try_from(spec.common_name.as_str())
+        .map_err(|_| invalid_spec(spec, "a CA's common name is also its DNS SAN and must be ASCII"))?;
     params
         .subject_alt_names
         .retain(|san| !matches!(san, SanType::DnsName(name) if name.as_str() == spec.common_name));
     params.subject_alt_names.insert(0, SanType::DnsName(cn_san));
     params.use_authority_key_identifier_extension = false;
 
-    let cert = params
-        .self_signed(key.key_pair())
-        .map_err(|e| signing_failed(spec, &e))?;
+    let cert = params.self_signed(key.key_pair()).map_err(|e| signing_failed(spec, &e))?;
     Ok(cert.pem())
 }
 
@@ -76,24 +67,16 @@ pub fn sign_leaf(
 ) -> Result<String> {
     let ca_der = pem_to_cert_der(ca_cert_pem, "CA certificate")?;
     let ca = parse_cert_der(&ca_der, "CA certificate")?;
-    let unusable = |reason: String| PkiError::UnusableCa {
-        subject: ca.subject().to_string(),
-        reason,
-    };
+    let unusable = |reason: String| PkiError::UnusableCa { subject: ca.subject().to_string(), reason };
     check_can_sign(&ca).map_err(unusable)?;
     if !spki_matches_key(ca.public_key(), ca_key) {
-        return Err(unusable(
-            "the CA private key given does not match the CA certificate".to_owned(),
-        ));
+        return Err(unusable("the CA private key given does not match the CA certificate".to_owned()));
     }
 
     let now = unix_seconds(ctx.now())?;
     let ca_not_after = ca.validity().not_after.timestamp();
     if ca_not_after <= now {
-        return Err(unusable(format!(
-            "it expired at {}",
-            ca.validity().not_after
-        )));
+        return Err(unusable(format!("it expired at {}", ca.validity().not_after)));
     }
     let not_after = add_validity(spec, now)?.min(ca_not_after);
 
@@ -102,9 +85,7 @@ pub fn sign_leaf(
 
     let issuer = Issuer::from_ca_cert_der(&ca_der.as_slice().into(), ca_key.key_pair())
         .map_err(|e| unusable(format!("its certificate cannot be used as an issuer: {e}")))?;
-    let cert = params
-        .signed_by(key.key_pair(), &issuer)
-        .map_err(|e| signing_failed(spec, &e))?;
+    let cert = params.signed_by(key.key_pair(), &issuer).map_err(|e| signing_failed(spec, &e))?;
 
     // Go (and so Kubernetes) finds a certificate's parent by comparing the raw
     // issuer bytes with the raw subject bytes; refuse anything but an exact copy.
@@ -137,27 +118,16 @@ fn check_can_sign(ca: &X509Certificate<'_>) -> std::result::Result<(), String> {
 
 /// Everything both kinds of certificate share: subject, SANs, serial, times,
 /// key usages, EKUs and CA-ness.
-fn base_params(
-    spec: &CertSpec,
-    ctx: &Context,
-    now: i64,
-    not_after: i64,
-) -> Result<CertificateParams> {
+fn base_params(spec: &CertSpec, ctx: &Context, now: i64, not_after: i64) -> Result<CertificateParams> {
     let mut params = CertificateParams::default();
     params.distinguished_name = subject_name(spec)?;
-    params.subject_alt_names = spec
-        .sans()
-        .into_iter()
-        .map(|san| to_rcgen_san(spec, san))
-        .collect::<Result<_>>()?;
+    params.subject_alt_names =
+        spec.sans().into_iter().map(|san| to_rcgen_san(spec, san)).collect::<Result<_>>()?;
     params.serial_number = Some(SerialNumber::from_slice(&ctx.serial()?));
     let backdate = i64::try_from(BACKDATE.as_secs()).unwrap_or(i64::MAX);
     params.not_before = to_datetime(now.saturating_sub(backdate))?;
     params.not_after = to_datetime(not_after)?;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     if spec.is_ca {
         params.key_usages.push(KeyUsagePurpose::KeyCertSign);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -197,10 +167,8 @@ fn subject_name(spec: &CertSpec) -> Result<DistinguishedName> {
 }
 
 fn name_value(text: &str) -> DnValue {
-    PrintableString::try_from(text).map_or_else(
-        |_| DnValue::Utf8String(text.to_owned()),
-        DnValue::PrintableString,
-    )
+    PrintableString::try_from(text)
+        .map_or_else(|_| DnValue::Utf8String(text.to_owned()), DnValue::PrintableString)
 }
 
 fn to_rcgen_san(spec: &CertSpec, san: San) -> Result<SanType> {
@@ -219,26 +187,19 @@ fn to_rcgen_eku(spec: &CertSpec, eku: &Eku) -> Result<ExtendedKeyUsagePurpose> {
     match eku {
         Eku::ServerAuth => Ok(ExtendedKeyUsagePurpose::ServerAuth),
         Eku::ClientAuth => Ok(ExtendedKeyUsagePurpose::ClientAuth),
-        Eku::Other(text) => dotted_oid(text)
-            .map(ExtendedKeyUsagePurpose::Other)
-            .ok_or_else(|| {
-                invalid_spec(
-                    spec,
-                    &format!(
-                        "extended key usage {text:?} must be serverAuth, clientAuth or a dotted OID"
-                    ),
-                )
-            }),
+        Eku::Other(text) => dotted_oid(text).map(ExtendedKeyUsagePurpose::Other).ok_or_else(|| {
+            invalid_spec(
+                spec,
+                &format!("extended key usage {text:?} must be serverAuth, clientAuth or a dotted OID"),
+            )
+        }),
     }
 }
 
 /// "now" plus the spec's validity, in whole seconds.
 fn add_validity(spec: &CertSpec, now: i64) -> Result<i64> {
     if spec.validity.as_secs() == 0 {
-        return Err(invalid_spec(
-            spec,
-            "the validity must be at least one second",
-        ));
+        return Err(invalid_spec(spec, "the validity must be at least one second"));
     }
     i64::try_from(spec.validity.as_secs())
         .ok()
@@ -251,33 +212,21 @@ fn add_validity(spec: &CertSpec, now: i64) -> Result<i64> {
 fn unix_seconds(time: SystemTime) -> Result<i64> {
     let since = time
         .duration_since(UNIX_EPOCH)
-        .map_err(|_| PkiError::Clock {
-            reason: "the clock is before 1970".to_owned(),
-        })?;
-    i64::try_from(since.as_secs()).map_err(|_| PkiError::Clock {
-        reason: "the clock is too far in the future".to_owned(),
-    })
+        .map_err(|_| PkiError::Clock { reason: "the clock is before 1970".to_owned() })?;
+    i64::try_from(since.as_secs())
+        .map_err(|_| PkiError::Clock { reason: "the clock is too far in the future".to_owned() })
 }
 
 fn to_datetime(seconds: i64) -> Result<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp(seconds)
-        .ok()
-        .filter(|t| t.year() <= 9999)
-        .ok_or_else(|| PkiError::Clock {
-            reason: format!("{seconds} seconds after 1970 cannot be written in a certificate"),
-        })
+    OffsetDateTime::from_unix_timestamp(seconds).ok().filter(|t| t.year() <= 9999).ok_or_else(|| {
+        PkiError::Clock { reason: format!("{seconds} seconds after 1970 cannot be written in a certificate") }
+    })
 }
 
 fn invalid_spec(spec: &CertSpec, reason: &str) -> PkiError {
-    PkiError::InvalidSpec {
-        common_name: spec.common_name.clone(),
-        reason: reason.to_owned(),
-    }
+    PkiError::InvalidSpec { common_name: spec.common_name.clone(), reason: reason.to_owned() }
 }
 
 fn signing_failed(spec: &CertSpec, error: &rcgen::Error) -> PkiError {
-    PkiError::Signing {
-        common_name: spec.common_name.clone(),
-        reason: error.to_string(),
-    }
+    PkiError::Signing { common_name: spec.common_name.clone(), reason: error.to_string() }
 }

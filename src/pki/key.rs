@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair,
-    EcdsaSigningAlgorithm,
+    ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair, EcdsaSigningAlgorithm,
 };
 use x509_parser::der_parser::oid::Oid;
 use x509_parser::der_parser::{oid, parse_der};
@@ -50,13 +49,8 @@ pub enum KeyAlgorithm {
 
 impl KeyAlgorithm {
     /// Every supported algorithm, in kubeadm's documentation order.
-    pub const ALL: [Self; 5] = [
-        Self::Rsa2048,
-        Self::Rsa3072,
-        Self::Rsa4096,
-        Self::EcdsaP256,
-        Self::EcdsaP384,
-    ];
+    pub const ALL: [Self; 5] =
+        [Self::Rsa2048, Self::Rsa3072, Self::Rsa4096, Self::EcdsaP256, Self::EcdsaP384];
 
     /// The kubeadm spelling: `RSA-2048`, `ECDSA-P256`, ...
     #[must_use]
@@ -120,9 +114,7 @@ impl FromStr for KeyAlgorithm {
         Self::ALL
             .into_iter()
             .find(|alg| alg.as_str() == s)
-            .ok_or_else(|| PkiError::UnknownKeyAlgorithm {
-                input: s.to_owned(),
-            })
+            .ok_or_else(|| PkiError::UnknownKeyAlgorithm { input: s.to_owned() })
     }
 }
 
@@ -154,11 +146,7 @@ impl PrivateKey {
     /// for RSA keys, SEC1 `EC PRIVATE KEY` (with curve and public key) for EC keys.
     #[must_use]
     pub fn to_pem(&self) -> String {
-        let label = if self.inner.algorithm.is_rsa() {
-            PEM_RSA
-        } else {
-            PEM_EC
-        };
+        let label = if self.inner.algorithm.is_rsa() { PEM_RSA } else { PEM_EC };
         encode_pem(label, &self.inner.traditional_der)
     }
 
@@ -171,17 +159,11 @@ impl PrivateKey {
     /// When the text holds no such PEM block, the block is not a plain private
     /// key (an encrypted one, say), or the key is not one of the [`KeyAlgorithm`]s.
     pub fn from_pem(pem_text: &str) -> Result<Self> {
-        let blocks = pem::parse_many(pem_text).map_err(|e| PkiError::InvalidPem {
-            what: "private key",
-            reason: e.to_string(),
-        })?;
-        let block = blocks
-            .iter()
-            .find(|b| b.tag().ends_with("PRIVATE KEY"))
-            .or(blocks.first())
-            .ok_or_else(|| PkiError::InvalidPem {
-                what: "private key",
-                reason: "no PEM block found".to_owned(),
+        let blocks = pem::parse_many(pem_text)
+            .map_err(|e| PkiError::InvalidPem { what: "private key", reason: e.to_string() })?;
+        let block =
+            blocks.iter().find(|b| b.tag().ends_with("PRIVATE KEY")).or(blocks.first()).ok_or_else(|| {
+                PkiError::InvalidPem { what: "private key", reason: "no PEM block found".to_owned() }
             })?;
         match block.tag() {
             PEM_RSA => Self::from_pkcs1_der(block.contents()),
@@ -242,12 +224,9 @@ impl PrivateKey {
             }
         })?;
         let bits = rsa.public_modulus_len() * 8;
-        let algorithm =
-            KeyAlgorithm::from_rsa_bits(bits).ok_or_else(|| PkiError::UnsupportedKey {
-                reason: format!(
-                    "RSA key with a {bits}-bit modulus (supported: RSA-2048, RSA-3072, RSA-4096)"
-                ),
-            })?;
+        let algorithm = KeyAlgorithm::from_rsa_bits(bits).ok_or_else(|| PkiError::UnsupportedKey {
+            reason: format!("RSA key with a {bits}-bit modulus (supported: RSA-2048, RSA-3072, RSA-4096)"),
+        })?;
         Self::assemble(algorithm, der.to_vec())
     }
 
@@ -284,9 +263,7 @@ impl PrivateKey {
             .ok_or_else(|| bad("no algorithm identifier"))?;
         if *algorithm_oid == OID_RSA_ENCRYPTION {
             // The OCTET STRING holds the PKCS#1 RSAPrivateKey itself.
-            let pkcs1 = private_key
-                .as_slice()
-                .map_err(|_| bad("private key is not an OCTET STRING"))?;
+            let pkcs1 = private_key.as_slice().map_err(|_| bad("private key is not an OCTET STRING"))?;
             Self::from_pkcs1_der(pkcs1)
         } else if *algorithm_oid == OID_EC_PUBLIC_KEY {
             // The embedded SEC1 key may omit the curve; let the backend read the
@@ -302,43 +279,31 @@ impl PrivateKey {
     }
 
     fn from_ecdsa_pair(algorithm: KeyAlgorithm, pair: &EcdsaKeyPair) -> Result<Self> {
-        let sec1 = pair
-            .private_key()
-            .as_der()
-            .map_err(|_| PkiError::UnsupportedKey {
-                reason: format!("{algorithm} key could not be encoded as SEC1"),
-            })?;
+        let sec1 = pair.private_key().as_der().map_err(|_| PkiError::UnsupportedKey {
+            reason: format!("{algorithm} key could not be encoded as SEC1"),
+        })?;
         Self::assemble(algorithm, sec1.as_ref().to_vec())
     }
 
     /// Builds the signing form from the traditional DER and checks that both
     /// agree on the algorithm.
     fn assemble(algorithm: KeyAlgorithm, traditional_der: Vec<u8>) -> Result<Self> {
-        let pair = rcgen::KeyPair::try_from(traditional_der.as_slice()).map_err(|e| {
-            PkiError::UnsupportedKey {
+        let pair =
+            rcgen::KeyPair::try_from(traditional_der.as_slice()).map_err(|e| PkiError::UnsupportedKey {
                 reason: format!("{algorithm} key rejected by the certificate signer: {e}"),
-            }
-        })?;
+            })?;
         if pair.algorithm() != algorithm.signature_algorithm() {
             return Err(PkiError::UnsupportedKey {
                 reason: format!("{algorithm} key was read as a different algorithm"),
             });
         }
-        Ok(Self {
-            inner: Arc::new(KeyInner {
-                algorithm,
-                traditional_der,
-                pair,
-            }),
-        })
+        Ok(Self { inner: Arc::new(KeyInner { algorithm, traditional_der, pair }) })
     }
 }
 
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("PrivateKey")
-            .field(&format_args!("{}", self.inner.algorithm))
-            .finish()
+        f.debug_tuple("PrivateKey").field(&format_args!("{}", self.inner.algorithm)).finish()
     }
 }
 
@@ -347,10 +312,7 @@ impl fmt::Debug for PrivateKey {
 /// # Errors
 /// When the crypto backend fails (it does not, short of a broken RNG).
 pub fn generate_key(algorithm: KeyAlgorithm) -> Result<PrivateKey> {
-    let failed = |what: &str| PkiError::KeyGeneration {
-        algorithm,
-        reason: what.to_owned(),
-    };
+    let failed = |what: &str| PkiError::KeyGeneration { algorithm, reason: what.to_owned() };
     let size = match algorithm {
         KeyAlgorithm::Rsa2048 => Some(KeySize::Rsa2048),
         KeyAlgorithm::Rsa3072 => Some(KeySize::Rsa3072),
@@ -359,14 +321,10 @@ pub fn generate_key(algorithm: KeyAlgorithm) -> Result<PrivateKey> {
     };
     if let Some(size) = size {
         let pair = RsaKeyPair::generate(size).map_err(|_| failed("RSA key generation failed"))?;
-        let pkcs8 = pair
-            .as_der()
-            .map_err(|_| failed("RSA key could not be encoded"))?;
+        let pkcs8 = pair.as_der().map_err(|_| failed("RSA key could not be encoded"))?;
         return PrivateKey::from_pkcs8_der(pkcs8.as_ref());
     }
-    let signing = algorithm
-        .ecdsa_signing()
-        .ok_or_else(|| failed("no ECDSA curve for this algorithm"))?;
+    let signing = algorithm.ecdsa_signing().ok_or_else(|| failed("no ECDSA curve for this algorithm"))?;
     let pair = EcdsaKeyPair::generate(signing).map_err(|_| failed("EC key generation failed"))?;
     PrivateKey::from_ecdsa_pair(algorithm, &pair)
 }
@@ -378,9 +336,7 @@ pub fn generate_key(algorithm: KeyAlgorithm) -> Result<PrivateKey> {
 /// # Errors
 /// The first generation error, in `algorithms` order.
 pub fn generate_keys(algorithms: &[KeyAlgorithm]) -> Result<Vec<PrivateKey>> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, NonZeroUsize::get)
-        .min(algorithms.len());
+    let workers = std::thread::available_parallelism().map_or(1, NonZeroUsize::get).min(algorithms.len());
     if workers <= 1 {
         return algorithms.iter().copied().map(generate_key).collect();
     }
@@ -442,10 +398,7 @@ mod tests {
             assert_eq!(alg.to_string().parse::<KeyAlgorithm>().unwrap(), alg);
         }
         assert_eq!(KeyAlgorithm::default(), KeyAlgorithm::Rsa2048);
-        assert_eq!(
-            "ECDSA-P256".parse::<KeyAlgorithm>().unwrap(),
-            KeyAlgorithm::EcdsaP256
-        );
+        assert_eq!("ECDSA-P256".parse::<KeyAlgorithm>().unwrap(), KeyAlgorithm::EcdsaP256);
         let err = "rsa-2048".parse::<KeyAlgorithm>().unwrap_err();
         assert!(err.to_string().contains("\"rsa-2048\""), "{err}");
     }
@@ -470,19 +423,13 @@ mod tests {
             assert_eq!(key.algorithm(), alg);
             let pem = key.to_pem();
             let label = if alg.is_rsa() { PEM_RSA } else { PEM_EC };
-            assert!(
-                pem.starts_with(&format!("-----BEGIN {label}-----\n")),
-                "{alg}"
-            );
+            assert!(pem.starts_with(&format!("-----BEGIN {label}-----\n")), "{alg}");
             assert!(pem.ends_with(&format!("-----END {label}-----\n")), "{alg}");
             let back = PrivateKey::from_pem(&pem).unwrap();
             assert_eq!(back.algorithm(), alg);
             assert_eq!(back.to_pem(), pem, "{alg} PEM round trip");
             assert_eq!(back.public_key_pem(), key.public_key_pem());
-            assert!(
-                key.public_key_pem()
-                    .starts_with("-----BEGIN PUBLIC KEY-----\n")
-            );
+            assert!(key.public_key_pem().starts_with("-----BEGIN PUBLIC KEY-----\n"));
         }
     }
 
@@ -517,9 +464,6 @@ mod tests {
         let err = PrivateKey::from_pem(&cert_like).unwrap_err().to_string();
         assert!(err.contains("\"CERTIFICATE\""), "{err}");
         let err = PrivateKey::from_pem("no pem here").unwrap_err().to_string();
-        assert!(
-            err.contains("private key") && err.contains("no PEM block"),
-            "{err}"
-        );
+        assert!(err.contains("private key") && err.contains("no PEM block"), "{err}");
     }
 }

@@ -96,11 +96,7 @@ pub struct NamedCluster {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cluster {
     /// Base64 of the CA certificate PEM.
-    #[serde(
-        rename = "certificate-authority-data",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "certificate-authority-data", default, skip_serializing_if = "Option::is_none")]
     pub certificate_authority_data: Option<String>,
     /// API server URL.
     pub server: String,
@@ -137,32 +133,16 @@ pub struct NamedUser {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserAuth {
     /// Path of the client certificate.
-    #[serde(
-        rename = "client-certificate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "client-certificate", default, skip_serializing_if = "Option::is_none")]
     pub client_certificate: Option<String>,
     /// Base64 of the client certificate PEM.
-    #[serde(
-        rename = "client-certificate-data",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "client-certificate-data", default, skip_serializing_if = "Option::is_none")]
     pub client_certificate_data: Option<String>,
     /// Path of the client key.
-    #[serde(
-        rename = "client-key",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "client-key", default, skip_serializing_if = "Option::is_none")]
     pub client_key: Option<String>,
     /// Base64 of the client key PEM.
-    #[serde(
-        rename = "client-key-data",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "client-key-data", default, skip_serializing_if = "Option::is_none")]
     pub client_key_data: Option<String>,
     /// Bearer token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -176,15 +156,10 @@ impl Kubeconfig {
     /// When a name or the server is empty, the CA or client certificate is not
     /// a certificate PEM, or the client key is not a private key PEM.
     pub fn from_spec(spec: &KubeconfigSpec) -> Result<Self> {
-        let fail = |reason: String| PkiError::Kubeconfig {
-            user: spec.user.clone(),
-            reason,
-        };
-        for (field, value) in [
-            ("cluster name", &spec.cluster_name),
-            ("server", &spec.server),
-            ("user", &spec.user),
-        ] {
+        let fail = |reason: String| PkiError::Kubeconfig { user: spec.user.clone(), reason };
+        for (field, value) in
+            [("cluster name", &spec.cluster_name), ("server", &spec.server), ("user", &spec.user)]
+        {
             if value.trim().is_empty() {
                 return Err(fail(format!("the {field} is empty")));
             }
@@ -201,10 +176,7 @@ impl Kubeconfig {
                     ..UserAuth::default()
                 }
             }
-            KubeconfigAuth::Files {
-                cert_path,
-                key_path,
-            } => {
+            KubeconfigAuth::Files { cert_path, key_path } => {
                 if cert_path.is_empty() || key_path.is_empty() {
                     return Err(fail("a client certificate or key path is empty".to_owned()));
                 }
@@ -218,10 +190,7 @@ impl Kubeconfig {
                 if token.is_empty() {
                     return Err(fail("the token is empty".to_owned()));
                 }
-                UserAuth {
-                    token: Some(token.clone()),
-                    ..UserAuth::default()
-                }
+                UserAuth { token: Some(token.clone()), ..UserAuth::default() }
             }
         };
 
@@ -236,19 +205,13 @@ impl Kubeconfig {
                 name: spec.cluster_name.clone(),
             }],
             contexts: vec![NamedContext {
-                context: ContextRef {
-                    cluster: spec.cluster_name.clone(),
-                    user: spec.user.clone(),
-                },
+                context: ContextRef { cluster: spec.cluster_name.clone(), user: spec.user.clone() },
                 name: context.clone(),
             }],
             current_context: context,
             kind: "Config".to_owned(),
             preferences: Preferences {},
-            users: vec![NamedUser {
-                name: spec.user.clone(),
-                user,
-            }],
+            users: vec![NamedUser { name: spec.user.clone(), user }],
         })
     }
 
@@ -262,11 +225,7 @@ impl Kubeconfig {
             prefer_block_scalars: false,
         };
         serde_saphyr::to_string_with_options(self, options).map_err(|e| PkiError::Kubeconfig {
-            user: self
-                .users
-                .first()
-                .map(|u| u.name.clone())
-                .unwrap_or_default(),
+            user: self.users.first().map(|u| u.name.clone()).unwrap_or_default(),
             reason: format!("YAML serialization failed: {e}"),
         })
     }
@@ -283,16 +242,10 @@ impl Kubeconfig {
             }
         };
         for named in &mut copy.clusters {
-            replace(
-                &mut named.cluster.certificate_authority_data,
-                "[CERTIFICATE DATA]",
-            );
+            replace(&mut named.cluster.certificate_authority_data, "[CERTIFICATE DATA]");
         }
         for named in &mut copy.users {
-            replace(
-                &mut named.user.client_certificate_data,
-                "[CERTIFICATE DATA]",
-            );
+            replace(&mut named.user.client_certificate_data, "[CERTIFICATE DATA]");
             replace(&mut named.user.client_key_data, "[PRIVATE KEY DATA]");
             replace(&mut named.user.token, "[TOKEN]");
         }
@@ -304,9 +257,7 @@ impl Kubeconfig {
     /// # Errors
     /// When the text is not YAML of a kubeconfig's shape.
     pub fn from_yaml(yaml: &str) -> Result<Self> {
-        serde_saphyr::from_str(yaml).map_err(|e| PkiError::KubeconfigParse {
-            reason: e.to_string(),
-        })
+        serde_saphyr::from_str(yaml).map_err(|e| PkiError::KubeconfigParse { reason: e.to_string() })
     }
 }
 
@@ -322,18 +273,13 @@ pub fn kubeconfig_yaml(spec: &KubeconfigSpec) -> Result<String> {
 
 fn check_cert_pem(text: &str, what: &'static str) -> std::result::Result<(), String> {
     let der = pem_to_cert_der(text, what).map_err(|e| e.to_string())?;
-    parse_cert_der(&der, what)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    parse_cert_der(&der, what).map(|_| ()).map_err(|e| e.to_string())
 }
 
 fn check_key_pem(text: &str) -> std::result::Result<(), String> {
     match pem::parse(text) {
         Ok(block) if block.tag().ends_with("PRIVATE KEY") => Ok(()),
-        Ok(block) => Err(format!(
-            "the client key PEM block is {:?}, not a private key",
-            block.tag()
-        )),
+        Ok(block) => Err(format!("the client key PEM block is {:?}, not a private key", block.tag())),
         Err(e) => Err(format!("the client key is not PEM: {e}")),
     }
 }

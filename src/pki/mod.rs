@@ -17,22 +17,16 @@ mod key;
 mod kubeconfig;
 mod spec;
 
-pub use context::{
-    Clock, Context, FixedClock, RandomSerials, SequentialSerials, SerialSource, SystemClock,
-};
+pub use context::{Clock, Context, FixedClock, RandomSerials, SequentialSerials, SerialSource, SystemClock};
 pub use error::{PkiError, Result};
-pub use inspect::{
-    CertInfo, KeyUsage, ca_pin, inspect, key_matches_cert, summary, verify_signed_by,
-};
+pub use inspect::{CertInfo, KeyUsage, ca_pin, inspect, key_matches_cert, summary, verify_signed_by};
 pub use issue::{self_signed_ca, sign_leaf};
 pub use key::{KeyAlgorithm, PrivateKey, generate_key, generate_keys};
 pub use kubeconfig::{
-    Cluster, ContextRef, Kubeconfig, KubeconfigAuth, KubeconfigSpec, NamedCluster, NamedContext,
-    NamedUser, Preferences, UserAuth, kubeconfig_yaml,
+    Cluster, ContextRef, Kubeconfig, KubeconfigAuth, KubeconfigSpec, NamedCluster, NamedContext, NamedUser,
+    Preferences, UserAuth, kubeconfig_yaml,
 };
-pub use spec::{
-    BACKDATE, CA_VALIDITY, CERT_VALIDITY, CertSpec, Eku, San, first_service_ip, parse_san,
-};
+pub use spec::{BACKDATE, CA_VALIDITY, CERT_VALIDITY, CertSpec, Eku, San, first_service_ip, parse_san};
 
 #[cfg(test)]
 mod tests;

@@ -47,9 +47,7 @@ impl FromStr for Eku {
             "serverAuth" => Ok(Self::ServerAuth),
             "clientAuth" => Ok(Self::ClientAuth),
             _ if dotted_oid(s).is_some() => Ok(Self::Other(s.to_owned())),
-            _ => Err(PkiError::UnknownEku {
-                input: s.to_owned(),
-            }),
+            _ => Err(PkiError::UnknownEku { input: s.to_owned() }),
         }
     }
 }
@@ -105,34 +103,23 @@ pub fn parse_san(input: &str) -> Result<San> {
 /// labels of 1..=63 of `[a-z0-9-]` not starting or ending with `-`; a leading
 /// `*.` wildcard label is allowed.
 pub(crate) fn validate_dns_name(input: &str) -> Result<()> {
-    let invalid = |reason: String| PkiError::InvalidSan {
-        input: input.to_owned(),
-        reason,
-    };
+    let invalid = |reason: String| PkiError::InvalidSan { input: input.to_owned(), reason };
     let name = input.strip_prefix("*.").unwrap_or(input);
     if name.is_empty() {
         return Err(invalid("empty DNS name".to_owned()));
     }
     if name.len() > 253 {
-        return Err(invalid(format!(
-            "DNS name is {} characters long, at most 253 are allowed",
-            name.len()
-        )));
+        return Err(invalid(format!("DNS name is {} characters long, at most 253 are allowed", name.len())));
     }
     for label in name.split('.') {
         if label.is_empty() {
-            return Err(invalid(
-                "empty label (leading, trailing or double dot)".to_owned(),
-            ));
+            return Err(invalid("empty label (leading, trailing or double dot)".to_owned()));
         }
         if label.len() > 63 {
-            return Err(invalid(format!(
-                "label {label:?} is longer than 63 characters"
-            )));
+            return Err(invalid(format!("label {label:?} is longer than 63 characters")));
         }
-        if let Some(bad) = label
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        if let Some(bad) =
+            label.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
         {
             return Err(invalid(format!(
                 "character {bad:?} is not allowed: use lowercase letters, digits, '-' and '.' \
@@ -256,26 +243,15 @@ impl CertSpec {
 /// # Errors
 /// When the CIDR does not parse or its range has no address after the network address.
 pub fn first_service_ip(cidr: &str) -> Result<IpAddr> {
-    let invalid = |reason: &str| PkiError::InvalidCidr {
-        input: cidr.to_owned(),
-        reason: reason.to_owned(),
-    };
+    let invalid = |reason: &str| PkiError::InvalidCidr { input: cidr.to_owned(), reason: reason.to_owned() };
     let first = cidr.split(',').next().unwrap_or_default().trim();
-    let (addr, prefix) = first
-        .split_once('/')
-        .ok_or_else(|| invalid("expected ADDRESS/PREFIX"))?;
-    let addr: IpAddr = addr
-        .parse()
-        .map_err(|_| invalid("the address is not an IPv4 or IPv6 address"))?;
-    let prefix: u32 = prefix
-        .parse()
-        .map_err(|_| invalid("the prefix length is not a number"))?;
+    let (addr, prefix) = first.split_once('/').ok_or_else(|| invalid("expected ADDRESS/PREFIX"))?;
+    let addr: IpAddr = addr.parse().map_err(|_| invalid("the address is not an IPv4 or IPv6 address"))?;
+    let prefix: u32 = prefix.parse().map_err(|_| invalid("the prefix length is not a number"))?;
     match addr {
         IpAddr::V4(v4) => {
             if prefix > 31 {
-                return Err(invalid(
-                    "an IPv4 prefix must be at most /31 to leave room for a Service IP",
-                ));
+                return Err(invalid("an IPv4 prefix must be at most /31 to leave room for a Service IP"));
             }
             let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
             let network = u32::from(v4) & mask;
@@ -283,9 +259,7 @@ pub fn first_service_ip(cidr: &str) -> Result<IpAddr> {
         }
         IpAddr::V6(v6) => {
             if prefix > 127 {
-                return Err(invalid(
-                    "an IPv6 prefix must be at most /127 to leave room for a Service IP",
-                ));
+                return Err(invalid("an IPv6 prefix must be at most /127 to leave room for a Service IP"));
             }
             let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
             let network = u128::from(v6) & mask;
@@ -311,25 +285,14 @@ mod tests {
             ("fd00::/108, 10.96.0.0/12", "fd00::1"),
         ];
         for (cidr, want) in cases {
-            assert_eq!(
-                first_service_ip(cidr).unwrap(),
-                want.parse::<IpAddr>().unwrap(),
-                "{cidr}"
-            );
+            assert_eq!(first_service_ip(cidr).unwrap(), want.parse::<IpAddr>().unwrap(), "{cidr}");
         }
     }
 
     #[test]
     fn bad_service_cidrs_say_what_is_wrong() {
-        for bad in [
-            "",
-            "10.96.0.0",
-            "10.96.0.0/x",
-            "10.96.0/12",
-            "10.0.0.0/32",
-            "10.0.0.0/33",
-            "fd00::/128",
-        ] {
+        for bad in ["", "10.96.0.0", "10.96.0.0/x", "10.96.0/12", "10.0.0.0/32", "10.0.0.0/33", "fd00::/128"]
+        {
             let err = first_service_ip(bad).unwrap_err().to_string();
             assert!(err.contains(&format!("{bad:?}")), "{err}");
         }
@@ -337,42 +300,18 @@ mod tests {
 
     #[test]
     fn sans_parse_as_kubeadm_does() {
-        assert_eq!(
-            parse_san("10.0.0.1").unwrap(),
-            San::Ip("10.0.0.1".parse().unwrap())
-        );
-        assert_eq!(
-            parse_san("fd00::1").unwrap(),
-            San::Ip("fd00::1".parse().unwrap())
-        );
+        assert_eq!(parse_san("10.0.0.1").unwrap(), San::Ip("10.0.0.1".parse().unwrap()));
+        assert_eq!(parse_san("fd00::1").unwrap(), San::Ip("fd00::1".parse().unwrap()));
         assert_eq!(parse_san("::1").unwrap(), San::Ip("::1".parse().unwrap()));
-        for dns in [
-            "kubernetes",
-            "kubernetes.default.svc.cluster.local",
-            "node-1",
-            "*.example.com",
-            "1.2.3",
-        ] {
+        for dns in ["kubernetes", "kubernetes.default.svc.cluster.local", "node-1", "*.example.com", "1.2.3"]
+        {
             assert_eq!(parse_san(dns).unwrap(), San::Dns(dns.to_owned()), "{dns}");
         }
-        for bad in [
-            "",
-            "Node1",
-            "-a",
-            "a-",
-            "a..b",
-            "a_b",
-            "[::1]",
-            "with space",
-            "*.",
-            "é.com",
-            &"a".repeat(64),
-        ] {
+        for bad in
+            ["", "Node1", "-a", "a-", "a..b", "a_b", "[::1]", "with space", "*.", "é.com", &"a".repeat(64)]
+        {
             let err = parse_san(bad).unwrap_err().to_string();
-            assert!(
-                err.contains("invalid subject alternative name"),
-                "{bad}: {err}"
-            );
+            assert!(err.contains("invalid subject alternative name"), "{bad}: {err}");
         }
     }
 
@@ -380,10 +319,7 @@ mod tests {
     fn ekus_parse_and_display() {
         assert_eq!("serverAuth".parse::<Eku>().unwrap(), Eku::ServerAuth);
         assert_eq!("clientAuth".parse::<Eku>().unwrap(), Eku::ClientAuth);
-        assert_eq!(
-            "1.3.6.1.5.5.7.3.9".parse::<Eku>().unwrap(),
-            Eku::Other("1.3.6.1.5.5.7.3.9".to_owned())
-        );
+        assert_eq!("1.3.6.1.5.5.7.3.9".parse::<Eku>().unwrap(), Eku::Other("1.3.6.1.5.5.7.3.9".to_owned()));
         assert!("server".parse::<Eku>().is_err());
         assert!("1".parse::<Eku>().is_err());
         assert_eq!(Eku::ClientAuth.to_string(), "clientAuth");
@@ -397,10 +333,7 @@ mod tests {
             .with_san(San::Dns("a".into()))
             .with_san(San::Dns("b".into()));
         assert_eq!(
-            spec.sans()
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>(),
+            spec.sans().iter().map(ToString::to_string).collect::<Vec<_>>(),
             ["DNS:b", "DNS:a", "IP:::1"]
         );
     }

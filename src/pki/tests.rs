@@ -33,16 +33,9 @@ fn openssl(dir: &Path, args: &[&str]) -> String {
 
 /// Runs a shell pipeline in `dir` and returns its stdout.
 fn shell(dir: &Path, script: &str) -> String {
-    let out = Command::new("sh")
-        .args(["-c", &format!("set -e; {script}")])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out =
+        Command::new("sh").args(["-c", &format!("set -e; {script}")]).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "{script} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -130,10 +123,7 @@ fn every_algorithm_passes_openssl_verify_and_has_kubeadm_extensions() {
             "X509v3 Subject Key Identifier:",
             &format!("Signature Algorithm: {sig_alg}"),
         ] {
-            assert!(
-                ca_text.contains(want),
-                "{alg} CA lacks {want:?}:\n{ca_text}"
-            );
+            assert!(ca_text.contains(want), "{alg} CA lacks {want:?}:\n{ca_text}");
         }
         assert!(!ca_text.contains("Extended Key Usage"), "{alg}");
         assert!(!ca_text.contains("Authority Key Identifier"), "{alg}");
@@ -150,10 +140,7 @@ fn every_algorithm_passes_openssl_verify_and_has_kubeadm_extensions() {
             key_line,
             &format!("Signature Algorithm: {sig_alg}"),
         ] {
-            assert!(
-                leaf_text.contains(want),
-                "{alg} leaf lacks {want:?}:\n{leaf_text}"
-            );
+            assert!(leaf_text.contains(want), "{alg} leaf lacks {want:?}:\n{leaf_text}");
         }
         // The authority key identifier is the CA's subject key identifier.
         let aki = value_after(&leaf_text, "X509v3 Authority Key Identifier:");
@@ -168,25 +155,12 @@ fn every_algorithm_passes_openssl_verify_and_has_kubeadm_extensions() {
 
 /// Keys: kubeadm's PEM labels, accepted by openssl, matching the certificates
 /// (`ca.key`, `ca.crt`, `leaf.key`, `leaf.crt` in `dir`).
-fn check_keys_with_openssl(
-    dir: &Path,
-    alg: KeyAlgorithm,
-    ca_key: &PrivateKey,
-    leaf_key: &PrivateKey,
-) {
+fn check_keys_with_openssl(dir: &Path, alg: KeyAlgorithm, ca_key: &PrivateKey, leaf_key: &PrivateKey) {
     let ca = fs::read_to_string(dir.join("ca.crt")).unwrap();
     let leaf = fs::read_to_string(dir.join("leaf.crt")).unwrap();
-    let label = if alg.is_rsa() {
-        "RSA PRIVATE KEY"
-    } else {
-        "EC PRIVATE KEY"
-    };
+    let label = if alg.is_rsa() { "RSA PRIVATE KEY" } else { "EC PRIVATE KEY" };
     for key in [ca_key, leaf_key] {
-        assert!(
-            key.to_pem()
-                .starts_with(&format!("-----BEGIN {label}-----\n")),
-            "{alg}"
-        );
+        assert!(key.to_pem().starts_with(&format!("-----BEGIN {label}-----\n")), "{alg}");
     }
     openssl(dir, &["pkey", "-in", "leaf.key", "-noout"]);
     let check = if alg.is_rsa() { "rsa" } else { "ec" };
@@ -211,18 +185,12 @@ fn check_own_reading(alg: KeyAlgorithm, ca: &str, leaf: &str) {
     assert_eq!(info.issuer_cn, "kubernetes");
     assert!(!info.is_ca);
     assert!(info.key_usage_critical);
-    assert_eq!(
-        info.key_usages,
-        [KeyUsage::DigitalSignature, KeyUsage::KeyEncipherment]
-    );
+    assert_eq!(info.key_usages, [KeyUsage::DigitalSignature, KeyUsage::KeyEncipherment]);
     assert_eq!(info.extended_key_usages, [Eku::ServerAuth, Eku::ClientAuth]);
     assert_eq!(info.dns_names, ["kubernetes.default", "node-1"]);
     assert_eq!(
         info.ip_addresses,
-        [
-            "10.96.0.1".parse::<std::net::IpAddr>().unwrap(),
-            "fd00::1".parse().unwrap()
-        ]
+        ["10.96.0.1".parse::<std::net::IpAddr>().unwrap(), "fd00::1".parse().unwrap()]
     );
     assert_eq!(info.serial.len(), 40, "20 random bytes");
     let ca_info = inspect(ca).unwrap();
@@ -237,97 +205,33 @@ fn private_keys_are_read_from_every_encoding_openssl_writes() {
     let read = |file: &str| PrivateKey::from_pem(&fs::read_to_string(d.join(file)).unwrap());
 
     // PKCS#8 RSA in, PKCS#1 out, byte for byte what `openssl rsa -traditional` writes.
-    openssl(
-        d,
-        &[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:3072",
-            "-out",
-            "rsa8.pem",
-        ],
-    );
+    openssl(d, &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:3072", "-out", "rsa8.pem"]);
     let key = read("rsa8.pem").unwrap();
     assert_eq!(key.algorithm(), KeyAlgorithm::Rsa3072);
-    assert_eq!(
-        key.to_pem(),
-        openssl(d, &["rsa", "-in", "rsa8.pem", "-traditional"])
-    );
+    assert_eq!(key.to_pem(), openssl(d, &["rsa", "-in", "rsa8.pem", "-traditional"]));
 
     // SEC1 in and out unchanged.
-    openssl(
-        d,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            "ec1.pem",
-        ],
-    );
+    openssl(d, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ec1.pem"]);
     let key = read("ec1.pem").unwrap();
     assert_eq!(key.algorithm(), KeyAlgorithm::EcdsaP256);
     assert_eq!(key.to_pem(), fs::read_to_string(d.join("ec1.pem")).unwrap());
     // With the EC PARAMETERS block openssl writes before the key without -noout.
-    openssl(
-        d,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-out",
-            "ecp.pem",
-        ],
-    );
+    openssl(d, &["ecparam", "-name", "prime256v1", "-genkey", "-out", "ecp.pem"]);
     let text = fs::read_to_string(d.join("ecp.pem")).unwrap();
     assert!(text.starts_with("-----BEGIN EC PARAMETERS-----"));
-    assert_eq!(
-        read("ecp.pem").unwrap().algorithm(),
-        KeyAlgorithm::EcdsaP256
-    );
+    assert_eq!(read("ecp.pem").unwrap().algorithm(), KeyAlgorithm::EcdsaP256);
 
     // PKCS#8 EC in, SEC1 (with the curve) out, as `openssl ec` writes it.
-    openssl(
-        d,
-        &[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-384",
-            "-out",
-            "ec8.pem",
-        ],
-    );
+    openssl(d, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384", "-out", "ec8.pem"]);
     let key = read("ec8.pem").unwrap();
     assert_eq!(key.algorithm(), KeyAlgorithm::EcdsaP384);
     assert_eq!(key.to_pem(), openssl(d, &["ec", "-in", "ec8.pem"]));
 
     // Our keys converted to PKCS#8 by openssl come back identical.
-    for alg in [
-        KeyAlgorithm::Rsa2048,
-        KeyAlgorithm::EcdsaP256,
-        KeyAlgorithm::EcdsaP384,
-    ] {
+    for alg in [KeyAlgorithm::Rsa2048, KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384] {
         let ours = generate_key(alg).unwrap();
         write(d, "ours.pem", &ours.to_pem());
-        openssl(
-            d,
-            &[
-                "pkcs8",
-                "-topk8",
-                "-nocrypt",
-                "-in",
-                "ours.pem",
-                "-out",
-                "ours8.pem",
-            ],
-        );
+        openssl(d, &["pkcs8", "-topk8", "-nocrypt", "-in", "ours.pem", "-out", "ours8.pem"]);
         let back = read("ours8.pem").unwrap();
         assert_eq!(back.to_pem(), ours.to_pem(), "{alg}");
     }
@@ -336,10 +240,7 @@ fn private_keys_are_read_from_every_encoding_openssl_writes() {
     openssl(d, &["genpkey", "-algorithm", "ed25519", "-out", "ed.pem"]);
     let err = read("ed.pem").unwrap_err().to_string();
     assert!(err.contains("unsupported private key"), "{err}");
-    openssl(
-        d,
-        &["genrsa", "-traditional", "-out", "rsa1024.pem", "1024"],
-    );
+    openssl(d, &["genrsa", "-traditional", "-out", "rsa1024.pem", "1024"]);
     let err = read("rsa1024.pem").unwrap_err().to_string();
     assert!(err.contains("shorter than 2048 bits"), "{err}");
     assert!(!err.contains("BEGIN"), "{err}");
@@ -405,10 +306,7 @@ fn validity_and_serials_follow_the_injected_context() {
     let ca = self_signed_ca(&CertSpec::ca("kubernetes"), &keys[0], &ctx).unwrap();
     let ca_info = inspect(&ca).unwrap();
     assert_eq!(ca_info.not_before, second - Duration::from_mins(5));
-    assert_eq!(
-        ca_info.not_after,
-        second + Duration::from_secs(10 * 365 * DAY)
-    );
+    assert_eq!(ca_info.not_after, second + Duration::from_secs(10 * 365 * DAY));
     assert_eq!(ca_info.serial, "2a");
 
     let spec = CertSpec::leaf("kube-scheduler", vec![Eku::ClientAuth]);
@@ -428,20 +326,12 @@ fn validity_and_serials_follow_the_injected_context() {
     short.validity = Duration::from_secs(30 * DAY);
     let short_ca = self_signed_ca(&short, &keys[2], &ctx).unwrap();
     let capped = sign_leaf(&spec, &keys[1], &short_ca, &keys[2], &ctx).unwrap();
-    assert_eq!(
-        inspect(&capped).unwrap().not_after,
-        inspect(&short_ca).unwrap().not_after
-    );
+    assert_eq!(inspect(&capped).unwrap().not_after, inspect(&short_ca).unwrap().not_after);
 
     // An expired CA cannot sign.
     let later = Context::fixed(now + Duration::from_secs(31 * DAY), 1);
-    let err = sign_leaf(&spec, &keys[1], &short_ca, &keys[2], &later)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("short-lived-ca") && err.contains("expired"),
-        "{err}"
-    );
+    let err = sign_leaf(&spec, &keys[1], &short_ca, &keys[2], &later).unwrap_err().to_string();
+    assert!(err.contains("short-lived-ca") && err.contains("expired"), "{err}");
 }
 
 #[test]
@@ -484,14 +374,7 @@ validity: 365d 5m
     let other_ctx = Context::system();
     let keys2 = generate_keys(&[KeyAlgorithm::Rsa2048, KeyAlgorithm::EcdsaP256]).unwrap();
     let ca2 = self_signed_ca(&CertSpec::ca("kubernetes"), &keys2[0], &other_ctx).unwrap();
-    let leaf2 = sign_leaf(
-        &apiserver_like_spec(),
-        &keys2[1],
-        &ca2,
-        &keys2[0],
-        &other_ctx,
-    )
-    .unwrap();
+    let leaf2 = sign_leaf(&apiserver_like_spec(), &keys2[1], &ca2, &keys2[0], &other_ctx).unwrap();
     assert_eq!(summary(&leaf2).unwrap(), leaf_summary);
 }
 
@@ -502,52 +385,34 @@ fn signing_refuses_bad_cas_and_bad_specs_with_clear_errors() {
     let ca = self_signed_ca(&CertSpec::ca("kubernetes"), &keys[0], &ctx).unwrap();
     let spec = CertSpec::leaf("front-proxy-client", vec![Eku::ClientAuth]);
 
-    let err = sign_leaf(&spec, &keys[1], &ca, &keys[2], &ctx)
-        .unwrap_err()
-        .to_string();
+    let err = sign_leaf(&spec, &keys[1], &ca, &keys[2], &ctx).unwrap_err().to_string();
     assert!(err.contains("does not match"), "{err}");
 
     let leaf = sign_leaf(&spec, &keys[1], &ca, &keys[0], &ctx).unwrap();
-    let err = sign_leaf(&spec, &keys[2], &leaf, &keys[1], &ctx)
-        .unwrap_err()
-        .to_string();
+    let err = sign_leaf(&spec, &keys[2], &leaf, &keys[1], &ctx).unwrap_err().to_string();
     assert!(err.contains("not a CA"), "{err}");
 
-    let two_orgs = spec
-        .clone()
-        .with_organizations(["system:masters", "system:nodes"]);
-    let err = sign_leaf(&two_orgs, &keys[1], &ca, &keys[0], &ctx)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("front-proxy-client") && err.contains("organization"),
-        "{err}"
-    );
+    let two_orgs = spec.clone().with_organizations(["system:masters", "system:nodes"]);
+    let err = sign_leaf(&two_orgs, &keys[1], &ca, &keys[0], &ctx).unwrap_err().to_string();
+    assert!(err.contains("front-proxy-client") && err.contains("organization"), "{err}");
 
     let mut bad_san = spec.clone();
     bad_san.dns_names.push("Bad_Name".to_owned());
-    let err = sign_leaf(&bad_san, &keys[1], &ca, &keys[0], &ctx)
-        .unwrap_err()
-        .to_string();
+    let err = sign_leaf(&bad_san, &keys[1], &ca, &keys[0], &ctx).unwrap_err().to_string();
     assert!(err.contains("\"Bad_Name\""), "{err}");
 
     // A CA spec given to sign_leaf makes an intermediate CA that can sign in turn.
-    let intermediate =
-        sign_leaf(&CertSpec::ca("intermediate"), &keys[2], &ca, &keys[0], &ctx).unwrap();
+    let intermediate = sign_leaf(&CertSpec::ca("intermediate"), &keys[2], &ca, &keys[0], &ctx).unwrap();
     let info = inspect(&intermediate).unwrap();
     assert!(info.is_ca && info.key_usages.contains(&KeyUsage::KeyCertSign));
     let under = sign_leaf(&spec, &keys[1], &intermediate, &keys[2], &ctx).unwrap();
     assert!(verify_signed_by(&under, &intermediate).unwrap());
     assert!(verify_signed_by(&intermediate, &ca).unwrap());
 
-    let err = self_signed_ca(&spec, &keys[0], &ctx)
-        .unwrap_err()
-        .to_string();
+    let err = self_signed_ca(&spec, &keys[0], &ctx).unwrap_err().to_string();
     assert!(err.contains("is_ca"), "{err}");
 
-    let err = sign_leaf(&spec, &keys[1], "not a pem", &keys[0], &ctx)
-        .unwrap_err()
-        .to_string();
+    let err = sign_leaf(&spec, &keys[1], "not a pem", &keys[0], &ctx).unwrap_err().to_string();
     assert!(err.contains("CA certificate"), "{err}");
 }
 
@@ -558,10 +423,8 @@ fn leaves_signed_by_openssl_made_cas_keep_the_issuer_bytes() {
     let ctx = Context::system();
     // string_mask = default makes PrintableString names, as Go's crypto/x509
     // (and so kubeadm) writes them; the stock config makes UTF8String names.
-    for (mask, subject) in [
-        ("default", "C = DE\nO = Example\nCN = kubernetes"),
-        ("utf8only", "CN = etcd-ca"),
-    ] {
+    for (mask, subject) in [("default", "C = DE\nO = Example\nCN = kubernetes"), ("utf8only", "CN = etcd-ca")]
+    {
         let config = format!(
             "[req]\ndistinguished_name = dn\nprompt = no\nstring_mask = {mask}\nx509_extensions = ext\n\
              [dn]\n{subject}\n\
@@ -573,8 +436,8 @@ fn leaves_signed_by_openssl_made_cas_keep_the_issuer_bytes() {
         openssl(
             d,
             &[
-                "req", "-x509", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
-                "-out", "ca.crt", "-days", "30", "-config", "ca.cnf",
+                "req", "-x509", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+                "ca.crt", "-days", "30", "-config", "ca.cnf",
             ],
         );
         let ca = fs::read_to_string(d.join("ca.crt")).unwrap();
@@ -583,18 +446,11 @@ fn leaves_signed_by_openssl_made_cas_keep_the_issuer_bytes() {
         let spec = CertSpec::leaf("etcd-server", vec![Eku::ServerAuth]);
         let leaf = sign_leaf(&spec, &key, &ca, &ca_key, &ctx).unwrap();
         write(d, "leaf.crt", &leaf);
-        assert_eq!(
-            openssl(d, &["verify", "-CAfile", "ca.crt", "leaf.crt"]).trim(),
-            "leaf.crt: OK",
-            "{mask}"
-        );
+        assert_eq!(openssl(d, &["verify", "-CAfile", "ca.crt", "leaf.crt"]).trim(), "leaf.crt: OK", "{mask}");
         assert!(verify_signed_by(&leaf, &ca).unwrap(), "{mask}");
         let text = x509_text(d, "leaf.crt");
         let ski = value_after(&x509_text(d, "ca.crt"), "X509v3 Subject Key Identifier:").to_owned();
-        assert_eq!(
-            value_after(&text, "X509v3 Authority Key Identifier:").trim_start_matches("keyid:"),
-            ski
-        );
+        assert_eq!(value_after(&text, "X509v3 Authority Key Identifier:").trim_start_matches("keyid:"), ski);
     }
 
     // A multi-valued RDN cannot be copied exactly, so it is refused.
@@ -626,9 +482,7 @@ fn leaves_signed_by_openssl_made_cas_keep_the_issuer_bytes() {
     let ca_key = PrivateKey::from_pem(&fs::read_to_string(d.join("mv.key")).unwrap()).unwrap();
     let key = generate_key(KeyAlgorithm::EcdsaP256).unwrap();
     let spec = CertSpec::leaf("x", vec![Eku::ClientAuth]);
-    let err = sign_leaf(&spec, &key, &ca, &ca_key, &ctx)
-        .unwrap_err()
-        .to_string();
+    let err = sign_leaf(&spec, &key, &ca, &ca_key, &ctx).unwrap_err().to_string();
     assert!(err.contains("odd-ca"), "{err}");
 }
 
@@ -656,36 +510,19 @@ fn embedded_kubeconfig_round_trips_with_the_pems() {
         server: "https://10.0.0.10:6443".to_owned(),
         ca_pem: ca.clone(),
         user: "kubernetes-admin".to_owned(),
-        auth: KubeconfigAuth::Embedded {
-            cert_pem: client.clone(),
-            key_pem: key.to_pem(),
-        },
+        auth: KubeconfigAuth::Embedded { cert_pem: client.clone(), key_pem: key.to_pem() },
     };
     let yaml = kubeconfig_yaml(&spec).unwrap();
 
-    let top: Vec<&str> = yaml
-        .lines()
-        .filter(|l| !l.starts_with([' ', '-']))
-        .map(|l| l.split(':').next().unwrap())
-        .collect();
+    let top: Vec<&str> =
+        yaml.lines().filter(|l| !l.starts_with([' ', '-'])).map(|l| l.split(':').next().unwrap()).collect();
     assert_eq!(
         top,
-        [
-            "apiVersion",
-            "clusters",
-            "contexts",
-            "current-context",
-            "kind",
-            "preferences",
-            "users"
-        ],
+        ["apiVersion", "clusters", "contexts", "current-context", "kind", "preferences", "users"],
         "{yaml}"
     );
     assert!(yaml.contains("\npreferences: {}\n"), "{yaml}");
-    assert!(
-        yaml.contains("\n- cluster:\n    certificate-authority-data: "),
-        "{yaml}"
-    );
+    assert!(yaml.contains("\n- cluster:\n    certificate-authority-data: "), "{yaml}");
 
     let value: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
     assert_eq!(value["apiVersion"], "v1");
@@ -695,26 +532,13 @@ fn embedded_kubeconfig_round_trips_with_the_pems() {
     assert_eq!(value["contexts"][0]["context"]["cluster"], "kubernetes");
     assert_eq!(value["contexts"][0]["context"]["user"], "kubernetes-admin");
     assert_eq!(value["clusters"][0]["name"], "kubernetes");
-    assert_eq!(
-        value["clusters"][0]["cluster"]["server"],
-        "https://10.0.0.10:6443"
-    );
+    assert_eq!(value["clusters"][0]["cluster"]["server"], "https://10.0.0.10:6443");
     assert_eq!(value["users"][0]["name"], "kubernetes-admin");
-    let decode = |v: &serde_json::Value| {
-        String::from_utf8(STANDARD.decode(v.as_str().unwrap()).unwrap()).unwrap()
-    };
-    assert_eq!(
-        decode(&value["clusters"][0]["cluster"]["certificate-authority-data"]),
-        ca
-    );
-    assert_eq!(
-        decode(&value["users"][0]["user"]["client-certificate-data"]),
-        client
-    );
-    assert_eq!(
-        decode(&value["users"][0]["user"]["client-key-data"]),
-        key.to_pem()
-    );
+    let decode =
+        |v: &serde_json::Value| String::from_utf8(STANDARD.decode(v.as_str().unwrap()).unwrap()).unwrap();
+    assert_eq!(decode(&value["clusters"][0]["cluster"]["certificate-authority-data"]), ca);
+    assert_eq!(decode(&value["users"][0]["user"]["client-certificate-data"]), client);
+    assert_eq!(decode(&value["users"][0]["user"]["client-key-data"]), key.to_pem());
 
     let parsed = Kubeconfig::from_yaml(&yaml).unwrap();
     assert_eq!(parsed, Kubeconfig::from_spec(&spec).unwrap());
@@ -722,14 +546,8 @@ fn embedded_kubeconfig_round_trips_with_the_pems() {
 
     let redacted = parsed.redacted().to_yaml().unwrap();
     assert!(!redacted.contains("LS0t"), "{redacted}");
-    assert!(
-        redacted.contains("client-key-data: \"[PRIVATE KEY DATA]\""),
-        "{redacted}"
-    );
-    assert!(
-        redacted.contains("certificate-authority-data: \"[CERTIFICATE DATA]\""),
-        "{redacted}"
-    );
+    assert!(redacted.contains("client-key-data: \"[PRIVATE KEY DATA]\""), "{redacted}");
+    assert!(redacted.contains("certificate-authority-data: \"[CERTIFICATE DATA]\""), "{redacted}");
 }
 
 #[test]
@@ -785,10 +603,7 @@ users:
 
     spec.ca_pem = "not a certificate".to_owned();
     let err = kubeconfig_yaml(&spec).unwrap_err().to_string();
-    assert!(
-        err.contains("tls-bootstrap-token-user") && err.contains("CA certificate"),
-        "{err}"
-    );
+    assert!(err.contains("tls-bootstrap-token-user") && err.contains("CA certificate"), "{err}");
 }
 
 /// Not a correctness test: prints how long kubeadm's 11 RSA-2048 keys take
@@ -822,8 +637,5 @@ fn keygen_timing() {
             times[times.len() - 1],
         );
     }
-    println!(
-        "available parallelism: {:?}",
-        std::thread::available_parallelism()
-    );
+    println!("available parallelism: {:?}", std::thread::available_parallelism());
 }

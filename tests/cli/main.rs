@@ -1,5 +1,7 @@
 //! The one integration test binary: runs the real `kscript` binary in temporary folders.
 
+mod pki;
+
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -26,13 +28,14 @@ impl Run {
         }
     }
 
+    /// stderr with miette's wrapped message lines joined again.
+    fn message(&self) -> String {
+        self.stderr.replace("\n  │ ", " ")
+    }
+
     #[track_caller]
     fn ok(self) -> Self {
-        assert_eq!(
-            self.code, 0,
-            "expected success\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
         self
     }
 
@@ -49,9 +52,7 @@ impl Run {
 
 impl Sandbox {
     fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        Self { dir: tempfile::tempdir().unwrap() }
     }
 
     fn path(&self) -> &Path {
@@ -103,9 +104,7 @@ impl Sandbox {
         while let Some(i) = rest.find(|c: char| c.is_ascii_digit()) {
             out.push_str(&rest[..i]);
             let tail = &rest[i..];
-            let num_len = tail
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .unwrap_or(tail.len());
+            let num_len = tail.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(tail.len());
             let num = &tail[..num_len];
             if num.contains('.')
                 && tail[num_len..].starts_with('s')
@@ -128,10 +127,7 @@ impl Sandbox {
 /// with its target, each empty folder; kscript's own state folder left out.
 fn tree_snapshot(root: &Path) -> String {
     fn walk(dir: &Path, root: &Path, out: &mut String) {
-        let mut entries: Vec<_> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
+        let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
         entries.sort();
         if entries.is_empty() && dir != root {
             let rel = dir.strip_prefix(root).unwrap().display();
@@ -145,10 +141,7 @@ fn tree_snapshot(root: &Path) -> String {
             }
             let meta = fs::symlink_metadata(&p).unwrap();
             if meta.file_type().is_symlink() {
-                out.push_str(&format!(
-                    "=== {rel} -> {}\n",
-                    fs::read_link(&p).unwrap().display()
-                ));
+                out.push_str(&format!("=== {rel} -> {}\n", fs::read_link(&p).unwrap().display()));
             } else if meta.is_dir() {
                 walk(&p, root, out);
             } else {
@@ -179,11 +172,7 @@ fn fingerprint(root: &Path) -> Vec<(PathBuf, Vec<u8>, u32, u64)> {
             if meta.is_dir() {
                 stack.push(p.clone());
             }
-            let content = if meta.is_file() {
-                fs::read(&p).unwrap()
-            } else {
-                Vec::new()
-            };
+            let content = if meta.is_file() { fs::read(&p).unwrap() } else { Vec::new() };
             out.push((p, content, meta.mode(), meta.ino()));
         }
     }
@@ -226,11 +215,7 @@ fn second_run_changes_nothing_and_rewrites_nothing() {
     sb.render("small.rhai", &["--detailed-exitcode"]).code(2);
     let before = fingerprint(&sb.root());
     let run = sb.render("small.rhai", &["--detailed-exitcode"]).ok();
-    assert!(
-        !run.stdout.contains("changed "),
-        "second run changed something:\n{}",
-        run.stdout
-    );
+    assert!(!run.stdout.contains("changed "), "second run changed something:\n{}", run.stdout);
     assert!(run.stdout.contains("changed=0"));
     assert_eq!(before, fingerprint(&sb.root()), "files were rewritten");
 }
@@ -249,39 +234,17 @@ fn dry_run_changes_nothing_and_shows_the_plan() {
     let sb = Sandbox::new();
     sb.write("small.rhai", SMALL);
     fs::create_dir_all(sb.root()).unwrap();
-    let run = sb
-        .render("small.rhai", &["--dry-run", "--detailed-exitcode"])
-        .code(2);
-    assert_eq!(
-        fs::read_dir(sb.root()).unwrap().count(),
-        0,
-        "a dry run wrote into the root"
-    );
+    let run = sb.render("small.rhai", &["--dry-run", "--detailed-exitcode"]).code(2);
+    assert_eq!(fs::read_dir(sb.root()).unwrap().count(), 0, "a dry run wrote into the root");
     insta::assert_snapshot!("small_dry_run", sb.stable(&run.stdout));
     // After a real render, a changed configuration shows as `~` with a diff.
     sb.render("small.rhai", &[]).ok();
     sb.write("small.rhai", &SMALL.replace("replicas: 2", "replicas: 3"));
     let run = sb.render("small.rhai", &["--dry-run", "--diff"]).ok();
-    assert!(
-        run.stdout.contains("~ /etc/demo/app.yaml (content)"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("-replicas: 2") && run.stdout.contains("+replicas: 3"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("= /etc/demo/app.env (0600)"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        fs::read_to_string(sb.root().join("etc/demo/app.yaml"))
-            .unwrap()
-            .contains("replicas: 2")
-    );
+    assert!(run.stdout.contains("~ /etc/demo/app.yaml (content)"), "{}", run.stdout);
+    assert!(run.stdout.contains("-replicas: 2") && run.stdout.contains("+replicas: 3"), "{}", run.stdout);
+    assert!(run.stdout.contains("= /etc/demo/app.env (0600)"), "{}", run.stdout);
+    assert!(fs::read_to_string(sb.root().join("etc/demo/app.yaml")).unwrap().contains("replicas: 2"));
 }
 
 #[test]
@@ -322,8 +285,7 @@ fn root_escapes_are_refused_and_write_nothing() {
     let canary = outside.join("canary");
     fs::write(&canary, "untouched").unwrap();
     // Symlinks planted in the root, as a hostile or careless tree could hold them.
-    let link =
-        |target: &str, name: &str| std::os::unix::fs::symlink(target, root.join(name)).unwrap();
+    let link = |target: &str, name: &str| std::os::unix::fs::symlink(target, root.join(name)).unwrap();
     link(outside.to_str().unwrap(), "abs-out");
     link("../outside", "rel-out");
     link("etc/../../outside", "rel-out-2");
@@ -355,17 +317,12 @@ fn root_escapes_are_refused_and_write_nothing() {
         r#"file("etc/relative", "x")"#,
     ];
     for (i, attempt) in attempts.iter().enumerate() {
-        let script = format!(
-            "stage(\"s\", \"escape\", [ step(\"try\", \"attempt {i}\", || {{ {attempt}; }}) ]);"
-        );
+        let script =
+            format!("stage(\"s\", \"escape\", [ step(\"try\", \"attempt {i}\", || {{ {attempt}; }}) ]);");
         sb.write("escape.rhai", &script);
         let before = fingerprint(&root);
         let run = sb.render("escape.rhai", &[]);
-        assert_eq!(
-            run.code, 1,
-            "attempt {attempt} was not refused:\n{}{}",
-            run.stdout, run.stderr
-        );
+        assert_eq!(run.code, 1, "attempt {attempt} was not refused:\n{}{}", run.stdout, run.stderr);
         assert!(
             run.stderr.contains("escapes the node root")
                 || run.stderr.contains("more than 40 symlinks")
@@ -373,16 +330,8 @@ fn root_escapes_are_refused_and_write_nothing() {
             "attempt {attempt}: {}",
             run.stderr
         );
-        assert_eq!(
-            before,
-            fingerprint(&root),
-            "attempt {attempt} changed the root"
-        );
-        assert_eq!(
-            fs::read_dir(&outside).unwrap().count(),
-            1,
-            "attempt {attempt} wrote outside"
-        );
+        assert_eq!(before, fingerprint(&root), "attempt {attempt} changed the root");
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 1, "attempt {attempt} wrote outside");
         assert_eq!(fs::read_to_string(&canary).unwrap(), "untouched");
     }
 }
@@ -392,11 +341,7 @@ fn selection_only_skip_from() {
     let sb = Sandbox::new();
     sb.write("small.rhai", SMALL);
     let run = sb.render("small.rhai", &["--only", "base/config"]).ok();
-    assert!(
-        run.stdout.contains("skipped  base/dirs  (not selected)"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("skipped  base/dirs  (not selected)"), "{}", run.stdout);
     assert!(run.stdout.contains("changed  base/config"));
     assert!(!run.stdout.contains("extra"));
     assert!(sb.root().join("etc/demo/app.yaml").exists());
@@ -410,12 +355,7 @@ fn selection_only_skip_from() {
     assert!(!run.stdout.contains("[1/2]"));
 
     let run = sb.render("small.rhai", &["--only", "base/nope"]).code(2);
-    assert!(
-        run.stderr
-            .contains("--only base/nope: no stage or step has that name"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("--only base/nope: no stage or step has that name"), "{}", run.stderr);
 }
 
 #[test]
@@ -432,12 +372,7 @@ fn handlers_run_once_at_stage_end_only_after_a_change() {
         "#,
     );
     let run = sb.render("h.rhai", &[]).ok();
-    assert_eq!(
-        run.stdout.matches("s/handlers/count").count(),
-        1,
-        "{}",
-        run.stdout
-    );
+    assert_eq!(run.stdout.matches("s/handlers/count").count(), 1, "{}", run.stdout);
     assert_eq!(fs::read_to_string(sb.root().join("count")).unwrap(), "1");
     // Nothing changed: the handler does not run.
     let run = sb.render("h.rhai", &[]).ok();
@@ -460,76 +395,40 @@ fn commands_are_recorded_when_rendering_and_run_for_real() {
     );
     sb.write("cmd.rhai", &script);
     let run = sb.render("cmd.rhai", &["-v"]).ok();
-    assert!(
-        run.stdout.contains("executed=false stdout="),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("executed=false stdout="), "{}", run.stdout);
     assert!(run.stdout.contains("recorded, not run"));
     assert!(!marker.exists(), "rendering ran a host command");
     // A real run (no --root): the node root is /, and the command runs.
     let journal = sb.path().join("journal.jsonl");
-    let run = sb
-        .kscript(&[
-            "run",
-            "cmd.rhai",
-            "-v",
-            "--journal",
-            journal.to_str().unwrap(),
-        ])
-        .ok();
-    assert!(
-        fs::read_to_string(&journal)
-            .unwrap()
-            .contains("\"action\":\"run\"")
-    );
-    assert!(
-        run.stdout.contains("executed=true stdout=out\n"),
-        "{}",
-        run.stdout
-    );
+    let run = sb.kscript(&["run", "cmd.rhai", "-v", "--journal", journal.to_str().unwrap()]).ok();
+    assert!(fs::read_to_string(&journal).unwrap().contains("\"action\":\"run\""));
+    assert!(run.stdout.contains("executed=true stdout=out\n"), "{}", run.stdout);
     assert!(marker.exists());
     // A failing command fails its step with exit 1 and its stderr.
-    sb.write("fail.rhai", r#"stage("s", "x", [ step("c", "fails", || { run(["sh", "-c", "echo broken >&2; exit 3"]); }) ]);"#);
-    let run = sb
-        .kscript(&["run", "fail.rhai", "--journal", journal.to_str().unwrap()])
-        .code(1);
-    assert!(
-        run.stderr.contains("exited with code 3") && run.stderr.contains("broken"),
-        "{}",
-        run.stderr
+    sb.write(
+        "fail.rhai",
+        r#"stage("s", "x", [ step("c", "fails", || { run(["sh", "-c", "echo broken >&2; exit 3"]); }) ]);"#,
     );
+    let run = sb.kscript(&["run", "fail.rhai", "--journal", journal.to_str().unwrap()]).code(1);
+    assert!(run.stderr.contains("exited with code 3") && run.stderr.contains("broken"), "{}", run.stderr);
 }
 
 #[test]
 fn errors_point_at_the_source() {
     let sb = Sandbox::new();
-    sb.write(
-        "stdlib/helper.rhai",
-        "fn broken(x) {\n    x.no_such_method()\n}\n",
-    );
+    sb.write("stdlib/helper.rhai", "fn broken(x) {\n    x.no_such_method()\n}\n");
     sb.write(
         "caller.rhai",
         "import \"helper\" as helper;\nstage(\"s\", \"d\", [\n    step(\"a\", \"calls into a module\", || {\n        helper::broken(1);\n    }),\n]);\n",
     );
-    let run = sb
-        .kscript(&["run", "caller.rhai", "--root", "root"])
-        .code(2);
+    let run = sb.kscript(&["run", "caller.rhai", "--root", "root"]).code(2);
     insta::assert_snapshot!("error_in_module", sb.stable(&run.stderr));
 
-    sb.write(
-        "syntax.rhai",
-        "stage(\"s\", \"d\", [\n    step(\"a\", \"b\", || { let x = ; }),\n]);\n",
-    );
-    let run = sb
-        .kscript(&["run", "syntax.rhai", "--root", "root"])
-        .code(2);
+    sb.write("syntax.rhai", "stage(\"s\", \"d\", [\n    step(\"a\", \"b\", || { let x = ; }),\n]);\n");
+    let run = sb.kscript(&["run", "syntax.rhai", "--root", "root"]).code(2);
     insta::assert_snapshot!("error_syntax", sb.stable(&run.stderr));
 
-    sb.write(
-        "loop.rhai",
-        "stage(\"s\", \"d\", [ step(\"a\", \"spins\", || { loop { } }) ]);\n",
-    );
+    sb.write("loop.rhai", "stage(\"s\", \"d\", [ step(\"a\", \"spins\", || { loop { } }) ]);\n");
     let run = sb.kscript(&["run", "loop.rhai", "--root", "root"]).code(2);
     assert!(run.stderr.contains("operations"), "{}", run.stderr);
 
@@ -538,75 +437,26 @@ fn errors_point_at_the_source() {
     assert!(run.stderr.contains("outside a step"), "{}", run.stderr);
 
     let run = sb.kscript(&["run", "missing.rhai"]).code(2);
-    assert!(
-        run.stderr.contains("no script at `missing.rhai`"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("no script at `missing.rhai`"), "{}", run.stderr);
     assert!(!run.stderr.contains("panicked"));
 }
 
 #[test]
 fn configuration_errors_point_at_the_key() {
     let sb = Sandbox::new();
-    sb.write(
-        "bad.yaml",
-        "node:\n  kernelModules: [overlay]\n  disableSwapp: true\n",
-    );
-    let run = sb
-        .kscript(&[
-            "run",
-            "example.rhai",
-            "--root",
-            "root",
-            "--config",
-            "bad.yaml",
-        ])
-        .code(2);
+    sb.write("bad.yaml", "node:\n  kernelModules: [overlay]\n  disableSwapp: true\n");
+    let run = sb.kscript(&["run", "example.rhai", "--root", "root", "--config", "bad.yaml"]).code(2);
     insta::assert_snapshot!("error_config_key", sb.stable(&run.stderr));
     sb.write("typed.yaml", "node:\n  disableSwap: \"yes\"\n");
-    let run = sb
-        .kscript(&[
-            "run",
-            "example.rhai",
-            "--root",
-            "root",
-            "--config",
-            "typed.yaml",
-        ])
-        .code(2);
-    assert!(
-        run.stderr
-            .contains("`node.disableSwap` must be a boolean, not a string"),
-        "{}",
-        run.stderr
-    );
-    let run = sb
-        .kscript(&[
-            "run",
-            "example.rhai",
-            "--root",
-            "root",
-            "--set",
-            "node.disableSwap=maybe",
-        ])
-        .code(2);
+    let run = sb.kscript(&["run", "example.rhai", "--root", "root", "--config", "typed.yaml"]).code(2);
+    assert!(run.stderr.contains("`node.disableSwap` must be a boolean, not a string"), "{}", run.stderr);
+    let run =
+        sb.kscript(&["run", "example.rhai", "--root", "root", "--set", "node.disableSwap=maybe"]).code(2);
     assert!(run.stderr.contains("expected a boolean"), "{}", run.stderr);
     // Good values flow into the script.
     sb.write("good.yaml", "example:\n  greeting: from the file\n");
-    sb.kscript(&[
-        "run",
-        "example.rhai",
-        "--root",
-        "root",
-        "--config",
-        "good.yaml",
-    ])
-    .ok();
-    assert_eq!(
-        fs::read_to_string(sb.path().join("root/etc/motd")).unwrap(),
-        "from the file\n"
-    );
+    sb.kscript(&["run", "example.rhai", "--root", "root", "--config", "good.yaml"]).ok();
+    assert_eq!(fs::read_to_string(sb.path().join("root/etc/motd")).unwrap(), "from the file\n");
     sb.kscript(&[
         "run",
         "example.rhai",
@@ -618,19 +468,9 @@ fn configuration_errors_point_at_the_key() {
         "example.greeting=from set",
     ])
     .ok();
-    assert_eq!(
-        fs::read_to_string(sb.path().join("root/etc/motd")).unwrap(),
-        "from set\n"
-    );
-    sb.kscript(&[
-        "run",
-        "example.rhai",
-        "--root",
-        "root",
-        "--set",
-        "node.extraSysctls.vm.swappiness=10",
-    ])
-    .ok();
+    assert_eq!(fs::read_to_string(sb.path().join("root/etc/motd")).unwrap(), "from set\n");
+    sb.kscript(&["run", "example.rhai", "--root", "root", "--set", "node.extraSysctls.vm.swappiness=10"])
+        .ok();
     assert!(
         fs::read_to_string(sb.path().join("root/etc/sysctl.d/k8s.conf"))
             .unwrap()
@@ -642,23 +482,17 @@ fn configuration_errors_point_at_the_key() {
 fn eject_then_fork_a_stdlib_module() {
     let sb = Sandbox::new();
     let run = sb.kscript(&["eject", "flows"]).ok();
-    assert!(
-        run.stdout.contains("flows/example.rhai") && run.stdout.contains("flows/stdlib/node.rhai")
-    );
+    assert!(run.stdout.contains("flows/example.rhai") && run.stdout.contains("flows/stdlib/node.rhai"));
     // Ejecting again refuses to overwrite.
     sb.kscript(&["eject", "flows"]).code(2);
     // The forked module wins over the built-in one.
     let node = fs::read_to_string(sb.path().join("flows/stdlib/node.rhai")).unwrap();
     fs::write(
         sb.path().join("flows/stdlib/node.rhai"),
-        node.replace(
-            "text += `${m}` + \"\\n\";",
-            "text += `${m} # forked` + \"\\n\";",
-        ),
+        node.replace("text += `${m}` + \"\\n\";", "text += `${m} # forked` + \"\\n\";"),
     )
     .unwrap();
-    sb.kscript(&["run", "flows/example.rhai", "--root", "root"])
-        .ok();
+    sb.kscript(&["run", "flows/example.rhai", "--root", "root"]).ok();
     let modules = fs::read_to_string(sb.path().join("root/etc/modules-load.d/k8s.conf")).unwrap();
     assert_eq!(modules, "overlay # forked\nbr_netfilter # forked\n");
     // So does the forked defaults file.
@@ -668,12 +502,8 @@ fn eject_then_fork_a_stdlib_module() {
         defaults.replace("This node was prepared by kscript.", "Forked."),
     )
     .unwrap();
-    sb.kscript(&["run", "flows/example.rhai", "--root", "root"])
-        .ok();
-    assert_eq!(
-        fs::read_to_string(sb.path().join("root/etc/motd")).unwrap(),
-        "Forked.\n"
-    );
+    sb.kscript(&["run", "flows/example.rhai", "--root", "root"]).ok();
+    assert_eq!(fs::read_to_string(sb.path().join("root/etc/motd")).unwrap(), "Forked.\n");
 }
 
 #[test]
@@ -705,7 +535,11 @@ fn stages_scripts_api_completions_man() {
     let run = sb.kscript(&["stages", "example.rhai"]).ok();
     insta::assert_snapshot!("stages_example", run.stdout);
     let run = sb.kscript(&["scripts"]).ok();
-    assert!(run.stdout.starts_with("example.rhai"));
+    assert!(
+        run.stdout.contains("control-plane.rhai")
+            && run.stdout.contains("certs.rhai")
+            && run.stdout.contains("example.rhai")
+    );
     let run = sb.kscript(&["api"]).ok();
     for f in [
         "file(path: &str, content: &str, options: Map) -> bool",
@@ -732,22 +566,8 @@ fn stages_scripts_api_completions_man() {
 #[test]
 fn skip_step_reports_skipped() {
     let sb = Sandbox::new();
-    let run = sb
-        .kscript(&[
-            "run",
-            "example.rhai",
-            "--root",
-            "root",
-            "--set",
-            "node.disableSwap=false",
-        ])
-        .ok();
-    assert!(
-        run.stdout
-            .contains("skipped  prerequisites/swap  node.disableSwap is false"),
-        "{}",
-        run.stdout
-    );
+    let run = sb.kscript(&["run", "example.rhai", "--root", "root", "--set", "node.disableSwap=false"]).ok();
+    assert!(run.stdout.contains("skipped  prerequisites/swap  node.disableSwap is false"), "{}", run.stdout);
 }
 
 #[test]
@@ -758,59 +578,45 @@ fn readme_commands_work() {
         .lines()
         .find(|l| l.trim_start().starts_with("cargo run") && l.contains("--root"))
         .expect("README shows the render command");
-    let args: Vec<&str> = render
-        .split(" -- ")
-        .nth(1)
-        .map(|rest| rest.split_whitespace().collect())
-        .expect("cargo run -- ARGS");
+    let args: Vec<&str> =
+        render.split(" -- ").nth(1).map(|rest| rest.split_whitespace().collect()).expect("cargo run -- ARGS");
     let sb = Sandbox::new();
     let run = sb.kscript(&args).ok();
     assert!(run.stdout.contains("RECAP"));
     assert!(sb.path().join("node-root").is_dir());
-    assert!(
-        readme.contains("cargo test"),
-        "README names the test command"
-    );
+    assert!(readme.contains("cargo test"), "README names the test command");
     let ci = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/run")).unwrap();
-    assert!(
-        ci.contains("cargo test"),
-        ".ci/run runs the README's test command"
-    );
+    assert!(ci.contains("cargo test"), ".ci/run runs the README's test command");
 }
 
 /// Every snapshot file belongs to a test here: a renamed or deleted test leaves none behind.
 #[test]
 fn no_unreferenced_snapshots() {
-    let source = include_str!("cli.rs");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    let source = [include_str!("main.rs"), include_str!("pki.rs")].concat();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/snapshots");
     for entry in fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         let Some(snap) = name
             .strip_prefix("cli__")
+            .map(|n| n.strip_prefix("pki__").unwrap_or(n))
             .and_then(|n| n.strip_suffix(".snap"))
         else {
             panic!("unexpected file in tests/snapshots: {name}");
         };
-        assert!(
-            source.contains(&format!("\"{snap}\"")),
-            "snapshot {name} is not used by any test"
-        );
+        assert!(source.contains(&format!("\"{snap}\"")), "snapshot {name} is not used by any test");
     }
 }
 
 #[test]
 fn long_waits_say_so_when_not_in_a_terminal() {
     let sb = Sandbox::new();
-    sb.write("wait.rhai", r#"stage("s", "w", [ step("nap", "waits", || { run(["sleep", "1.4"], #{ label: "napping" }); }) ]);"#);
-    let journal = sb.path().join("journal.jsonl");
-    let run = sb
-        .kscript(&["run", "wait.rhai", "--journal", journal.to_str().unwrap()])
-        .ok();
-    assert!(
-        run.stderr.contains("... waiting: napping"),
-        "{}",
-        run.stderr
+    sb.write(
+        "wait.rhai",
+        r#"stage("s", "w", [ step("nap", "waits", || { run(["sleep", "1.4"], #{ label: "napping" }); }) ]);"#,
     );
+    let journal = sb.path().join("journal.jsonl");
+    let run = sb.kscript(&["run", "wait.rhai", "--journal", journal.to_str().unwrap()]).ok();
+    assert!(run.stderr.contains("... waiting: napping"), "{}", run.stderr);
     // No spinner control characters outside a terminal.
     assert!(!run.stderr.contains('\r') && !run.stdout.contains('\r'));
 }
