@@ -340,6 +340,7 @@ fn ensure_kubeconfig(ctx: &Ctx, opts: &Map, renew: bool) -> R<bool> {
             "validity",
             "client_cert_file",
             "client_key_file",
+            "token",
         ],
         function,
     )?;
@@ -378,7 +379,10 @@ fn ensure_kubeconfig(ctx: &Ctx, opts: &Map, renew: bool) -> R<bool> {
         }
         None => {}
     }
-    let auth = if let Some((cert_file, key_file)) = files {
+    let token = opt::<ImmutableString>(opts, "token", function)?.map(|t| t.to_string());
+    let auth = if let Some(token) = token {
+        KubeconfigAuth::Token(token)
+    } else if let Some((cert_file, key_file)) = files {
         KubeconfigAuth::Files { cert_path: cert_file, key_path: key_file }
     } else {
         let ca_key = read_text(ctx, &ca_key_path)?.ok_or_else(|| {
@@ -606,8 +610,9 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         "/// CN, with `organization` as its O), talking to `server`, trusting `ca_cert`: the",
         "/// cluster `cluster` (default `kubernetes`), the context `user@cluster`. The client",
         "/// certificate is signed by `ca_cert`/`ca_key` and embedded, unless `client_cert_file`",
-        "/// and `client_key_file` name files to reference instead. An existing kubeconfig with",
-        "/// the same CA and server is kept; one with another CA or server is an error.",
+        "/// and `client_key_file` name files to reference instead, or `token` gives a bearer",
+        "/// token (a bootstrap kubeconfig). An existing kubeconfig with the same CA and server",
+        "/// is kept; one with another CA or server is an error.",
     ];
     let c = ctx.clone();
     FuncRegistration::new("ensure_kubeconfig")
@@ -666,6 +671,34 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
                 read_text(&c, cert)?.ok_or_else(|| effect_error(format!("{cert} does not exist")))?;
             let ca_pem = read_text(&c, ca)?.ok_or_else(|| effect_error(format!("{ca} does not exist")))?;
             pki::verify_signed_by(&cert_pem, &ca_pem).map_err(pki_err(cert))
+        });
+
+    let c = ctx.clone();
+    FuncRegistration::new("cert_has_sans")
+        .with_comments([
+            "/// Whether the certificate at `path` carries every SAN of `sans` (DNS names and IP addresses).",
+        ])
+        .with_params_info(["path: &str", "sans: Array", "bool"])
+        .register_into_engine(engine, move |path: &str, sans: Array| -> R<bool> {
+            let pem = read_text(&c, path)?.ok_or_else(|| effect_error(format!("{path} does not exist")))?;
+            let info = CertInfo::from_pem(&pem).map_err(pki_err(path))?;
+            let (dns, ips) = split_sans(&sans_of(&sans)?);
+            Ok(info.has_sans(&dns, &ips))
+        });
+
+    let c = ctx.clone();
+    FuncRegistration::new("cert_expires_within")
+        .with_comments([
+            "/// Whether the certificate at `path` (or a kubeconfig's client certificate) has expired",
+            "/// or expires within `duration` (such as `720h`).",
+        ])
+        .with_params_info(["path: &str", "duration: &str", "bool"])
+        .register_into_engine(engine, move |path: &str, duration: &str| -> R<bool> {
+            let within = parse_go_duration(duration)
+                .ok_or_else(|| script_error(format!("`{duration}` is not a duration such as 720h")))?;
+            let info = cert_info(&c, path)?;
+            let left = info.get("residual_seconds").and_then(|v| v.as_int().ok()).unwrap_or(0);
+            Ok(u64::try_from(left).unwrap_or(0) <= within.as_secs())
         });
 
     FuncRegistration::new("first_service_ip")

@@ -74,8 +74,14 @@ impl Sandbox {
 
     /// Runs kscript with `args`, in the sandbox folder.
     fn kscript(&self, args: &[&str]) -> Run {
+        self.kscript_env(&[], args)
+    }
+
+    /// Runs kscript with `args` and extra environment variables.
+    fn kscript_env(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
         let out = Command::new(env!("CARGO_BIN_EXE_kscript"))
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(self.path())
             .env("NO_COLOR", "1")
             .env_remove("RUST_BACKTRACE")

@@ -577,3 +577,74 @@ fn kubeconfigs_load_with_kube_and_complete_mutual_tls() {
         assert_eq!(info.platform, user, "the server saw another client identity for {file}");
     }
 }
+
+#[test]
+fn certificate_checks_from_scripts() {
+    let sb = Sandbox::new();
+    render_cp(&sb, &[]).ok();
+    sb.write(
+        "checks.rhai",
+        r#"
+        stage("check", "inspect the PKI", [ step("all", "checks", || {
+            let d = "/etc/kubernetes/pki";
+            info(`signed=${cert_signed_by(d + "/apiserver.crt", d + "/ca.crt")}`);
+            info(`foreign=${cert_signed_by(d + "/apiserver.crt", d + "/etcd/ca.crt")}`);
+            info(`sans=${cert_has_sans(d + "/apiserver.crt", ["kubernetes.default", "10.96.0.1"])}`);
+            info(`nosans=${cert_has_sans(d + "/apiserver.crt", ["example.com"])}`);
+            info(`soon=${cert_expires_within(d + "/apiserver.crt", "720h")}`);
+            info(`year=${cert_expires_within(d + "/apiserver.crt", "8800h")}`);
+            info(`admin=${cert_info("/etc/kubernetes/admin.conf").cn}`);
+            info(`pin=${ca_pin(d + "/ca.crt")}`);
+            ensure_kubeconfig(#{ path: "/etc/kubernetes/bootstrap-kubelet.conf", server: "https://192.168.56.10:6443",
+                user: "tls-bootstrap-token-user", ca_cert: d + "/ca.crt", ca_key: d + "/ca.key", token: "abcdef.0123456789abcdef" });
+        }) ]);
+        "#,
+    );
+    let run = sb.render("checks.rhai", &["-v"]).ok();
+    for want in [
+        "signed=true",
+        "foreign=false",
+        "sans=true",
+        "nosans=false",
+        "soon=false",
+        "year=true",
+        "admin=kubernetes-admin",
+    ] {
+        assert!(run.stdout.contains(want), "{want} missing:\n{}", run.stdout);
+    }
+    let ca = fs::read_to_string(pki_dir(&sb).join("ca.crt")).unwrap();
+    assert!(run.stdout.contains(&format!("pin={}", pki::ca_pin(&ca).unwrap())));
+    let boot = fs::read_to_string(sb.root().join("etc/kubernetes/bootstrap-kubelet.conf")).unwrap();
+    assert!(
+        boot.contains("token: abcdef.0123456789abcdef")
+            && boot.contains("tls-bootstrap-token-user@kubernetes"),
+        "{boot}"
+    );
+    assert!(!run.stdout.contains("0123456789abcdef"), "a token was printed");
+}
+
+#[test]
+fn the_clock_can_be_injected_for_expiration_checks() {
+    let sb = Sandbox::new();
+    render_cp(&sb, &[]).ok();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let later = (now + 360 * 86400).to_string();
+    let args = [&["run", "certs.rhai", "--root", "root", "--only", "check-expiration"][..], NODE].concat();
+    let run = sb.kscript_env(&[("KSCRIPT_TEST_NOW", &later)], &args).ok();
+    assert!(run.stdout.contains(" 4d ") || run.stdout.contains(" 5d "), "{}", run.stdout);
+    let much_later = (now + 400 * 86400).to_string();
+    let run = sb.kscript_env(&[("KSCRIPT_TEST_NOW", &much_later)], &args).ok();
+    assert!(run.stdout.contains("<invalid>"), "{}", run.stdout);
+}
+
+#[test]
+fn dry_run_of_the_pki_shows_no_key_material() {
+    let sb = Sandbox::new();
+    let run = render_cp(&sb, &["--dry-run", "--diff"]).ok();
+    assert!(run.stdout.contains("+ /etc/kubernetes/pki/ca.key (0600"), "{}", run.stdout);
+    assert!(run.stdout.contains("(secret: content not shown)"));
+    for secret in ["PRIVATE KEY", "client-key-data: L"] {
+        assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret), "{secret} printed");
+    }
+    assert!(!sb.root().join("etc").exists(), "a dry run wrote files");
+}
