@@ -346,7 +346,7 @@ fn ensure_dir(ctx: &Ctx, path: &str, opts: &Map) -> R<bool> {
     Ok(outcome == Outcome::Changed)
 }
 
-fn make_symlink(ctx: &Ctx, target: &str, link: &str) -> R<bool> {
+pub(crate) fn make_symlink(ctx: &Ctx, target: &str, link: &str) -> R<bool> {
     ctx.require_step("symlink")?;
     if target.is_empty() || target.contains('\0') {
         return Err(script_error("symlink(): the target must be a non-empty path"));
@@ -374,7 +374,7 @@ fn make_symlink(ctx: &Ctx, target: &str, link: &str) -> R<bool> {
     Ok(outcome == Outcome::Changed)
 }
 
-fn remove(ctx: &Ctx, path: &str) -> R<bool> {
+pub(crate) fn remove(ctx: &Ctx, path: &str) -> R<bool> {
     ctx.require_step("remove")?;
     let r = resolve(ctx, path, false)?;
     if r.node == "/" {

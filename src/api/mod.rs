@@ -11,6 +11,7 @@ pub mod files;
 pub mod log;
 pub mod pki;
 pub mod stages;
+pub mod systemd;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -33,6 +34,7 @@ pub fn register_all(engine: &mut Engine, ctx: &Rc<Ctx>) {
     log::register(engine, ctx);
     facts::register(engine, ctx);
     pki::register(engine, ctx);
+    systemd::register(engine, ctx);
     engine.register_type_with_name::<EffectFailure>("EffectFailure");
     rhai::FuncRegistration::new("to_string")
         .with_comments(["/// The message of a failed effect caught with `try { ... } catch (e) { ... }`."])

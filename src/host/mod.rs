@@ -5,10 +5,12 @@
 pub mod commands;
 pub mod facts;
 pub mod files;
+pub mod systemd;
 
 pub use commands::{CommandOutput, CommandSpec, Commands, RealCommands, RecordingCommands};
 pub use facts::{Facts, RealFacts};
 pub use files::{FileKind, FileState, Files, Owner, PlannedFiles, RealFiles};
+pub use systemd::{RealSystemd, RecordingSystemd, Systemd};
 
 /// What a run does to the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,7 @@ pub struct Host {
     pub files: Box<dyn Files>,
     pub commands: Box<dyn Commands>,
     pub facts: Box<dyn Facts>,
+    pub systemd: Box<dyn Systemd>,
 }
 
 impl Host {
@@ -48,18 +51,21 @@ impl Host {
                 files: Box::new(RealFiles::new()),
                 commands: Box::new(RealCommands),
                 facts: Box::new(RealFacts),
+                systemd: Box::new(RealSystemd),
             },
             Mode::Render => Self {
                 mode,
                 files: Box::new(RealFiles::new()),
                 commands: Box::new(RecordingCommands),
                 facts: Box::new(RealFacts),
+                systemd: Box::new(RecordingSystemd),
             },
             Mode::DryRun => Self {
                 mode,
                 files: Box::new(PlannedFiles::default()),
                 commands: Box::new(RecordingCommands),
                 facts: Box::new(RealFacts),
+                systemd: Box::new(RecordingSystemd),
             },
         }
     }

@@ -626,3 +626,49 @@ fn long_waits_say_so_when_not_in_a_terminal() {
     // No spinner control characters outside a terminal.
     assert!(!run.stderr.contains('\r') && !run.stdout.contains('\r'));
 }
+
+#[test]
+fn enabling_a_unit_renders_its_wants_symlinks() {
+    let sb = Sandbox::new();
+    sb.write(
+        "unit.rhai",
+        r#"
+        handler("restart demo", || { unit_restart("demo.service"); });
+        stage("svc", "a service", [
+            step("unit", "install the unit", || {
+                if file("/usr/lib/systemd/system/demo.service", "[Unit]\nDescription=demo\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\nAlias=demo-alias.service\n") {
+                    notify("restart demo");
+                }
+                daemon_reload();
+            }),
+            step("enable", "enable it", || {
+                unit_enable("demo.service");
+                unit_start("demo.service");
+                info(`unknown=${unit_state("demo.service") == ()}`);
+                unit_wait_active("demo.service", 5);
+            }),
+        ]);
+        "#,
+    );
+    let run = sb.render("unit.rhai", &["-v"]).ok();
+    assert!(run.stdout.contains("! systemctl enable demo.service (recorded, not run)"), "{}", run.stdout);
+    assert!(run.stdout.contains("unknown=true"), "{}", run.stdout);
+    assert!(run.stdout.contains("ok       svc/handlers/restart-demo"), "{}", run.stdout);
+    assert!(run.stdout.contains("! systemctl restart demo.service"), "{}", run.stdout);
+    let link = sb.root().join("etc/systemd/system/multi-user.target.wants/demo.service");
+    assert_eq!(fs::read_link(&link).unwrap(), Path::new("/usr/lib/systemd/system/demo.service"));
+    assert_eq!(
+        fs::read_link(sb.root().join("etc/systemd/system/demo-alias.service")).unwrap(),
+        Path::new("/usr/lib/systemd/system/demo.service")
+    );
+    // Enabled already: nothing changes the second time.
+    let run = sb.render("unit.rhai", &["--detailed-exitcode"]).ok();
+    assert!(!run.stdout.contains("handlers"), "{}", run.stdout);
+    // A unit that is not on the node is an error that says where kscript looked.
+    sb.write(
+        "missing.rhai",
+        r#"stage("s", "x", [ step("e", "enable", || { unit_enable("nope.service"); }) ]);"#,
+    );
+    let run = sb.render("missing.rhai", &[]).code(1);
+    assert!(run.message().contains("no unit file nope.service on the node"), "{}", run.stderr);
+}

@@ -1,0 +1,236 @@
+//! systemd: `systemctl` on a real host, recorded elsewhere.
+
+use std::io;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// What a unit operation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitChange {
+    /// Already so: nothing done.
+    Unchanged,
+    /// Done now.
+    Changed,
+    /// Recorded, not done (rendering, dry runs).
+    Recorded,
+}
+
+/// Why a unit did not become active, with what to look at.
+#[derive(Debug, Clone)]
+pub struct UnitFailure {
+    pub state: String,
+    /// `systemctl status` and the unit's last journal lines.
+    pub diagnosis: String,
+}
+
+/// systemd's manager, as kscript uses it.
+pub trait Systemd {
+    fn daemon_reload(&self) -> io::Result<UnitChange>;
+    /// `systemctl enable` (the wants/requires symlinks are made by the caller, in the node
+    /// root, so a rendered tree shows them too).
+    fn enable(&self, unit: &str) -> io::Result<UnitChange>;
+    fn disable(&self, unit: &str) -> io::Result<UnitChange>;
+    /// Starts the unit unless it is active.
+    fn start(&self, unit: &str) -> io::Result<UnitChange>;
+    /// Stops the unit if it is active.
+    fn stop(&self, unit: &str) -> io::Result<UnitChange>;
+    fn restart(&self, unit: &str) -> io::Result<UnitChange>;
+    /// `systemctl is-active`: `active`, `inactive`, `failed`, `activating`...; `None` when
+    /// not known (recorded).
+    fn state(&self, unit: &str) -> io::Result<Option<String>>;
+    /// Waits until the unit is active; on timeout or failure, its state and diagnosis.
+    fn wait_active(&self, unit: &str, timeout: Duration) -> io::Result<Result<UnitChange, UnitFailure>>;
+}
+
+/// `systemctl` on this host.
+#[derive(Debug, Default)]
+pub struct RealSystemd;
+
+fn systemctl(args: &[&str]) -> io::Result<std::process::Output> {
+    Command::new("systemctl").args(args).output().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot run systemctl: {e} (is systemd installed and running as PID 1?)"),
+        )
+    })
+}
+
+fn check(args: &[&str]) -> io::Result<()> {
+    let out = systemctl(args)?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "`systemctl {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+impl RealSystemd {
+    /// `systemctl status` and the last journal lines of `unit`, for an error message.
+    pub fn diagnosis(unit: &str) -> String {
+        let status = systemctl(&["status", "--no-pager", "--lines=0", unit])
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim_end().to_string())
+            .unwrap_or_default();
+        let journal = Command::new("journalctl")
+            .args(["--no-pager", "-n", "20", "-u", unit])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim_end().to_string())
+            .unwrap_or_default();
+        format!(
+            "{status}\n\nlast journal lines (journalctl -u {unit}):\n{journal}\n\nlook further with: systemctl status {unit}; journalctl -u {unit}"
+        )
+    }
+}
+
+impl Systemd for RealSystemd {
+    fn daemon_reload(&self) -> io::Result<UnitChange> {
+        check(&["daemon-reload"])?;
+        Ok(UnitChange::Changed)
+    }
+
+    fn enable(&self, unit: &str) -> io::Result<UnitChange> {
+        let before = systemctl(&["is-enabled", unit])?;
+        if String::from_utf8_lossy(&before.stdout).trim() == "enabled" {
+            return Ok(UnitChange::Unchanged);
+        }
+        check(&["enable", unit])?;
+        Ok(UnitChange::Changed)
+    }
+
+    fn disable(&self, unit: &str) -> io::Result<UnitChange> {
+        let before = systemctl(&["is-enabled", unit])?;
+        if String::from_utf8_lossy(&before.stdout).trim() != "enabled" {
+            return Ok(UnitChange::Unchanged);
+        }
+        check(&["disable", unit])?;
+        Ok(UnitChange::Changed)
+    }
+
+    fn start(&self, unit: &str) -> io::Result<UnitChange> {
+        if self.state(unit)?.as_deref() == Some("active") {
+            return Ok(UnitChange::Unchanged);
+        }
+        check(&["start", unit])?;
+        Ok(UnitChange::Changed)
+    }
+
+    fn stop(&self, unit: &str) -> io::Result<UnitChange> {
+        if self.state(unit)?.as_deref() != Some("active") {
+            return Ok(UnitChange::Unchanged);
+        }
+        check(&["stop", unit])?;
+        Ok(UnitChange::Changed)
+    }
+
+    fn restart(&self, unit: &str) -> io::Result<UnitChange> {
+        check(&["restart", unit])?;
+        Ok(UnitChange::Changed)
+    }
+
+    fn state(&self, unit: &str) -> io::Result<Option<String>> {
+        let out = systemctl(&["is-active", unit])?;
+        Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_string()))
+    }
+
+    fn wait_active(&self, unit: &str, timeout: Duration) -> io::Result<Result<UnitChange, UnitFailure>> {
+        let start = Instant::now();
+        loop {
+            let state = self.state(unit)?.unwrap_or_default();
+            if state == "active" {
+                return Ok(Ok(UnitChange::Unchanged));
+            }
+            if state == "failed" || start.elapsed() >= timeout {
+                return Ok(Err(UnitFailure { state, diagnosis: Self::diagnosis(unit) }));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Records unit operations without a systemd (rendering, dry runs).
+#[derive(Debug, Default)]
+pub struct RecordingSystemd;
+
+impl Systemd for RecordingSystemd {
+    fn daemon_reload(&self) -> io::Result<UnitChange> {
+        Ok(UnitChange::Recorded)
+    }
+    fn enable(&self, _unit: &str) -> io::Result<UnitChange> {
+        Ok(UnitChange::Recorded)
+    }
+    fn disable(&self, _unit: &str) -> io::Result<UnitChange> {
+        Ok(UnitChange::Recorded)
+    }
+    fn start(&self, _unit: &str) -> io::Result<UnitChange> {
+        Ok(UnitChange::Recorded)
+    }
+    fn stop(&self, _unit: &str) -> io::Result<UnitChange> {
+        Ok(UnitChange::Recorded)
+    }
+    fn restart(&self, _unit: &str) -> io::Result<UnitChange> {
+        Ok(UnitChange::Recorded)
+    }
+    fn state(&self, _unit: &str) -> io::Result<Option<String>> {
+        Ok(None)
+    }
+    fn wait_active(&self, _unit: &str, _timeout: Duration) -> io::Result<Result<UnitChange, UnitFailure>> {
+        Ok(Ok(UnitChange::Recorded))
+    }
+}
+
+/// The `[Install]` section of a unit file: where `enable` links it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Install {
+    pub wanted_by: Vec<String>,
+    pub required_by: Vec<String>,
+    pub alias: Vec<String>,
+}
+
+/// Parses a unit file's `[Install]` section (later assignments add; an empty one resets).
+pub fn parse_install(unit_file: &str) -> Install {
+    let mut install = Install::default();
+    let mut in_install = false;
+    for line in unit_file.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_install = line == "[Install]";
+            continue;
+        }
+        if !in_install || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else { continue };
+        let list = match key.trim() {
+            "WantedBy" => &mut install.wanted_by,
+            "RequiredBy" => &mut install.required_by,
+            "Alias" => &mut install.alias,
+            _ => continue,
+        };
+        if value.trim().is_empty() {
+            list.clear();
+        }
+        list.extend(value.split_whitespace().map(String::from));
+    }
+    install
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_sections() {
+        let unit = "[Unit]\nDescription=x\nWantedBy=ignored.target\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\nWantedBy=other.target\nRequiredBy=a.service\nAlias=k.service\n";
+        let i = parse_install(unit);
+        assert_eq!(i.wanted_by, ["multi-user.target", "other.target"]);
+        assert_eq!(i.required_by, ["a.service"]);
+        assert_eq!(i.alias, ["k.service"]);
+        assert_eq!(
+            parse_install("[Install]\nWantedBy=a.target\nWantedBy=\nWantedBy=b.target\n").wanted_by,
+            ["b.target"]
+        );
+    }
+}
