@@ -247,8 +247,13 @@ pub fn run(opts: &RunOptions) -> Result<u8, Error> {
                 .host
         }
     };
-    let mut run =
-        StageRunner { loaded: &loaded, journal: (mode != Mode::DryRun).then_some(journal_host), changed: 0 };
+    let mut run = StageRunner {
+        loaded: &loaded,
+        journal: (mode != Mode::DryRun).then_some(journal_host),
+        changed: 0,
+        steps_done: 0,
+        kill_after: std::env::var("KSCRIPT_TEST_KILL_AFTER_STEPS").ok().and_then(|v| v.parse().ok()),
+    };
     let started = Instant::now();
     let mut recaps = Vec::new();
     let mut failure = None;
@@ -277,6 +282,9 @@ struct StageRunner<'a> {
     /// Where the journal is appended after each step; `None` in a dry run.
     journal: Option<PathBuf>,
     changed: usize,
+    steps_done: usize,
+    /// `KSCRIPT_TEST_KILL_AFTER_STEPS`: the crash-safety tests kill the run at a step boundary.
+    kill_after: Option<usize>,
 }
 
 type Failure = Option<(String, Box<EvalAltResult>)>;
@@ -358,6 +366,11 @@ impl StageRunner<'_> {
                 .borrow_mut()
                 .flush_to(path)
                 .map_err(|e| Error::io(format!("cannot append to the journal {}", path.display()), e))?;
+        }
+        self.steps_done += 1;
+        if self.kill_after == Some(self.steps_done) {
+            // Test hook (KSCRIPT_TEST_KILL_AFTER_STEPS): die here as a crash would, no cleanup.
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
         }
         Ok((failed.map(|e| (full, e)), state))
     }

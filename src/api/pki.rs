@@ -185,15 +185,11 @@ fn ensure_ca(ctx: &Ctx, opts: &Map) -> R<bool> {
             record_kept(ctx, &cert_path, "external CA: no key, leaves must exist");
             Ok(false)
         }
-        (None, Some(_)) => Err(effect_error(format!(
-            "{key_path} exists but {cert_path} does not: restore the certificate, or remove the key"
-        ))),
-        (None, None) => {
+        (None, existing_key) => {
             let mut spec = CertSpec::ca(cn);
             spec.validity = validity(opts, pki::CA_VALIDITY)?;
-            let key = key_for(ctx, &key_path, alg)?;
+            let key = key_or_new(ctx, &key_path, existing_key.as_deref(), alg)?;
             let cert = pki::self_signed_ca(&spec, &key, &ctx.pki.context).map_err(pki_err(&cert_path))?;
-            put(ctx, &key_path, key.to_pem().as_bytes(), 0o600, None, true)?;
             put(ctx, &cert_path, cert.as_bytes(), 0o644, None, false)?;
             Ok(true)
         }
@@ -272,18 +268,43 @@ fn ensure_cert(ctx: &Ctx, opts: &Map) -> R<bool> {
             Ok(false)
         }
         (Some(_), None) => Err(effect_error(format!("{cert_path} exists but {key_path} does not"))),
-        (None, Some(_)) => Err(effect_error(format!("{key_path} exists but {cert_path} does not"))),
-        (None, None) => {
+        (None, existing_key) => {
             let ca_key = read_text(ctx, &ca_key_path)?.ok_or_else(|| {
                 effect_error(format!(
                     "{cert_path} is missing and {ca_key_path} is absent (external CA mode): provide {cert_path} and {key_path}, signed by the external CA"
                 ))
             })?;
             let ca_key = PrivateKey::from_pem(&ca_key).map_err(pki_err(&ca_key_path))?;
-            issue_leaf(ctx, &spec, alg, &cert_path, &key_path, &ca_cert, &ca_key)?;
+            let key = key_or_new(ctx, &key_path, existing_key.as_deref(), alg)?;
+            sign_and_write(ctx, &spec, &key, &cert_path, &ca_cert, &ca_key)?;
             Ok(true)
         }
     }
+}
+
+/// The key at `path` if one is there (a run interrupted between writing a key and its
+/// certificate left it: the certificate is made for it now), else a new one, written first.
+fn key_or_new(ctx: &Ctx, path: &str, existing: Option<&str>, alg: KeyAlgorithm) -> R<PrivateKey> {
+    if let Some(pem) = existing {
+        record_kept(ctx, path, "existing key kept");
+        return PrivateKey::from_pem(pem).map_err(pki_err(path));
+    }
+    let key = key_for(ctx, path, alg)?;
+    put(ctx, path, key.to_pem().as_bytes(), 0o600, None, true)?;
+    Ok(key)
+}
+
+fn sign_and_write(
+    ctx: &Ctx,
+    spec: &CertSpec,
+    key: &PrivateKey,
+    cert_path: &str,
+    ca_cert: &str,
+    ca_key: &PrivateKey,
+) -> R<()> {
+    let cert = pki::sign_leaf(spec, key, ca_cert, ca_key, &ctx.pki.context).map_err(pki_err(cert_path))?;
+    put(ctx, cert_path, cert.as_bytes(), 0o644, None, false)?;
+    Ok(())
 }
 
 fn issue_leaf(
@@ -296,10 +317,8 @@ fn issue_leaf(
     ca_key: &PrivateKey,
 ) -> R<()> {
     let key = key_for(ctx, key_path, alg)?;
-    let cert = pki::sign_leaf(spec, &key, ca_cert, ca_key, &ctx.pki.context).map_err(pki_err(cert_path))?;
     put(ctx, key_path, key.to_pem().as_bytes(), 0o600, None, true)?;
-    put(ctx, cert_path, cert.as_bytes(), 0o644, None, false)?;
-    Ok(())
+    sign_and_write(ctx, spec, &key, cert_path, ca_cert, ca_key)
 }
 
 /// Makes sure a key pair exists (the service-account signing keys).
