@@ -181,17 +181,17 @@ fn node_snapshot(root: &Path) -> String {
             return kscript::pki::PrivateKey::from_pem(text)
                 .map_or_else(|e| format!("[BAD KEY: {e}]\n"), |k| format!("{}\n", k.placeholder()));
         }
-        if text.contains("\nkind: Config\n") {
-            if let Ok(kc) = kscript::pki::Kubeconfig::from_yaml(text) {
-                let mut out = kc.redacted().to_yaml().unwrap_or_default();
-                if let Some(data) = kc.users.first().and_then(|u| u.user.client_certificate_data.clone()) {
-                    use base64::Engine as _;
-                    let pem = base64::engine::general_purpose::STANDARD.decode(data).unwrap_or_default();
-                    let summary = kscript::pki::summary(&String::from_utf8_lossy(&pem)).unwrap_or_default();
-                    out.push_str(&format!("--- client certificate\n{summary}\n"));
-                }
-                return out;
+        if text.contains("\nkind: Config\n")
+            && let Ok(kc) = kscript::pki::Kubeconfig::from_yaml(text)
+        {
+            let mut out = kc.redacted().to_yaml().unwrap_or_default();
+            if let Some(data) = kc.users.first().and_then(|u| u.user.client_certificate_data.clone()) {
+                use base64::Engine as _;
+                let pem = base64::engine::general_purpose::STANDARD.decode(data).unwrap_or_default();
+                let summary = kscript::pki::summary(&String::from_utf8_lossy(&pem)).unwrap_or_default();
+                out.push_str(&format!("--- client certificate\n{summary}\n"));
             }
+            return out;
         }
         text.to_string()
     }
