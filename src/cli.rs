@@ -117,6 +117,10 @@ pub struct RunArgs {
     /// Exit with 2 when something changed or would change (0 when nothing did).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// A folder of kubeadm-style patches (`target[suffix][+patchtype].{yaml,json}`) for the
+    /// static pods and the kubelet configuration; sets `patches.directory`.
+    #[arg(long, value_name = "DIR")]
+    pub patches: Option<PathBuf>,
     /// Append the journal to FILE (a host path) instead of
     /// /var/lib/kscript/journal.jsonl under the node root.
     #[arg(long, value_name = "FILE")]
@@ -158,7 +162,7 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             script: a.script.script,
             root: a.root,
             config: a.script.config,
-            set: a.script.set,
+            set: patches_setting(a.patches.as_deref())?.into_iter().chain(a.script.set).collect(),
             selection: Selection { only: a.only, skip: a.skip, from: a.from },
             dry_run: a.dry_run,
             diff: a.diff,
@@ -217,6 +221,17 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             Ok(0)
         }
     }
+}
+
+/// `--patches DIR` as the `patches.directory` setting, with DIR made absolute.
+fn patches_setting(dir: Option<&std::path::Path>) -> Result<Option<String>, Error> {
+    let Some(dir) = dir else { return Ok(None) };
+    if !dir.is_dir() {
+        return Err(Error::Usage { message: format!("--patches {}: no such folder", dir.display()) });
+    }
+    let abs =
+        std::path::absolute(dir).map_err(|e| Error::io(format!("cannot resolve {}", dir.display()), e))?;
+    Ok(Some(format!("patches.directory={}", abs.display())))
 }
 
 /// A script loaded to be inspected, not run: a dry run against `/` whose steps never run.

@@ -12,6 +12,7 @@ pub mod error;
 pub mod host;
 pub mod journal;
 pub mod kubeadm;
+pub mod patches;
 pub mod pki;
 pub mod report;
 pub mod root;

@@ -49,6 +49,34 @@ pub fn register(engine: &mut Engine) {
         .with_params_info(["map: Map", "options: Map", "String"])
         .register_into_engine(engine, |map: Map, opts: Map| to_env(&map, &opts));
 
+    FuncRegistration::new("apply_patches")
+        .with_comments([
+            "/// `value` with kubeadm-style patches applied: every file of the folder `dir` (a path on",
+            "/// the machine running kscript, as `--patches DIR` gives it) named",
+            "/// `target[suffix][+patchtype].{yaml,json}` for `target` (`etcd`, `kube-apiserver`,",
+            "/// `kube-controller-manager`, `kube-scheduler`, `kubeletconfiguration`), in the order of",
+            "/// their names; patch types `strategic` (default), `merge`, `json`. An empty `dir` changes",
+            "/// nothing.",
+        ])
+        .with_params_info(["dir: &str", "target: &str", "value: Dynamic", "Dynamic"])
+        .register_into_engine(engine, |dir: &str, target: &str, value: Dynamic| -> R<Dynamic> {
+            if dir.is_empty() {
+                return Ok(value);
+            }
+            if !crate::patches::TARGETS.contains(&target) {
+                return Err(script_error(format!(
+                    "apply_patches(): unknown target `{target}`; targets: {}",
+                    crate::patches::TARGETS.join(", ")
+                )));
+            }
+            let patches = crate::patches::load(std::path::Path::new(dir)).map_err(super::effect_error)?;
+            let json =
+                serde_json::to_value(&value).map_err(|e| script_error(format!("apply_patches(): {e}")))?;
+            let patched = crate::patches::apply(target, json, &patches).map_err(super::effect_error)?;
+            serde_json::from_value::<Dynamic>(patched)
+                .map_err(|e| script_error(format!("apply_patches(): {e}")))
+        });
+
     FuncRegistration::new("from_yaml")
         .with_comments(["/// Parses one YAML document into maps, arrays and values."])
         .with_params_info(["text: &str", "Dynamic"])

@@ -737,3 +737,32 @@ fn enabling_a_unit_renders_its_wants_symlinks() {
     let run = sb.render("missing.rhai", &[]).code(1);
     assert!(run.message().contains("no unit file nope.service on the node"), "{}", run.stderr);
 }
+
+#[test]
+fn patches_folder_applies_kubeadm_style_patches() {
+    let sb = Sandbox::new();
+    sb.write("patches/kube-apiserver0.yaml", "spec:\n  containers:\n  - name: kube-apiserver\n    resources:\n      requests:\n        cpu: 500m\n");
+    sb.write(
+        "patches/kube-apiserver1+json.json",
+        r#"[{"op": "add", "path": "/spec/containers/0/command/-", "value": "--v=4"}]"#,
+    );
+    sb.write("patches/etcd+merge.yaml", "metadata:\n  labels:\n    extra: yes\n");
+    sb.write(
+        "p.rhai",
+        r#"stage("s", "patch", [ step("pod", "write a patched pod", || {
+            let pod = #{ apiVersion: "v1", kind: "Pod", metadata: #{ name: "kube-apiserver" },
+                         spec: #{ containers: [#{ name: "kube-apiserver", command: ["kube-apiserver", "--a=1"] }] } };
+            file("/pod.yaml", to_yaml(apply_patches(cfg.patches.directory, "kube-apiserver", pod)));
+            file("/unpatched.yaml", to_yaml(apply_patches("", "kube-apiserver", pod)));
+        }) ]);"#,
+    );
+    sb.kscript(&["run", "p.rhai", "--root", "root", "--patches", "patches"]).ok();
+    let pod = fs::read_to_string(sb.root().join("pod.yaml")).unwrap();
+    assert!(pod.contains("cpu: 500m") && pod.contains("- --v=4") && pod.contains("- --a=1"), "{pod}");
+    assert!(!fs::read_to_string(sb.root().join("unpatched.yaml")).unwrap().contains("500m"));
+    let run = sb.kscript(&["run", "p.rhai", "--root", "root", "--patches", "nope"]).code(2);
+    assert!(run.stderr.contains("--patches nope: no such folder"), "{}", run.stderr);
+    sb.write("patches/kube-proxy.yaml", "a: 1\n");
+    let run = sb.kscript(&["run", "p.rhai", "--root", "root", "--patches", "patches"]).code(1);
+    assert!(run.message().contains("kube-proxy.yaml: unknown patch target"), "{}", run.stderr);
+}
