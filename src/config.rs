@@ -86,6 +86,9 @@ pub struct Source {
 #[derive(Debug, Clone)]
 pub struct Config {
     root: Node,
+    /// The files merged so far, and where each key path was last set (file index, span).
+    sources: Vec<Source>,
+    origins: std::collections::HashMap<String, (usize, (usize, usize))>,
     /// Key paths whose map was empty in the defaults: they take any keys and values.
     open: Vec<Vec<String>>,
 }
@@ -99,7 +102,7 @@ impl Config {
         }
         let mut open = Vec::new();
         collect_open(&root, &mut Vec::new(), &mut open);
-        Ok(Self { root, open })
+        Ok(Self { root, open, sources: Vec::new(), origins: std::collections::HashMap::new() })
     }
 
     /// Overrides with a configuration file; unknown keys and wrong types are errors.
@@ -119,9 +122,38 @@ impl Config {
         src: &Source,
         ignorable: Ignorable<'_>,
     ) -> Result<Vec<String>, Error> {
-        let mut m = Merger { src, open: &self.open, ignorable, warnings: Vec::new() };
+        let index = self.sources.len();
+        self.sources.push(src.clone());
+        let mut m = Merger { src, open: &self.open, ignorable, warnings: Vec::new(), set: Vec::new() };
         m.merge(&mut self.root, doc, &mut Vec::new())?;
+        for (path, span) in m.set {
+            self.origins.insert(path, (index, span));
+        }
         Ok(m.warnings)
+    }
+
+    /// The value at a dotted key path.
+    pub fn get(&self, path: &str) -> Option<&Node> {
+        let mut node = &self.root;
+        for part in path.split('.') {
+            let Value::Map(entries) = &node.value else { return None };
+            node = &entries.iter().find(|(k, _)| matches!(&k.value, Value::Str(s) if s == part))?.1;
+        }
+        Some(node)
+    }
+
+    /// An error about the value at `path`: pointing at it in the file that set it, or naming
+    /// it (a default, or a `--set`).
+    pub fn error_at(&self, path: &str, message: &str, help: Option<String>) -> Error {
+        match self.origins.get(path) {
+            Some((i, span)) => config_error(&self.sources[*i], *span, &format!("`{path}`: {message}"), help),
+            None => Error::Usage {
+                message: format!(
+                    "configuration `{path}`: {message}{}",
+                    help.map(|h| format!(" ({h})")).unwrap_or_default()
+                ),
+            },
+        }
     }
 
     /// Overrides one dotted key with a value given on the command line (`--set a.b=value`).
@@ -249,6 +281,8 @@ struct Merger<'a> {
     open: &'a [Vec<String>],
     ignorable: Ignorable<'a>,
     warnings: Vec<String>,
+    /// Every key path this document set, with the span of its value.
+    set: Vec<(String, (usize, usize))>,
 }
 
 fn key_names(entries: &[(Node, Node)]) -> Vec<&str> {
@@ -261,6 +295,7 @@ fn key_names(entries: &[(Node, Node)]) -> Vec<&str> {
 impl Merger<'_> {
     fn merge(&mut self, base: &mut Node, over: Node, path: &mut Vec<String>) -> Result<(), Error> {
         if !path.is_empty() && is_open(self.open, &path[..path.len() - 1]) {
+            self.set.push((path.join("."), over.span));
             *base = over;
             return Ok(());
         }
@@ -275,6 +310,7 @@ impl Merger<'_> {
             );
             return Err(config_error(self.src, over.span, &message, None));
         }
+        let over_span = over.span;
         match (&mut base.value, over.value) {
             (Value::Map(entries), Value::Map(over_entries)) => {
                 let open = is_open(self.open, path);
@@ -285,7 +321,10 @@ impl Merger<'_> {
                     path.push(name.clone());
                     match entries.iter().position(|(bk, _)| bk.value == k.value) {
                         Some(i) => self.merge(&mut entries[i].1, v, path)?,
-                        None if open => entries.push((k, v)),
+                        None if open => {
+                            self.set.push((path.join("."), v.span));
+                            entries.push((k, v));
+                        }
                         None => {
                             if let Some(w) = (self.ignorable)(path) {
                                 self.warnings.push(w);
@@ -304,7 +343,10 @@ impl Merger<'_> {
                     path.pop();
                 }
             }
-            (slot, v) => *slot = v,
+            (slot, v) => {
+                self.set.push((path.join("."), over_span));
+                *slot = v;
+            }
         }
         Ok(())
     }

@@ -20,3 +20,4 @@ pub mod runner;
 pub mod stages;
 pub mod stock;
 pub mod tree;
+pub mod validate;

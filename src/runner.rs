@@ -92,6 +92,7 @@ impl Script {
         for s in sets {
             cfg.set(s)?;
         }
+        crate::validate::check(&cfg)?;
         Ok((cfg, warnings))
     }
 }

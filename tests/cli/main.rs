@@ -766,3 +766,42 @@ fn patches_folder_applies_kubeadm_style_patches() {
     let run = sb.kscript(&["run", "p.rhai", "--root", "root", "--patches", "patches"]).code(1);
     assert!(run.message().contains("kube-proxy.yaml: unknown patch target"), "{}", run.stderr);
 }
+
+#[test]
+fn invalid_kubeadm_values_name_their_field() {
+    let sb = Sandbox::new();
+    for (yaml, field, what) in [
+        (
+            "localAPIEndpoint:\n  advertiseAddress: 10.0.0.300\n",
+            "localAPIEndpoint.advertiseAddress",
+            "not an IP address",
+        ),
+        ("localAPIEndpoint:\n  bindPort: 70000\n", "localAPIEndpoint.bindPort", "not a port"),
+        ("nodeRegistration:\n  name: Bad_Name\n", "nodeRegistration.name", "not a valid node name"),
+        ("networking:\n  podSubnet: 10.96.0.0/16\n", "networking.podSubnet", "overlaps the service subnet"),
+        ("networking:\n  serviceSubnet: 10.96.0.0/33\n", "networking.serviceSubnet", "is not a CIDR"),
+        ("controlPlaneEndpoint: \"api:port\"\n", "controlPlaneEndpoint", "is not HOST or HOST:PORT"),
+        ("kubernetesVersion: v1.27.3\n", "kubernetesVersion", "not a supported version"),
+        ("encryptionAlgorithm: DSA\n", "encryptionAlgorithm", "not a key algorithm"),
+    ] {
+        sb.write("bad.yaml", yaml);
+        let run =
+            sb.kscript(&["run", "control-plane.rhai", "--root", "root", "--config", "bad.yaml"]).code(2);
+        let msg = run.message();
+        assert!(msg.contains(&format!("`{field}`")) && msg.contains(what), "{yaml}: {}", run.stderr);
+        // It points at the value in the file.
+        assert!(run.stderr.contains("bad.yaml:"), "{}", run.stderr);
+    }
+    // A --set value is named, without a file.
+    let run = sb
+        .kscript(&[
+            "run",
+            "control-plane.rhai",
+            "--root",
+            "root",
+            "--set",
+            "networking.podSubnet=10.96.1.0/24",
+        ])
+        .code(2);
+    assert!(run.stderr.contains("configuration `networking.podSubnet`"), "{}", run.stderr);
+}
