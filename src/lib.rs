@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod apiref;
+pub mod bootstrap;
 pub mod cli;
 pub mod config;
 pub mod engine;

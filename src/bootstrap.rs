@@ -1,0 +1,230 @@
+//! Join material: bootstrap tokens, the detached JWS that signs `cluster-info`, and the
+//! certificate key that encrypts the shared control-plane certificates.
+//!
+//! The facts follow Kubernetes' bootstrap token design: a token is `[a-z0-9]{6}.[a-z0-9]{16}`
+//! (id.secret); the controller manager's bootstrap signer adds to `kube-public/cluster-info`
+//! a key `jws-kubeconfig-<id>` holding a detached JWS (HS256, keyed by the token's secret,
+//! `kid` the token id) of the `kubeconfig` value; the certificate key is 32 random bytes
+//! (hex) for AES-256-GCM, the nonce written before the ciphertext.
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::hmac;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// A bootstrap token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token {
+    pub id: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret is a credential: never printed.
+        write!(f, "Token({}.****************)", self.id)
+    }
+}
+
+const TOKEN_CHARS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+
+impl Token {
+    /// Parses `id.secret`, checking the format.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let ok = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| TOKEN_CHARS.contains(&b));
+        match text.split_once('.') {
+            Some((id, secret)) if ok(id, 6) && ok(secret, 16) => Ok(Self { id: id.into(), secret: secret.into() }),
+            _ => Err("a bootstrap token is 6 and 16 characters of [a-z0-9] joined by a dot (abcdef.0123456789abcdef)".into()),
+        }
+    }
+
+    /// A new random token.
+    pub fn generate() -> Result<Self, String> {
+        let rng = SystemRandom::new();
+        let pick = |n: usize| -> Result<String, String> {
+            let mut out = String::with_capacity(n);
+            while out.len() < n {
+                let mut b = [0u8; 1];
+                rng.fill(&mut b).map_err(|_| "no randomness available".to_string())?;
+                // Rejection sampling keeps every character equally likely.
+                if usize::from(b[0]) < 252 {
+                    out.push(char::from(TOKEN_CHARS[usize::from(b[0]) % TOKEN_CHARS.len()]));
+                }
+            }
+            Ok(out)
+        };
+        Ok(Self { id: pick(6)?, secret: pick(16)? })
+    }
+
+    /// `id.secret`.
+    pub fn expose(&self) -> String {
+        format!("{}.{}", self.id, self.secret)
+    }
+}
+
+/// Why a detached JWS was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwsError {
+    #[error("the signature is not a detached JWS (HEADER..SIGNATURE)")]
+    Malformed,
+    #[error("the JWS header is not HS256 for token id {0}")]
+    WrongHeader(String),
+    #[error("the signature does not match: cluster-info was altered, or the token is wrong")]
+    BadSignature,
+}
+
+/// Signs `content` as the bootstrap signer does: `base64url(header)..base64url(hmac)`.
+pub fn sign_detached(content: &str, token: &Token) -> String {
+    let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"HS256","kid":"{}"}}"#, token.id));
+    let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(content));
+    let key = hmac::Key::new(hmac::HMAC_SHA256, token.secret.as_bytes());
+    let sig = hmac::sign(&key, input.as_bytes());
+    format!("{header}..{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+}
+
+/// Checks a detached JWS of `content` against the token: the header must say HS256 (and,
+/// when it names one, this token's id); the HMAC must match, compared in constant time.
+pub fn verify_detached(jws: &str, content: &str, token: &Token) -> Result<(), JwsError> {
+    let mut parts = jws.split('.');
+    let (Some(header), Some(""), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwsError::Malformed);
+    };
+    let header_json = URL_SAFE_NO_PAD.decode(header).map_err(|_| JwsError::Malformed)?;
+    let h: serde_json::Value = serde_json::from_slice(&header_json).map_err(|_| JwsError::Malformed)?;
+    let kid_ok = h.get("kid").is_none_or(|k| k.as_str() == Some(token.id.as_str()));
+    if h.get("alg").and_then(|a| a.as_str()) != Some("HS256") || !kid_ok {
+        return Err(JwsError::WrongHeader(token.id.clone()));
+    }
+    let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| JwsError::Malformed)?;
+    let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(content));
+    let key = hmac::Key::new(hmac::HMAC_SHA256, token.secret.as_bytes());
+    hmac::verify(&key, input.as_bytes(), &sig).map_err(|_| JwsError::BadSignature)
+}
+
+/// A new certificate key: 32 random bytes, as hex.
+pub fn generate_certificate_key() -> Result<String, String> {
+    let mut key = [0u8; 32];
+    SystemRandom::new().fill(&mut key).map_err(|_| "no randomness available".to_string())?;
+    Ok(key.iter().fold(String::with_capacity(64), |mut s, b| {
+        use std::fmt::Write as _;
+        let _ = write!(s, "{b:02x}");
+        s
+    }))
+}
+
+fn key_bytes(hex: &str) -> Result<[u8; 32], String> {
+    if hex.len() != 64 {
+        return Err("a certificate key is 64 hex digits (32 bytes)".into());
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in hex.as_bytes().chunks(2).enumerate() {
+        let s = std::str::from_utf8(chunk).map_err(|_| "not hex".to_string())?;
+        out[i] = u8::from_str_radix(s, 16).map_err(|_| "a certificate key is hex digits".to_string())?;
+    }
+    Ok(out)
+}
+
+/// Encrypts `data` with AES-256-GCM under the hex certificate key; the 12-byte nonce comes first.
+pub fn encrypt(data: &[u8], key_hex: &str) -> Result<Vec<u8>, String> {
+    let key = LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, &key_bytes(key_hex)?).map_err(|_| "bad key".to_string())?,
+    );
+    let mut nonce = [0u8; 12];
+    SystemRandom::new().fill(&mut nonce).map_err(|_| "no randomness available".to_string())?;
+    let mut sealed = data.to_vec();
+    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut sealed)
+        .map_err(|_| "encryption failed".to_string())?;
+    let mut out = nonce.to_vec();
+    out.extend(sealed);
+    Ok(out)
+}
+
+/// Decrypts what [`encrypt`] made; fails when the key is wrong or the data was altered.
+pub fn decrypt(data: &[u8], key_hex: &str) -> Result<Vec<u8>, String> {
+    if data.len() < 12 + 16 {
+        return Err("the encrypted data is too short".into());
+    }
+    let key = LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, &key_bytes(key_hex)?).map_err(|_| "bad key".to_string())?,
+    );
+    let (nonce, sealed) = data.split_at(12);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| "bad nonce".to_string())?;
+    let mut buf = sealed.to_vec();
+    let plain = key
+        .open_in_place(nonce, Aad::empty(), &mut buf)
+        .map_err(|_| "cannot decrypt: the certificate key is wrong, or the data was altered".to_string())?;
+    Ok(plain.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 7515 appendix A.1: the HS256 example, computed with the same HMAC.
+    #[test]
+    fn rfc7515_hs256_example() {
+        let key = URL_SAFE_NO_PAD
+            .decode("AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow")
+            .unwrap();
+        let input = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ";
+        let sig = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &key), input.as_bytes());
+        assert_eq!(URL_SAFE_NO_PAD.encode(sig.as_ref()), "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
+    }
+
+    #[test]
+    fn detached_jws_round_trip_and_refusals() {
+        let token = Token::parse("abcdef.0123456789abcdef").unwrap();
+        let content = "apiVersion: v1\nclusters: []\n";
+        let jws = sign_detached(content, &token);
+        assert!(jws.contains(".."), "{jws}");
+        // An independent computation of the same signature.
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","kid":"abcdef"}"#);
+        let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(content));
+        let mac = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, b"0123456789abcdef"), input.as_bytes());
+        assert_eq!(jws, format!("{header}..{}", URL_SAFE_NO_PAD.encode(mac.as_ref())));
+        verify_detached(&jws, content, &token).unwrap();
+        assert_eq!(
+            verify_detached(&jws, "apiVersion: v1\nclusters: [x]\n", &token),
+            Err(JwsError::BadSignature)
+        );
+        let wrong = Token::parse("abcdef.0123456789abcdee").unwrap();
+        assert_eq!(verify_detached(&jws, content, &wrong), Err(JwsError::BadSignature));
+        let other_id = Token::parse("zzzzzz.0123456789abcdef").unwrap();
+        assert!(matches!(verify_detached(&jws, content, &other_id), Err(JwsError::WrongHeader(_))));
+        assert_eq!(verify_detached("abc.def", content, &token), Err(JwsError::Malformed));
+        let none = format!("{}..{}", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), "");
+        assert!(verify_detached(&none, content, &token).is_err());
+    }
+
+    #[test]
+    fn tokens() {
+        assert!(Token::parse("abcdef.0123456789abcdef").is_ok());
+        for bad in [
+            "abcdef0123456789abcdef",
+            "ABCDEF.0123456789abcdef",
+            "abcde.0123456789abcdef",
+            "abcdef.0123456789abcde!",
+        ] {
+            assert!(Token::parse(bad).is_err(), "{bad}");
+        }
+        let t = Token::generate().unwrap();
+        assert!(Token::parse(&t.expose()).is_ok());
+        assert!(!format!("{t:?}").contains(&t.secret));
+    }
+
+    #[test]
+    fn certificate_key_encryption() {
+        let key = generate_certificate_key().unwrap();
+        assert_eq!(key.len(), 64);
+        let sealed = encrypt(b"-----BEGIN RSA PRIVATE KEY-----", &key).unwrap();
+        assert_eq!(decrypt(&sealed, &key).unwrap(), b"-----BEGIN RSA PRIVATE KEY-----");
+        let other = generate_certificate_key().unwrap();
+        assert!(decrypt(&sealed, &other).is_err());
+        let mut tampered = sealed.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert!(decrypt(&tampered, &key).is_err());
+        assert!(encrypt(b"x", "abc").is_err());
+    }
+}
