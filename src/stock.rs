@@ -24,6 +24,7 @@ pub const SCRIPTS: &[Embedded] = embed!("scripts": "certs.rhai", "control-plane.
 pub const STDLIB: &[Embedded] = embed!(
     "stdlib": "defaults.yaml",
     "kube.rhai",
+    "kubelet.rhai",
     "manifests.rhai",
     "node.rhai",
     "pki.rhai",
