@@ -22,3 +22,4 @@ pub mod stages;
 pub mod stock;
 pub mod tree;
 pub mod validate;
+pub mod yaml;

@@ -10,7 +10,10 @@ type R<T> = Result<T, Box<EvalAltResult>>;
 
 pub fn register(engine: &mut Engine) {
     FuncRegistration::new("to_yaml")
-        .with_comments(["/// `value` as a YAML document (block style, keys sorted, ending in a newline)."])
+        .with_comments([
+            "/// `value` as a YAML document, written the way kubeadm writes YAML (Go's yaml.v2: block",
+            "/// style, keys sorted, strings quoted only when they must be), ending in a newline.",
+        ])
         .with_params_info(["value: Dynamic", "String"])
         .register_into_engine(engine, |value: Dynamic| to_yaml(&value));
 
@@ -94,11 +97,8 @@ pub fn register(engine: &mut Engine) {
 
 /// YAML text of a value, as `to_yaml` writes it.
 pub fn to_yaml(value: &Dynamic) -> R<String> {
-    let mut s = serde_saphyr::to_string(value).map_err(|e| script_error(format!("to_yaml(): {e}")))?;
-    if !s.ends_with('\n') {
-        s.push('\n');
-    }
-    Ok(s)
+    let json = serde_json::to_value(value).map_err(|e| script_error(format!("to_yaml(): {e}")))?;
+    Ok(crate::yaml::to_string(&json))
 }
 
 fn to_env(map: &Map, opts: &Map) -> R<String> {
