@@ -2,7 +2,11 @@
 //!
 //! `cargo bench --bench files` prints figures; it asserts nothing about time. Options after
 //! `--`: `--runs N` (default 5) and `--folders N` (default 100; each folder holds 100 files).
-//! Temporary trees go under `$TMPDIR` (default `/tmp`), a fresh one for every run.
+//! Temporary trees go under `$TMPDIR` (default `/tmp`), a fresh one for every run. On a disk
+//! the figures show what a node sees, and creating and syncing files dominates them; on tmpfs
+//! (`TMPDIR=/dev/shm cargo bench --bench files`) fsync is free and creating a file cheap, so
+//! the figures there show kscript's own overhead. Other work on the machine (builds, other
+//! benchmarks) shows up as a wide min-max spread: rerun then.
 //!
 //! The variants, each run on a fresh tree:
 //!
