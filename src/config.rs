@@ -550,7 +550,8 @@ mod tests {
         Source { name: "test.yaml".into(), text: text.into() }
     }
 
-    const DEFAULTS: &str = "a: 1\nb:\n  c: text\n  d: true\nfree: {}\nany: null\nlist: [x]\n";
+    pub(super) const DEFAULTS: &str =
+        "a: 1\nb:\n  c: text\n  d: true\nfree: {}\nany: null\nlist: [x]\n";
 
     #[test]
     fn merges_and_types() {
@@ -595,5 +596,340 @@ mod tests {
         assert_eq!(e[0].1.value, Value::Str("1.28".into()));
         assert_eq!(e[1].1.value, Value::Float(1.28));
         assert_eq!(e[2].1.value, Value::Str("0644".into()));
+    }
+}
+
+/// No input makes the configuration loader panic: arbitrary text and generated YAML documents
+/// go through [`parse`], [`Config::from_defaults`], [`Config::merge_file`] and [`Config::set`],
+/// and each answers `Ok` or `Err` (proptest turns a panic into a failing case).
+#[cfg(test)]
+pub(crate) mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A YAML document before it is printed; collections say whether they print in flow style.
+    #[derive(Debug, Clone)]
+    enum Doc {
+        Scalar(String),
+        List(Vec<Doc>, bool),
+        Map(Vec<(String, Doc)>, bool),
+    }
+
+    /// Keys of the built-in defaults and of the unit tests' defaults, so merges reach deep.
+    const KEYS: &[&str] = &[
+        "kubernetesVersion",
+        "node",
+        "kernelModules",
+        "extraSysctls",
+        "disableSwap",
+        "example",
+        "greeting",
+        "a",
+        "b",
+        "c",
+        "d",
+        "free",
+        "any",
+        "list",
+    ];
+
+    /// Plain scalars of every type the core schema resolves, at and past their limits, quoted
+    /// and tagged scalars, YAML indicators, and arbitrary text.
+    fn scalar() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "",
+                "~",
+                "null",
+                "NULL",
+                "true",
+                "False",
+                ".inf",
+                "-.nan",
+                "1e999",
+                "-1e-999",
+                "0x",
+                "0o",
+                "0x-1",
+                "0o+7",
+                "-",
+                "+",
+                ".",
+                "e",
+                "1.",
+                "1..2",
+                "+-1",
+                "0x8000000000000000",
+                "9223372036854775808",
+                "-9223372036854775809",
+            ])
+            .prop_map(String::from),
+            any::<i64>().prop_map(|i| i.to_string()),
+            any::<f64>().prop_map(|x| x.to_string()),
+            any::<i64>().prop_map(|i| format!("0x{i:x}")),
+            any::<u64>().prop_map(|i| format!("0o{i:o}")),
+            "[a-z0-9 ./:-]{0,12}",
+            "\"[^\"\\\\\n]{0,10}\"",
+            "'[^'\n]{0,10}'",
+            "!!(str|int|bool|float|null|map|seq|binary) [a-z0-9]{0,5}",
+            "[&*!|>%@`#,?:-]{1,2}[a-z0-9]{0,4}",
+            "\\PC{0,10}",
+        ]
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => prop::sample::select(KEYS).prop_map(String::from),
+            1 => "[a-zA-Z_][a-zA-Z0-9_.-]{0,8}",
+            1 => scalar(),
+        ]
+    }
+
+    fn doc() -> impl Strategy<Value = Doc> {
+        scalar()
+            .prop_map(Doc::Scalar)
+            .prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    (prop::collection::vec(inner.clone(), 0..6), any::<bool>())
+                        .prop_map(|(items, flow)| Doc::List(items, flow)),
+                    (prop::collection::vec((key(), inner), 0..6), any::<bool>())
+                        .prop_map(|(entries, flow)| Doc::Map(entries, flow)),
+                ]
+            })
+    }
+
+    fn flow(doc: &Doc) -> String {
+        match doc {
+            Doc::Scalar(s) => s.clone(),
+            Doc::List(items, _) => {
+                let items: Vec<String> = items.iter().map(flow).collect();
+                format!("[{}]", items.join(", "))
+            }
+            Doc::Map(entries, _) => {
+                let entries: Vec<String> = entries
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {}", flow(v)))
+                    .collect();
+                format!("{{{}}}", entries.join(", "))
+            }
+        }
+    }
+
+    /// Prints `doc` where a value goes (after `key: ` or `- `), nested collections indented.
+    fn block(doc: &Doc, indent: usize, out: &mut String) {
+        let pad = " ".repeat(indent);
+        match doc {
+            Doc::List(items, false) if !items.is_empty() => {
+                out.push('\n');
+                for item in items {
+                    out.push_str(&format!("{pad}- "));
+                    block(item, indent + 2, out);
+                }
+            }
+            Doc::Map(entries, false) if !entries.is_empty() => {
+                out.push('\n');
+                for (k, v) in entries {
+                    out.push_str(&format!("{pad}{k}: "));
+                    block(v, indent + 2, out);
+                }
+            }
+            other => {
+                out.push_str(&flow(other));
+                out.push('\n');
+            }
+        }
+    }
+
+    fn print(doc: &Doc) -> String {
+        let mut out = String::new();
+        block(doc, 0, &mut out);
+        out
+    }
+
+    /// A scalar of the type of `node`'s value, or any scalar.
+    fn scalar_like(node: &Node) -> BoxedStrategy<String> {
+        let typed = match &node.value {
+            Value::Bool(_) => prop::sample::select(vec!["true", "false", "True"])
+                .prop_map(String::from)
+                .boxed(),
+            Value::Int(_) => any::<i64>().prop_map(|i| i.to_string()).boxed(),
+            Value::Float(_) => any::<f64>().prop_map(|x| x.to_string()).boxed(),
+            Value::Str(_) => "[a-z0-9 ./-]{0,12}".boxed(),
+            _ => scalar().boxed(),
+        };
+        prop_oneof![3 => typed, 1 => scalar()].boxed()
+    }
+
+    /// A document shaped like `node`: some of its keys, values of their defaults' types, now
+    /// and then a key it does not know or a value of another type.
+    fn shaped(node: &Node) -> BoxedStrategy<Doc> {
+        match &node.value {
+            Value::Map(entries) if !entries.is_empty() => {
+                let fields: Vec<BoxedStrategy<Option<(String, Doc)>>> = entries
+                    .iter()
+                    .map(|(k, v)| {
+                        let name = match &k.value {
+                            Value::Str(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        prop::option::of(shaped(v).prop_map(move |d| (name.clone(), d))).boxed()
+                    })
+                    .collect();
+                let extra = prop_oneof![
+                    5 => Just(Vec::new()),
+                    1 => prop::collection::vec((key(), doc()), 1..3),
+                ];
+                (fields, extra, any::<bool>())
+                    .prop_map(|(fields, extra, flow)| {
+                        Doc::Map(fields.into_iter().flatten().chain(extra).collect(), flow)
+                    })
+                    .boxed()
+            }
+            Value::List(items) => {
+                let item = items.first().map_or_else(|| scalar().boxed(), scalar_like);
+                prop_oneof![
+                    3 => (prop::collection::vec(item.prop_map(Doc::Scalar), 0..4), any::<bool>())
+                        .prop_map(|(items, flow)| Doc::List(items, flow)),
+                    1 => doc(),
+                ]
+                .boxed()
+            }
+            _ => prop_oneof![3 => scalar_like(node).prop_map(Doc::Scalar), 1 => doc()].boxed(),
+        }
+    }
+
+    /// The trees of the built-in defaults and of the unit tests' defaults.
+    fn schemas() -> [Node; 2] {
+        [builtin().root, unit_defaults().root]
+    }
+
+    /// A document: shaped like one of the defaults, or free-form.
+    fn any_doc() -> impl Strategy<Value = Doc> {
+        let [a, b] = schemas();
+        prop_oneof![shaped(&a), shaped(&b), doc()]
+    }
+
+    /// A printed document, sometimes damaged by inserting YAML's special characters.
+    fn yaml_text() -> impl Strategy<Value = String> {
+        let damage = prop_oneof![
+            2 => Just(Vec::new()),
+            1 => prop::collection::vec(
+                (any::<prop::sample::Index>(), prop::sample::select(&b":-[]{}#&*!|>'\"%@`,? \t\n"[..])),
+                1..3,
+            ),
+        ];
+        (any_doc(), damage).prop_map(|(d, damage)| {
+            let mut text = print(&d);
+            for (at, c) in damage {
+                let mut i = at.index(text.len() + 1);
+                while !text.is_char_boundary(i) {
+                    i -= 1;
+                }
+                text.insert(i, char::from(c));
+            }
+            text
+        })
+    }
+
+    fn src(text: &str) -> Source {
+        Source {
+            name: "props.yaml".into(),
+            text: text.into(),
+        }
+    }
+
+    fn builtin() -> Config {
+        let text = crate::stock::stdlib("defaults.yaml").unwrap().text;
+        Config::from_defaults(&src(text)).unwrap()
+    }
+
+    fn unit_defaults() -> Config {
+        Config::from_defaults(&src(super::tests::DEFAULTS)).unwrap()
+    }
+
+    /// Renders an error the way the CLI shows it, which reads its span in the source.
+    fn shown<T>(r: Result<T, Error>) -> Option<T> {
+        r.map_err(|e| crate::error::render(&e, false)).ok()
+    }
+
+    /// Feeds `text` to every entry point that reads a document, as defaults and as an override.
+    fn load_everywhere(text: &str) {
+        shown(parse(&src(text)));
+        for mut cfg in [builtin(), unit_defaults()] {
+            shown(cfg.merge_file(&src(text)));
+            let _ = cfg.to_dynamic();
+        }
+        if let Some(mut cfg) = shown(Config::from_defaults(&src(text))) {
+            shown(cfg.merge_file(&src(text)));
+            let _ = cfg.to_dynamic();
+        }
+    }
+
+    /// The dotted key of every value in `node`.
+    fn key_paths(node: &Node, path: &mut Vec<String>, out: &mut Vec<String>) {
+        if let Value::Map(entries) = &node.value {
+            for (k, v) in entries {
+                path.push(k.value.to_string().trim_matches('"').to_string());
+                out.push(path.join("."));
+                key_paths(v, path, out);
+                path.pop();
+            }
+        }
+    }
+
+    /// A `--set` assignment: mostly a key the defaults know, or a key below one, with a value.
+    fn assignment() -> impl Strategy<Value = String> {
+        let mut known = Vec::new();
+        for schema in schemas() {
+            key_paths(&schema, &mut Vec::new(), &mut known);
+        }
+        let dotted = prop_oneof![
+            3 => prop::sample::select(known.clone()),
+            1 => (prop::sample::select(known), key()).prop_map(|(k, sub)| format!("{k}.{sub}")),
+            1 => prop::collection::vec(key(), 1..4).prop_map(|keys| keys.join(".")),
+        ];
+        let value = prop_oneof![scalar(), doc().prop_map(|d| flow(&d))];
+        prop_oneof![
+            4 => (dotted, value).prop_map(|(k, v)| format!("{k}={v}")),
+            1 => any::<String>(),
+        ]
+    }
+
+    /// `n` cases, or `PROPTEST_CASES` for a longer hunt.
+    pub(crate) fn cases(n: u32) -> ProptestConfig {
+        let n = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(n);
+        ProptestConfig::with_cases(n)
+    }
+
+    proptest! {
+        #![proptest_config(cases(256))]
+
+        #[test]
+        fn arbitrary_text_is_loaded_or_refused(text in any::<String>()) {
+            load_everywhere(&text);
+        }
+
+        #[test]
+        fn generated_documents_are_loaded_or_refused(text in yaml_text()) {
+            load_everywhere(&text);
+        }
+
+        #[test]
+        fn assignments_are_applied_or_refused(
+            sets in prop::collection::vec(assignment(), 1..4),
+            defaults in yaml_text(),
+        ) {
+            let from_doc = Config::from_defaults(&src(&defaults)).ok();
+            for mut cfg in [Some(builtin()), Some(unit_defaults()), from_doc].into_iter().flatten() {
+                for s in &sets {
+                    shown(cfg.set(s));
+                }
+                let _ = cfg.to_dynamic();
+            }
+        }
     }
 }

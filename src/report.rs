@@ -51,6 +51,8 @@ pub struct Reporter {
     color: bool,
     /// Whether stderr is a terminal (spinners).
     pub tty: bool,
+    /// Prints nothing at all, warnings included.
+    silent: bool,
 }
 
 const GREEN: &str = "\x1b[32m";
@@ -64,12 +66,12 @@ impl Reporter {
     /// A reporter on stdout, with colour when stdout is a terminal and `NO_COLOR` is unset.
     pub fn stdout(show_effects: bool, show_diff: bool) -> Self {
         let color = io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        Self { out: Box::new(io::stdout()), show_effects, show_diff, color, tty: io::stderr().is_terminal() }
+        Self { out: Box::new(io::stdout()), show_effects, show_diff, color, tty: io::stderr().is_terminal(), silent: false }
     }
 
     /// A reporter that prints nothing (listing stages, generating the API reference).
     pub fn silent() -> Self {
-        Self { out: Box::new(io::sink()), show_effects: false, show_diff: false, color: false, tty: false }
+        Self { out: Box::new(io::sink()), show_effects: false, show_diff: false, color: false, tty: false, silent: true }
     }
 
     fn paint(&self, style: &str, text: &str) -> String {
@@ -137,6 +139,9 @@ impl Reporter {
     }
 
     pub fn warn(&mut self, text: &str) {
+        if self.silent {
+            return;
+        }
         let w = self.paint(YELLOW, "warning:");
         let _ = writeln!(io::stderr(), "{w} {text}");
     }

@@ -453,3 +453,437 @@ fn skip_reason(err: &EvalAltResult) -> Option<String> {
         }
     }
 }
+
+/// No script text makes loading or running a script panic: arbitrary text, token soup and
+/// small programs built from the API's own functions with random arguments are compiled and
+/// run in a dry run against an empty root, and every error is rendered as the CLI shows it.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+    use proptest::strategy::Union;
+
+    use super::*;
+    use crate::config::props::cases;
+
+    /// Loads `text`, runs every stage the way `kscript run --dry-run` does (handlers included),
+    /// and renders each error, which it returns; only a panic fails.
+    fn load_and_run(text: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let script = Script {
+            name: "props.rhai".into(),
+            text: text.into(),
+            dir: None,
+        };
+        let (cfg, _) = script.config(&[], &[]).unwrap();
+        let root = NodeRoot::new(dir.path()).unwrap();
+        let host = Host::for_mode(Mode::DryRun);
+        let loaded = match Loaded::new(script, &cfg, root, host, Reporter::silent()) {
+            Ok(loaded) => loaded,
+            Err(e) => return vec![crate::error::render(&e, false)],
+        };
+        let model = loaded.model();
+        let mut run = StageRunner { loaded: &loaded, journal: None, changed: 0, steps_done: 0, kill_after: None };
+        let mut errors = Vec::new();
+        for (si, stage) in model.stages.iter().enumerate() {
+            let all = vec![true; stage.steps.len()];
+            let (_, failure) = run.stage(si, model.stages.len(), stage, &all).unwrap();
+            if let Some((full, err)) = failure {
+                let e = loaded.error(&err, Some(&format!("step {full} failed")));
+                errors.push(crate::error::render(&e, false));
+            }
+        }
+        errors
+    }
+
+    /// Every function the API registers, with its parameter types, read from the engine the
+    /// way `kscript api` reads it; a function added later is driven without a change here.
+    fn api() -> Vec<(String, Vec<String>)> {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Rc::new(Ctx::new(
+            NodeRoot::new(dir.path()).unwrap(),
+            Host::for_mode(Mode::DryRun),
+            Reporter::silent(),
+        ));
+        let engine = engine::build(&ctx, None, &Sources::default(), Limits::default());
+        crate::apiref::functions(&engine)
+            .into_iter()
+            // `warn` writes to the process's stderr even with a silent reporter: the test
+            // output would fill with it.
+            .filter(|f| f.name != "warn")
+            .map(|f| {
+                let params = f
+                    .signature
+                    .split_once('(')
+                    .and_then(|(_, rest)| rest.rsplit_once(')'))
+                    .map(|(p, _)| p)
+                    .unwrap_or_default();
+                let types = params
+                    .split(", ")
+                    .filter(|p| !p.is_empty())
+                    .map(|p| p.rsplit(": ").next().unwrap_or(p).to_string())
+                    .collect();
+                (f.name, types)
+            })
+            .collect()
+    }
+
+    /// A Rhai string literal holding `s`.
+    fn lit(s: &str) -> String {
+        let mut out = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    /// Node paths: ordinary, escaping, odd, and arbitrary.
+    fn path() -> BoxedStrategy<String> {
+        prop_oneof![
+            2 => prop::sample::select(vec![
+                "/",
+                "/etc/motd",
+                "/etc/kubernetes/pki/ca.key",
+                "/etc/kubernetes/pki/",
+                "",
+                "relative/x",
+                "/..",
+                "/a/../../b",
+                "/etc/./x/../y",
+                "//double//slash",
+                "/var/lib/kscript/journal.jsonl",
+                "/a\0b",
+            ])
+            .prop_map(String::from),
+            3 => "(/[a-z]{1,5}){1,3}",
+            1 => "/[a-z./]{0,12}",
+            1 => "\\PC{0,8}",
+        ]
+        .prop_map(|s| lit(&s))
+        .boxed()
+    }
+
+    /// Literals of every type the API takes or returns, at their edges.
+    fn leaf() -> BoxedStrategy<String> {
+        prop_oneof![
+            path(),
+            any::<i64>().prop_map(|i| i.to_string()),
+            prop::sample::select(vec![
+                "0o644",
+                "0o7777",
+                "0o10000",
+                "-1",
+                "0",
+                "1.0e300",
+                "1.0e20",
+                "-0.5",
+                "0.001",
+                "true",
+                "false",
+                "()",
+                "\"0644\"",
+                "\"0o600\"",
+                "\"99999\"",
+                "\"root\"",
+                "\"0:0\"",
+                "\"nobody:nogroup\"",
+                "\"no-such-user\"",
+                "\"1:x\"",
+                "\":\"",
+                "cfg",
+                "cfg.node",
+                "cfg.node.kernelModules",
+                "cfg.nope",
+                "cfg.example.greeting",
+                "[\"sh\", \"-c\", \"exit 3\"]",
+                "[]",
+                "[\"\"]",
+                "[1, 2]",
+                "#{}",
+                "\"a: [1, {b: c}]\"",
+                "\"{\\\"k\\\": [1, 2.5, null]}\"",
+                "\"[[[[\"",
+            ])
+            .prop_map(String::from),
+        ]
+        .boxed()
+    }
+
+    /// The options the API reads (and one it does not know), each with values of the type it
+    /// wants, at its edges.
+    fn option() -> BoxedStrategy<(&'static str, String)> {
+        let pick = |key: &'static str, values: &[&'static str]| {
+            prop::sample::select(values.to_vec())
+                .prop_map(move |v| (key, v.to_string()))
+                .boxed()
+        };
+        let boolean = ["true", "false", "1"];
+        prop_oneof![
+            pick(
+                "mode",
+                &[
+                    "0o644", "0o600", "0o7777", "0o10000", "-1", "\"0644\"", "\"bad\"", "1.0e300"
+                ]
+            ),
+            pick(
+                "owner",
+                &[
+                    "\"root\"",
+                    "\"0:0\"",
+                    "\"nobody:nogroup\"",
+                    "\"no-such-user\"",
+                    "\"1:x\"",
+                    "\":\"",
+                    "\"root:\"",
+                    "\"4294967296:0\"",
+                    "0"
+                ]
+            ),
+            pick("secret", &boolean),
+            pick("check", &boolean),
+            pick("changes", &boolean),
+            pick("quote", &boolean),
+            pick("env", &["#{A: \"1\", B: 2}", "#{}", "[]", "#{\"\": ()}"]),
+            pick(
+                "timeout",
+                &["1", "0.5", "0", "-1", "1.0e300", "1.0e20", "()", "\"x\""]
+            ),
+            path().prop_map(|p| ("stdin", p)),
+            path().prop_map(|p| ("cwd", p)),
+            path().prop_map(|p| ("label", p)),
+            path().prop_map(|p| ("creates", p)),
+            leaf().prop_map(|v| ("bogus", v)),
+        ]
+        .boxed()
+    }
+
+    /// An options map: no key twice (that would not compile), values mostly of the right type.
+    fn options(inner: BoxedStrategy<String>) -> BoxedStrategy<String> {
+        let entry = prop_oneof![
+            4 => option(),
+            1 => (option(), inner).prop_map(|((k, _), v)| (k, v)),
+        ];
+        prop::collection::vec(entry, 0..4)
+            .prop_map(|entries| {
+                let mut seen = Vec::new();
+                let mut text = Vec::new();
+                for (k, v) in entries {
+                    if !seen.contains(&k) {
+                        seen.push(k);
+                        text.push(format!("{k}: {v}"));
+                    }
+                }
+                format!("#{{{}}}", text.join(", "))
+            })
+            .boxed()
+    }
+
+    /// The API's functions and their parameter types.
+    type Api = Rc<Vec<(String, Vec<String>)>>;
+
+    /// A call of one of the API's functions, its arguments mostly of the types it declares
+    /// (built from `inner`), now and then one argument too few or too many.
+    fn call(api: &Api, inner: &BoxedStrategy<String>) -> BoxedStrategy<String> {
+        let array = prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4),
+            prop::collection::vec(path(), 1..3),
+        ]
+        .prop_map(|items| format!("[{}]", items.join(", ")))
+        .boxed();
+        let closure = statements(inner.clone())
+            .prop_map(|body| format!("|| {{ {body} }}"))
+            .boxed();
+        let calls: Vec<BoxedStrategy<String>> = api
+            .iter()
+            .map(|(name, types)| {
+                let args: Vec<BoxedStrategy<String>> = types
+                    .iter()
+                    .map(|t| {
+                        let typed = match t.as_str() {
+                            "&str" => path(),
+                            "Map" => options(inner.clone()),
+                            "Array" => array.clone(),
+                            "FnPtr" => closure.clone(),
+                            _ => inner.clone(),
+                        };
+                        prop_oneof![6 => typed, 1 => inner.clone()].boxed()
+                    })
+                    .collect();
+                let name = name.clone();
+                (args, 0..20u8, inner.clone())
+                    .prop_map(move |(mut args, arity, extra)| {
+                        match arity {
+                            0 => {
+                                args.pop();
+                            }
+                            1 => args.push(extra),
+                            _ => {}
+                        }
+                        format!("{name}({})", args.join(", "))
+                    })
+                    .boxed()
+            })
+            .collect();
+        Union::new(calls).boxed()
+    }
+
+    /// Expressions: literals, arrays, option maps, and calls whose arguments may be closures,
+    /// nested a few deep.
+    fn expr(api: &Api) -> BoxedStrategy<String> {
+        let api = api.clone();
+        leaf()
+            .prop_recursive(2, 16, 4, move |inner| {
+                let array = prop::collection::vec(inner.clone(), 0..4)
+                    .prop_map(|items| format!("[{}]", items.join(", ")));
+                prop_oneof![
+                    1 => array,
+                    1 => options(inner.clone()),
+                    4 => call(&api, &inner),
+                ]
+            })
+            .boxed()
+    }
+
+    /// Statements: each expression alone, bound to a name, or inside `try`, so that a body
+    /// goes on after an error now and then.
+    fn statements(expr: BoxedStrategy<String>) -> BoxedStrategy<String> {
+        prop::collection::vec((expr, 0..3u8), 0..4)
+            .prop_map(|statements| {
+                statements
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (e, how))| match how {
+                        0 => format!("{e};"),
+                        1 => format!("let v{i} = {e};"),
+                        _ => format!("try {{ {e}; }} catch (err) {{ info(`${{err}}`); }}"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .boxed()
+    }
+
+    /// A step or handler body: statements, most of them calls of the API.
+    fn body(api: &Api) -> BoxedStrategy<String> {
+        let expr = expr(api);
+        statements(prop_oneof![1 => expr.clone(), 2 => call(api, &expr)].boxed())
+    }
+
+    /// A name: mostly `base-N` (valid and unique), now and then one the API refuses.
+    fn name(base: &'static str, i: usize, bad: Option<&'static str>) -> String {
+        bad.map_or_else(|| format!("{base}-{i}"), String::from)
+    }
+
+    fn bad_name() -> impl Strategy<Value = Option<&'static str>> {
+        prop_oneof![
+            12 => Just(None),
+            1 => prop::sample::select(vec!["", "Bad", "a//b", "x/y", "-a", "dup-0"]).prop_map(Some),
+        ]
+    }
+
+    /// A program shaped like a real script: handlers, stages of steps whose bodies call the
+    /// API and notify handlers, and now and then a call at the top level (where effects are
+    /// refused).
+    fn program() -> impl Strategy<Value = String> {
+        let body = body(&Rc::new(api()));
+        let handlers = prop::collection::vec((bad_name(), body.clone()), 0..3).prop_map(|hs| {
+            hs.into_iter()
+                .enumerate()
+                .map(|(i, (bad, body))| {
+                    let n = name("handler", i, bad);
+                    format!("handler({}, || {{ {body} }});", lit(&n))
+                })
+                .collect::<Vec<_>>()
+        });
+        let step = (bad_name(), body.clone(), prop::option::of(0..4usize));
+        let stage = (bad_name(), prop::collection::vec(step, 0..4));
+        let top = prop_oneof![3 => Just(String::new()), 1 => body];
+        (handlers, prop::collection::vec(stage, 0..3), top).prop_map(|(handlers, stages, top)| {
+            let stages: Vec<String> = stages
+                .into_iter()
+                .enumerate()
+                .map(|(si, (bad, steps))| {
+                    let steps: Vec<String> = steps
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (bad, body, notify))| {
+                            let notify = notify.map_or_else(String::new, |h| {
+                                format!("notify({});", lit(&format!("handler-{h}")))
+                            });
+                            format!(
+                                "step({}, \"a step\", || {{ {body} {notify} }})",
+                                lit(&name("step", i, bad))
+                            )
+                        })
+                        .collect();
+                    format!(
+                        "stage({}, \"a stage\", [{}]);",
+                        lit(&name("stage", si, bad)),
+                        steps.join(", ")
+                    )
+                })
+                .collect();
+            format!("{}\n{}\n{top}\n", handlers.join("\n"), stages.join("\n"))
+        })
+    }
+
+    /// Rhai tokens in random order: the API's names, keywords (no loops, which would only
+    /// run into the operations limit slowly), punctuation and literals.
+    fn token_soup() -> impl Strategy<Value = String> {
+        let mut vocabulary: Vec<String> = api().into_iter().map(|(name, _)| name).collect();
+        vocabulary.extend(
+            [
+                "let", "const", "fn", "if", "else", "return", "throw", "try", "catch", "import",
+                "as", "export", "this", "switch", "in", "private", "global", "cfg", "x", "(", ")",
+                "{", "}", "[", "]", "#{", ",", ";", ".", "::", "=", "==", "+", "-", "*", "/", "%",
+                "!", "&&", "||", "|", "?.", "??", "=>", "`", "${", "\"", "'", ":", "\n",
+            ]
+            .map(String::from),
+        );
+        prop::collection::vec(
+            prop_oneof![3 => prop::sample::select(vocabulary), 1 => leaf()],
+            0..40,
+        )
+        .prop_map(|tokens| tokens.join(" "))
+    }
+
+    #[test]
+    fn a_timeout_too_long_fails_the_step() {
+        // The minimized input of the first panic these properties found.
+        let errors = load_and_run(
+            r#"stage("stage-0", "a stage", [step("step-0", "a step", || { run(["/"], #{timeout: 1.0e300}); })]);"#,
+        );
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("option `timeout` is too long"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    proptest! {
+        #![proptest_config(cases(64))]
+
+        #[test]
+        fn arbitrary_text_is_run_or_refused(text in any::<String>()) {
+            let _ = load_and_run(&text);
+        }
+
+        #[test]
+        fn token_soup_is_run_or_refused(text in token_soup()) {
+            let _ = load_and_run(&text);
+        }
+
+        #[test]
+        fn generated_programs_are_run_or_refused(text in program()) {
+            let _ = load_and_run(&text);
+        }
+    }
+}

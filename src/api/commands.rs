@@ -68,10 +68,16 @@ fn spec_of(argv: Array, opts: &Map) -> R<CommandSpec> {
                 .as_float()
                 .or_else(|_| v.as_int().map(|i| f64::from(i32::try_from(i).unwrap_or(i32::MAX))))
                 .ok()
-                .filter(|s| *s > 0.0);
-            Some(Duration::from_secs_f64(secs.ok_or_else(|| {
-                script_error("run(): option `timeout` must be a positive number of seconds")
-            })?))
+                .filter(|s| *s > 0.0)
+                .ok_or_else(|| {
+                    script_error("run(): option `timeout` must be a positive number of seconds")
+                })?;
+            // Past about 585 billion years (or infinite) a float does not fit a Duration.
+            Some(Duration::try_from_secs_f64(secs).map_err(|_| {
+                script_error(format!(
+                    "run(): option `timeout` is too long: {secs} seconds"
+                ))
+            })?)
         }
     };
     Ok(CommandSpec {
@@ -140,4 +146,36 @@ fn run(ctx: &Ctx, argv: Array, opts: &Map) -> R<Map> {
         return Err(effect_error(message));
     }
     Ok(result_map(out.code, out.stdout, out.stderr, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeout(v: rhai::Dynamic) -> R<Option<Duration>> {
+        let mut opts = Map::new();
+        opts.insert("timeout".into(), v);
+        spec_of(vec!["true".into()], &opts).map(|s| s.timeout)
+    }
+
+    #[test]
+    fn timeouts_too_long_for_a_duration_are_refused() {
+        // Found by the runner's property test: `run(["/"], #{timeout: 1.0e300})` panicked.
+        for secs in [1.0e300, 1.0e20, f64::INFINITY] {
+            let err = timeout(secs.into()).unwrap_err().to_string();
+            assert!(err.contains("option `timeout` is too long"), "{err}");
+        }
+        for secs in [0.0, -1.0, f64::NAN] {
+            let err = timeout(secs.into()).unwrap_err().to_string();
+            assert!(err.contains("must be a positive number"), "{err}");
+        }
+        assert_eq!(
+            timeout(0.5_f64.into()).unwrap(),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            timeout(i64::MAX.into()).unwrap(),
+            Some(Duration::from_secs(i32::MAX.unsigned_abs().into()))
+        );
+    }
 }
