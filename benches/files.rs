@@ -83,14 +83,8 @@ fn durable_write(root: &Path, folders: usize) {
             let dir = path.parent().unwrap();
             fs::create_dir_all(dir).unwrap();
             let tmp = dir.join(format!(".f{f}.txt.tmp"));
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-                .unwrap();
-            file.set_permissions(fs::Permissions::from_mode(0o644))
-                .unwrap();
+            let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).unwrap();
+            file.set_permissions(fs::Permissions::from_mode(0o644)).unwrap();
             file.write_all(content(d, f).as_bytes()).unwrap();
             file.sync_all().unwrap();
             fs::rename(&tmp, &path).unwrap();
@@ -113,19 +107,10 @@ fn verify(root: &Path, folders: usize, variant: &str) {
     for d in 0..folders {
         let dir = root.join(format!("bench/d{d}"));
         let count = fs::read_dir(&dir).unwrap().count();
-        assert_eq!(
-            count,
-            FILES_PER_FOLDER,
-            "{variant}: files in {}",
-            dir.display()
-        );
+        assert_eq!(count, FILES_PER_FOLDER, "{variant}: files in {}", dir.display());
         for f in 0..FILES_PER_FOLDER {
             let path = host_path(root, d, f);
-            assert_eq!(
-                fs::read_to_string(&path).unwrap(),
-                content(d, f),
-                "{variant}"
-            );
+            assert_eq!(fs::read_to_string(&path).unwrap(), content(d, f), "{variant}");
             let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
             assert_eq!(mode, 0o644, "{variant}: mode of {}", path.display());
         }
@@ -133,10 +118,7 @@ fn verify(root: &Path, folders: usize, variant: &str) {
 }
 
 fn fresh_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("kscript-bench-")
-        .tempdir()
-        .unwrap()
+    tempfile::Builder::new().prefix("kscript-bench-").tempdir().unwrap()
 }
 
 /// Times `work`, after flushing what earlier variants left to write back (and the removal of
@@ -157,11 +139,7 @@ struct Figures {
 
 impl Figures {
     fn new(label: &'static str, files: usize) -> Self {
-        Self {
-            label,
-            files,
-            times: Vec::new(),
-        }
+        Self { label, files, times: Vec::new() }
     }
 
     fn median(&self) -> Duration {
@@ -194,10 +172,7 @@ fn arg(args: &[String], name: &str, default: usize) -> usize {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number, not `{v}`"))
-        })
+        .map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number, not `{v}`")))
 }
 
 fn main() {
@@ -229,30 +204,22 @@ fn main() {
         drop(dir);
 
         let dir = fresh_dir();
-        durable
-            .times
-            .push(timed(|| durable_write(dir.path(), folders)));
+        durable.times.push(timed(|| durable_write(dir.path(), folders)));
         if round == 0 {
             verify(dir.path(), folders, "(b)");
         }
         drop(dir);
 
         let dir = fresh_dir();
-        kscript
-            .times
-            .push(timed(|| kscript_run(&script_path, dir.path())));
+        kscript.times.push(timed(|| kscript_run(&script_path, dir.path())));
         if round == 0 {
             verify(dir.path(), folders, "kscript");
         }
-        rerun
-            .times
-            .push(timed(|| kscript_run(&script_path, dir.path())));
+        rerun.times.push(timed(|| kscript_run(&script_path, dir.path())));
         drop(dir);
 
         let dir = fresh_dir();
-        fixed
-            .times
-            .push(timed(|| kscript_run(&empty_path, dir.path())));
+        fixed.times.push(timed(|| kscript_run(&empty_path, dir.path())));
         drop(dir);
     }
 
@@ -267,11 +234,7 @@ fn main() {
         println!("  {}", f.line());
     }
     let vs_durable = ratio(&kscript, &durable);
-    let verdict = if vs_durable <= TARGET {
-        "met"
-    } else {
-        "NOT met"
-    };
+    let verdict = if vs_durable <= TARGET { "met" } else { "NOT met" };
     println!(
         "  ratio kscript / (b): {vs_durable:.2}x; target at most {TARGET}x: {verdict} (judged against (b): kscript's writes are durable and atomic by contract)"
     );

@@ -550,8 +550,7 @@ mod tests {
         Source { name: "test.yaml".into(), text: text.into() }
     }
 
-    pub(super) const DEFAULTS: &str =
-        "a: 1\nb:\n  c: text\n  d: true\nfree: {}\nany: null\nlist: [x]\n";
+    pub(super) const DEFAULTS: &str = "a: 1\nb:\n  c: text\n  d: true\nfree: {}\nany: null\nlist: [x]\n";
 
     #[test]
     fn merges_and_types() {
@@ -687,16 +686,14 @@ pub(crate) mod props {
     }
 
     fn doc() -> impl Strategy<Value = Doc> {
-        scalar()
-            .prop_map(Doc::Scalar)
-            .prop_recursive(4, 48, 6, |inner| {
-                prop_oneof![
-                    (prop::collection::vec(inner.clone(), 0..6), any::<bool>())
-                        .prop_map(|(items, flow)| Doc::List(items, flow)),
-                    (prop::collection::vec((key(), inner), 0..6), any::<bool>())
-                        .prop_map(|(entries, flow)| Doc::Map(entries, flow)),
-                ]
-            })
+        scalar().prop_map(Doc::Scalar).prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                (prop::collection::vec(inner.clone(), 0..6), any::<bool>())
+                    .prop_map(|(items, flow)| Doc::List(items, flow)),
+                (prop::collection::vec((key(), inner), 0..6), any::<bool>())
+                    .prop_map(|(entries, flow)| Doc::Map(entries, flow)),
+            ]
+        })
     }
 
     fn flow(doc: &Doc) -> String {
@@ -707,10 +704,7 @@ pub(crate) mod props {
                 format!("[{}]", items.join(", "))
             }
             Doc::Map(entries, _) => {
-                let entries: Vec<String> = entries
-                    .iter()
-                    .map(|(k, v)| format!("{k}: {}", flow(v)))
-                    .collect();
+                let entries: Vec<String> = entries.iter().map(|(k, v)| format!("{k}: {}", flow(v))).collect();
                 format!("{{{}}}", entries.join(", "))
             }
         }
@@ -750,9 +744,9 @@ pub(crate) mod props {
     /// A scalar of the type of `node`'s value, or any scalar.
     fn scalar_like(node: &Node) -> BoxedStrategy<String> {
         let typed = match &node.value {
-            Value::Bool(_) => prop::sample::select(vec!["true", "false", "True"])
-                .prop_map(String::from)
-                .boxed(),
+            Value::Bool(_) => {
+                prop::sample::select(vec!["true", "false", "True"]).prop_map(String::from).boxed()
+            }
             Value::Int(_) => any::<i64>().prop_map(|i| i.to_string()).boxed(),
             Value::Float(_) => any::<f64>().prop_map(|x| x.to_string()).boxed(),
             Value::Str(_) => "[a-z0-9 ./-]{0,12}".boxed(),
@@ -833,10 +827,7 @@ pub(crate) mod props {
     }
 
     fn src(text: &str) -> Source {
-        Source {
-            name: "props.yaml".into(),
-            text: text.into(),
-        }
+        Source { name: "props.yaml".into(), text: text.into() }
     }
 
     fn builtin() -> Config {
@@ -898,10 +889,7 @@ pub(crate) mod props {
 
     /// `n` cases, or `PROPTEST_CASES` for a longer hunt.
     pub(crate) fn cases(n: u32) -> ProptestConfig {
-        let n = std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(n);
+        let n = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(n);
         ProptestConfig::with_cases(n)
     }
 

@@ -66,12 +66,26 @@ impl Reporter {
     /// A reporter on stdout, with colour when stdout is a terminal and `NO_COLOR` is unset.
     pub fn stdout(show_effects: bool, show_diff: bool) -> Self {
         let color = io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        Self { out: Box::new(io::stdout()), show_effects, show_diff, color, tty: io::stderr().is_terminal(), silent: false }
+        Self {
+            out: Box::new(io::stdout()),
+            show_effects,
+            show_diff,
+            color,
+            tty: io::stderr().is_terminal(),
+            silent: false,
+        }
     }
 
     /// A reporter that prints nothing (listing stages, generating the API reference).
     pub fn silent() -> Self {
-        Self { out: Box::new(io::sink()), show_effects: false, show_diff: false, color: false, tty: false, silent: true }
+        Self {
+            out: Box::new(io::sink()),
+            show_effects: false,
+            show_diff: false,
+            color: false,
+            tty: false,
+            silent: true,
+        }
     }
 
     fn paint(&self, style: &str, text: &str) -> String {

@@ -469,11 +469,7 @@ mod props {
     /// and renders each error, which it returns; only a panic fails.
     fn load_and_run(text: &str) -> Vec<String> {
         let dir = tempfile::tempdir().unwrap();
-        let script = Script {
-            name: "props.rhai".into(),
-            text: text.into(),
-            dir: None,
-        };
+        let script = Script { name: "props.rhai".into(), text: text.into(), dir: None };
         let (cfg, _) = script.config(&[], &[]).unwrap();
         let root = NodeRoot::new(dir.path()).unwrap();
         let host = Host::for_mode(Mode::DryRun);
@@ -482,7 +478,8 @@ mod props {
             Err(e) => return vec![crate::error::render(&e, false)],
         };
         let model = loaded.model();
-        let mut run = StageRunner { loaded: &loaded, journal: None, changed: 0, steps_done: 0, kill_after: None };
+        let mut run =
+            StageRunner { loaded: &loaded, journal: None, changed: 0, steps_done: 0, kill_after: None };
         let mut errors = Vec::new();
         for (si, stage) in model.stages.iter().enumerate() {
             let all = vec![true; stage.steps.len()];
@@ -620,18 +617,11 @@ mod props {
     /// wants, at its edges.
     fn option() -> BoxedStrategy<(&'static str, String)> {
         let pick = |key: &'static str, values: &[&'static str]| {
-            prop::sample::select(values.to_vec())
-                .prop_map(move |v| (key, v.to_string()))
-                .boxed()
+            prop::sample::select(values.to_vec()).prop_map(move |v| (key, v.to_string())).boxed()
         };
         let boolean = ["true", "false", "1"];
         prop_oneof![
-            pick(
-                "mode",
-                &[
-                    "0o644", "0o600", "0o7777", "0o10000", "-1", "\"0644\"", "\"bad\"", "1.0e300"
-                ]
-            ),
+            pick("mode", &["0o644", "0o600", "0o7777", "0o10000", "-1", "\"0644\"", "\"bad\"", "1.0e300"]),
             pick(
                 "owner",
                 &[
@@ -651,10 +641,7 @@ mod props {
             pick("changes", &boolean),
             pick("quote", &boolean),
             pick("env", &["#{A: \"1\", B: 2}", "#{}", "[]", "#{\"\": ()}"]),
-            pick(
-                "timeout",
-                &["1", "0.5", "0", "-1", "1.0e300", "1.0e20", "()", "\"x\""]
-            ),
+            pick("timeout", &["1", "0.5", "0", "-1", "1.0e300", "1.0e20", "()", "\"x\""]),
             path().prop_map(|p| ("stdin", p)),
             path().prop_map(|p| ("cwd", p)),
             path().prop_map(|p| ("label", p)),
@@ -691,15 +678,11 @@ mod props {
     /// A call of one of the API's functions, its arguments mostly of the types it declares
     /// (built from `inner`), now and then one argument too few or too many.
     fn call(api: &Api, inner: &BoxedStrategy<String>) -> BoxedStrategy<String> {
-        let array = prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4),
-            prop::collection::vec(path(), 1..3),
-        ]
-        .prop_map(|items| format!("[{}]", items.join(", ")))
-        .boxed();
-        let closure = statements(inner.clone())
-            .prop_map(|body| format!("|| {{ {body} }}"))
-            .boxed();
+        let array =
+            prop_oneof![prop::collection::vec(inner.clone(), 0..4), prop::collection::vec(path(), 1..3),]
+                .prop_map(|items| format!("[{}]", items.join(", ")))
+                .boxed();
+        let closure = statements(inner.clone()).prop_map(|body| format!("|| {{ {body} }}")).boxed();
         let calls: Vec<BoxedStrategy<String>> = api
             .iter()
             .map(|(name, types)| {
@@ -823,11 +806,7 @@ mod props {
                             )
                         })
                         .collect();
-                    format!(
-                        "stage({}, \"a stage\", [{}]);",
-                        lit(&name("stage", si, bad)),
-                        steps.join(", ")
-                    )
+                    format!("stage({}, \"a stage\", [{}]);", lit(&name("stage", si, bad)), steps.join(", "))
                 })
                 .collect();
             format!("{}\n{}\n{top}\n", handlers.join("\n"), stages.join("\n"))
@@ -840,18 +819,15 @@ mod props {
         let mut vocabulary: Vec<String> = api().into_iter().map(|(name, _)| name).collect();
         vocabulary.extend(
             [
-                "let", "const", "fn", "if", "else", "return", "throw", "try", "catch", "import",
-                "as", "export", "this", "switch", "in", "private", "global", "cfg", "x", "(", ")",
-                "{", "}", "[", "]", "#{", ",", ";", ".", "::", "=", "==", "+", "-", "*", "/", "%",
-                "!", "&&", "||", "|", "?.", "??", "=>", "`", "${", "\"", "'", ":", "\n",
+                "let", "const", "fn", "if", "else", "return", "throw", "try", "catch", "import", "as",
+                "export", "this", "switch", "in", "private", "global", "cfg", "x", "(", ")", "{", "}", "[",
+                "]", "#{", ",", ";", ".", "::", "=", "==", "+", "-", "*", "/", "%", "!", "&&", "||", "|",
+                "?.", "??", "=>", "`", "${", "\"", "'", ":", "\n",
             ]
             .map(String::from),
         );
-        prop::collection::vec(
-            prop_oneof![3 => prop::sample::select(vocabulary), 1 => leaf()],
-            0..40,
-        )
-        .prop_map(|tokens| tokens.join(" "))
+        prop::collection::vec(prop_oneof![3 => prop::sample::select(vocabulary), 1 => leaf()], 0..40)
+            .prop_map(|tokens| tokens.join(" "))
     }
 
     #[test]
@@ -861,11 +837,7 @@ mod props {
             r#"stage("stage-0", "a stage", [step("step-0", "a step", || { run(["/"], #{timeout: 1.0e300}); })]);"#,
         );
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(
-            errors[0].contains("option `timeout` is too long"),
-            "{}",
-            errors[0]
-        );
+        assert!(errors[0].contains("option `timeout` is too long"), "{}", errors[0]);
     }
 
     proptest! {

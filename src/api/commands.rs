@@ -61,25 +61,24 @@ fn spec_of(argv: Array, opts: &Map) -> R<CommandSpec> {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let timeout = match opts.get("timeout").filter(|v| !v.is_unit()) {
-        None => None,
-        Some(v) => {
-            let secs = v
-                .as_float()
-                .or_else(|_| v.as_int().map(|i| f64::from(i32::try_from(i).unwrap_or(i32::MAX))))
-                .ok()
-                .filter(|s| *s > 0.0)
-                .ok_or_else(|| {
-                    script_error("run(): option `timeout` must be a positive number of seconds")
-                })?;
-            // Past about 585 billion years (or infinite) a float does not fit a Duration.
-            Some(Duration::try_from_secs_f64(secs).map_err(|_| {
-                script_error(format!(
-                    "run(): option `timeout` is too long: {secs} seconds"
-                ))
-            })?)
-        }
-    };
+    let timeout =
+        match opts.get("timeout").filter(|v| !v.is_unit()) {
+            None => None,
+            Some(v) => {
+                let secs = v
+                    .as_float()
+                    .or_else(|_| v.as_int().map(|i| f64::from(i32::try_from(i).unwrap_or(i32::MAX))))
+                    .ok()
+                    .filter(|s| *s > 0.0)
+                    .ok_or_else(|| {
+                        script_error("run(): option `timeout` must be a positive number of seconds")
+                    })?;
+                // Past about 585 billion years (or infinite) a float does not fit a Duration.
+                Some(Duration::try_from_secs_f64(secs).map_err(|_| {
+                    script_error(format!("run(): option `timeout` is too long: {secs} seconds"))
+                })?)
+            }
+        };
     Ok(CommandSpec {
         argv,
         env,
@@ -169,10 +168,7 @@ mod tests {
             let err = timeout(secs.into()).unwrap_err().to_string();
             assert!(err.contains("must be a positive number"), "{err}");
         }
-        assert_eq!(
-            timeout(0.5_f64.into()).unwrap(),
-            Some(Duration::from_millis(500))
-        );
+        assert_eq!(timeout(0.5_f64.into()).unwrap(), Some(Duration::from_millis(500)));
         assert_eq!(
             timeout(i64::MAX.into()).unwrap(),
             Some(Duration::from_secs(i32::MAX.unsigned_abs().into()))
