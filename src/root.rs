@@ -35,13 +35,26 @@ pub enum RootError {
 }
 
 /// A node path resolved inside the root.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Resolved {
     /// The node path as the node sees it, normalised (`/etc/x`), after following symlinks.
     pub node: String,
     /// The host path to open.
     pub host: PathBuf,
+    /// What the walk saw at the final component: `None` if it did not look (the last
+    /// component of a no-follow resolution), `Some(None)` if nothing was there.
+    pub seen: Option<Option<fs::Metadata>>,
+    /// Whether the walk saw every folder above the final component exist as a folder.
+    pub parent_is_dir: bool,
 }
+
+impl PartialEq for Resolved {
+    fn eq(&self, other: &Self) -> bool {
+        self.node == other.node && self.host == other.host
+    }
+}
+
+impl Eq for Resolved {}
 
 /// The folder that stands for `/` of the node.
 #[derive(Debug, Clone)]
@@ -119,6 +132,8 @@ impl NodeRoot {
         // Components still to walk, and the components of the real path walked so far.
         let mut pending: VecDeque<OsString> = split(Path::new(path));
         let mut done: Vec<OsString> = Vec::new();
+        // What was seen at each component of `done` (see `Resolved::seen`).
+        let mut seen: Vec<Option<Option<fs::Metadata>>> = Vec::new();
         let mut hops = 0usize;
         // Once a component does not exist, nothing below it can be a symlink.
         let mut exists = true;
@@ -127,11 +142,19 @@ impl NodeRoot {
                 if done.pop().is_none() {
                     return Err(RootError::DotDotEscape { path: path.into() });
                 }
+                seen.pop();
+                // Back in a folder the walk saw (or the root): what is below it is unknown again.
+                exists = seen.last().is_none_or(|s| matches!(s, Some(Some(_))));
                 continue;
             }
             done.push(comp);
             let is_last = pending.is_empty();
-            if !exists || (is_last && !follow_last) {
+            if is_last && !follow_last {
+                seen.push(None);
+                continue;
+            }
+            if !exists {
+                seen.push(Some(None));
                 continue;
             }
             let host = self.host_of(&done);
@@ -139,10 +162,12 @@ impl NodeRoot {
                 Ok(m) => m,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     exists = false;
+                    seen.push(Some(None));
                     continue;
                 }
                 Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => {
                     exists = false;
+                    seen.push(Some(None));
                     continue;
                 }
                 Err(e) => {
@@ -150,6 +175,7 @@ impl NodeRoot {
                 }
             };
             if !meta.file_type().is_symlink() {
+                seen.push(Some(Some(meta)));
                 continue;
             }
             hops += 1;
@@ -160,6 +186,7 @@ impl NodeRoot {
                 .map_err(|e| RootError::Io { path: path.into(), message: e.to_string() })?;
             let link = node_string(done.iter().cloned());
             done.pop();
+            // (`seen` has no entry for the link itself: it was never pushed.)
             let mut next = split(&target);
             if target.is_absolute() {
                 // The kernel follows an absolute target from the host's `/`: it stays inside
@@ -171,6 +198,7 @@ impl NodeRoot {
                     root: self.host.display().to_string(),
                 })?;
                 done.clear();
+                seen.clear();
                 next = inside;
             } else if escapes(&done, &next) {
                 return Err(RootError::SymlinkEscape {
@@ -184,7 +212,14 @@ impl NodeRoot {
                 pending.push_front(c);
             }
         }
-        Ok(Resolved { node: node_string(done.iter().cloned()), host: self.host_of(&done) })
+        let n = seen.len();
+        let parent_is_dir = n <= 1 || seen[..n - 1].iter().all(|s| matches!(s, Some(Some(m)) if m.is_dir()));
+        Ok(Resolved {
+            node: node_string(done.iter().cloned()),
+            host: self.host_of(&done),
+            seen: seen.pop().flatten(),
+            parent_is_dir,
+        })
     }
 
     /// Components under the root of an absolute host path, if it lies under the root.

@@ -123,6 +123,16 @@ fn resolve(ctx: &Ctx, path: &str, follow: bool) -> R<Resolved> {
 }
 
 fn state(ctx: &Ctx, r: &Resolved) -> R<Option<FileState>> {
+    // The root's walk looked already: on disk, what it saw is the answer.
+    if ctx.host.files.reads_disk()
+        && let Some(seen) = &r.seen
+    {
+        return seen
+            .as_ref()
+            .map(|m| crate::host::files::state_of(m, &r.host))
+            .transpose()
+            .map_err(|e| effect_error(format!("cannot inspect {}: {e}", r.node)));
+    }
     ctx.host.files.state(&r.host).map_err(|e| effect_error(format!("cannot inspect {}: {e}", r.node)))
 }
 
@@ -184,6 +194,9 @@ pub fn looks_secret(content: &[u8]) -> bool {
 
 /// Creates the missing folders above `r` (mode 0755), recording each.
 fn ensure_parents(ctx: &Ctx, r: &Resolved) -> R<()> {
+    if ctx.host.files.reads_disk() && r.parent_is_dir {
+        return Ok(());
+    }
     let Some(parent) = r.host.parent() else {
         return Ok(());
     };

@@ -53,12 +53,24 @@ pub trait Files {
     fn symlink(&self, target: &Path, path: &Path) -> io::Result<()>;
     /// Removes what is at `path` (a folder with its content).
     fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Whether this backend shows the disk as it is, so what the root's walk saw of a path
+    /// can stand in for asking again (false for a dry run's plan).
+    fn reads_disk(&self) -> bool {
+        true
+    }
 }
 
 /// The real file system.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RealFiles {
     counter: Cell<u64>,
+    pid: u32,
+}
+
+impl Default for RealFiles {
+    fn default() -> Self {
+        Self { counter: Cell::new(0), pid: std::process::id() }
+    }
 }
 
 impl RealFiles {
@@ -70,11 +82,12 @@ impl RealFiles {
         let n = self.counter.get();
         self.counter.set(n + 1);
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        path.with_file_name(format!(".{name}.kscript-{}-{n}", std::process::id()))
+        path.with_file_name(format!(".{name}.kscript-{}-{n}", self.pid))
     }
 }
 
-fn state_of(meta: &fs::Metadata, path: &Path) -> io::Result<FileState> {
+/// The state of what `meta` describes (`path` is read for a symlink's target).
+pub fn state_of(meta: &fs::Metadata, path: &Path) -> io::Result<FileState> {
     let ft = meta.file_type();
     let kind = if ft.is_symlink() {
         FileKind::Symlink
@@ -211,6 +224,10 @@ impl PlannedFiles {
 }
 
 impl Files for PlannedFiles {
+    fn reads_disk(&self) -> bool {
+        false
+    }
+
     fn state(&self, path: &Path) -> io::Result<Option<FileState>> {
         match self.planned(path) {
             Some(Planned::Absent) => Ok(None),
