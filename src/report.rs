@@ -51,6 +51,8 @@ pub struct Reporter {
     color: bool,
     /// Whether stderr is a terminal (spinners).
     pub tty: bool,
+    /// Warnings printed so far: each is printed once a run, however many steps give it.
+    warned: std::collections::HashSet<String>,
 }
 
 const GREEN: &str = "\x1b[32m";
@@ -64,12 +66,26 @@ impl Reporter {
     /// A reporter on stdout, with colour when stdout is a terminal and `NO_COLOR` is unset.
     pub fn stdout(show_effects: bool, show_diff: bool) -> Self {
         let color = io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        Self { out: Box::new(io::stdout()), show_effects, show_diff, color, tty: io::stderr().is_terminal() }
+        Self {
+            out: Box::new(io::stdout()),
+            show_effects,
+            show_diff,
+            color,
+            tty: io::stderr().is_terminal(),
+            warned: std::collections::HashSet::new(),
+        }
     }
 
     /// A reporter that prints nothing (listing stages, generating the API reference).
     pub fn silent() -> Self {
-        Self { out: Box::new(io::sink()), show_effects: false, show_diff: false, color: false, tty: false }
+        Self {
+            out: Box::new(io::sink()),
+            show_effects: false,
+            show_diff: false,
+            color: false,
+            tty: false,
+            warned: std::collections::HashSet::new(),
+        }
     }
 
     fn paint(&self, style: &str, text: &str) -> String {
@@ -136,7 +152,12 @@ impl Reporter {
         self.line(&format!("  {text}"));
     }
 
+    /// Prints a warning on stderr, unless the same warning was printed already in this run
+    /// (a fact several steps check, such as a guessed distribution, is said once).
     pub fn warn(&mut self, text: &str) {
+        if !self.warned.insert(text.to_string()) {
+            return;
+        }
         let w = self.paint(YELLOW, "warning:");
         let _ = writeln!(io::stderr(), "{w} {text}");
     }
