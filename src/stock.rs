@@ -21,7 +21,15 @@ macro_rules! embed {
 pub const SCRIPTS: &[Embedded] = embed!("scripts": "certs.rhai", "control-plane.rhai", "example.rhai");
 
 /// The stdlib: modules scripts import, and the configuration defaults.
-pub const STDLIB: &[Embedded] = embed!("stdlib": "defaults.yaml", "kube.rhai", "node.rhai", "pki.rhai");
+pub const STDLIB: &[Embedded] = embed!(
+    "stdlib": "containerd.rhai",
+    "defaults.yaml",
+    "kube.rhai",
+    "kubelet_unit.rhai",
+    "node.rhai",
+    "packages.rhai",
+    "pki.rhai",
+);
 
 /// A stock script by name, with or without `.rhai`.
 pub fn script(name: &str) -> Option<&'static Embedded> {
