@@ -53,6 +53,8 @@ pub struct Reporter {
     pub tty: bool,
     /// Prints nothing at all, warnings included.
     silent: bool,
+    /// Warnings printed so far: each is printed once a run, however many steps give it.
+    warned: std::collections::HashSet<String>,
 }
 
 const GREEN: &str = "\x1b[32m";
@@ -73,6 +75,7 @@ impl Reporter {
             color,
             tty: io::stderr().is_terminal(),
             silent: false,
+            warned: std::collections::HashSet::new(),
         }
     }
 
@@ -85,6 +88,7 @@ impl Reporter {
             color: false,
             tty: false,
             silent: true,
+            warned: std::collections::HashSet::new(),
         }
     }
 
@@ -152,8 +156,10 @@ impl Reporter {
         self.line(&format!("  {text}"));
     }
 
+    /// Prints a warning on stderr, unless the same warning was printed already in this run
+    /// (a fact several steps check, such as a guessed distribution, is said once).
     pub fn warn(&mut self, text: &str) {
-        if self.silent {
+        if self.silent || !self.warned.insert(text.to_string()) {
             return;
         }
         let w = self.paint(YELLOW, "warning:");

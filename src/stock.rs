@@ -22,11 +22,14 @@ pub const SCRIPTS: &[Embedded] = embed!("scripts": "certs.rhai", "control-plane.
 
 /// The stdlib: modules scripts import, and the configuration defaults.
 pub const STDLIB: &[Embedded] = embed!(
-    "stdlib": "defaults.yaml",
+    "stdlib": "containerd.rhai",
+    "defaults.yaml",
     "kube.rhai",
     "kubelet.rhai",
+    "kubelet_unit.rhai",
     "manifests.rhai",
     "node.rhai",
+    "packages.rhai",
     "pki.rhai",
     "versions.rhai",
 );

@@ -87,6 +87,14 @@ pub fn register(engine: &mut Engine) {
             serde_saphyr::from_str::<Dynamic>(text).map_err(|e| script_error(format!("from_yaml(): {e}")))
         });
 
+    FuncRegistration::new("from_toml")
+        .with_comments([
+            "/// Parses a TOML document into maps, arrays and values (tables become maps; a date or",
+            "/// time becomes its TOML text).",
+        ])
+        .with_params_info(["text: &str", "Map"])
+        .register_into_engine(engine, |text: &str| from_toml(text));
+
     FuncRegistration::new("from_json")
         .with_comments(["/// Parses JSON text into maps, arrays and values."])
         .with_params_info(["text: &str", "Dynamic"])
@@ -99,6 +107,28 @@ pub fn register(engine: &mut Engine) {
 pub fn to_yaml(value: &Dynamic) -> R<String> {
     let json = serde_json::to_value(value).map_err(|e| script_error(format!("to_yaml(): {e}")))?;
     Ok(crate::yaml::to_string(&json))
+}
+
+/// A TOML document as a map, as `from_toml` reads it.
+pub fn from_toml(text: &str) -> R<Map> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| script_error(format!("from_toml(): {e}")))?;
+    Ok(toml_table(table))
+}
+
+fn toml_table(table: toml::Table) -> Map {
+    table.into_iter().map(|(k, v)| (k.into(), toml_value(v))).collect()
+}
+
+fn toml_value(value: toml::Value) -> Dynamic {
+    match value {
+        toml::Value::String(s) => s.into(),
+        toml::Value::Integer(i) => i.into(),
+        toml::Value::Float(f) => f.into(),
+        toml::Value::Boolean(b) => b.into(),
+        toml::Value::Datetime(d) => d.to_string().into(),
+        toml::Value::Array(a) => Dynamic::from_array(a.into_iter().map(toml_value).collect()),
+        toml::Value::Table(t) => Dynamic::from_map(toml_table(t)),
+    }
 }
 
 fn to_env(map: &Map, opts: &Map) -> R<String> {
@@ -130,6 +160,38 @@ fn to_env(map: &Map, opts: &Map) -> R<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A TOML document survives `from_toml` then `to_toml` with its values, types and
+    /// quoted dotted keys (containerd's plugin names) intact, empty tables included.
+    #[test]
+    fn toml_round_trips() {
+        let text = r#"
+version = 2
+oom_score = 0
+imports = []
+
+[plugins]
+  [plugins."io.containerd.gc.v1.scheduler"]
+    pause_threshold = 0.02
+    schedule_delay = "0s"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+    SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors]
+"#;
+        let map = from_toml(text).unwrap();
+        assert_eq!(map["version"].as_int().unwrap(), 2);
+        let plugins = map["plugins"].read_lock::<Map>().unwrap().clone();
+        let gc = plugins["io.containerd.gc.v1.scheduler"].read_lock::<Map>().unwrap().clone();
+        assert!((gc["pause_threshold"].as_float().unwrap() - 0.02).abs() < f64::EPSILON);
+        assert_eq!(gc["schedule_delay"].clone().into_string().unwrap(), "0s");
+        let back = toml::to_string(&Dynamic::from_map(map)).unwrap();
+        let again: toml::Table = toml::from_str(&back).unwrap();
+        let first: toml::Table = toml::from_str(text).unwrap();
+        assert_eq!(first, again, "round trip changed the document:\n{back}");
+        assert!(back.contains("[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors]"), "{back}");
+        assert!(from_toml("a = ").is_err());
+        assert_eq!(from_toml("d = 1979-05-27").unwrap()["d"].clone().into_string().unwrap(), "1979-05-27");
+    }
 
     #[test]
     fn env_files_quote_when_needed() {

@@ -16,7 +16,10 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         .register_into_engine(engine, move |message: &str| c.report.borrow_mut().message(message));
     let c = ctx.clone();
     FuncRegistration::new("warn")
-        .with_comments(["/// Prints `message` as a warning on stderr; the run goes on."])
+        .with_comments([
+            "/// Prints `message` as a warning on stderr; the run goes on. The same message is",
+            "/// printed once a run, however many steps warn it.",
+        ])
         .with_params_info(["message: &str", "()"])
         .register_into_engine(engine, move |message: &str| {
             c.report.borrow_mut().warn(message);
