@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{Run, Sandbox, fingerprint, tree_snapshot};
+use super::{Run, Sandbox, assert_same, fingerprint, tree_snapshot};
 
 /// A fixed node, and only the first two stages.
 const STAGES_1_2: &[&str] = &[
@@ -191,7 +191,7 @@ fn stages_1_and_2_render_the_spec_files_and_are_idempotent() {
     let again = render_12(&sb, &["--detailed-exitcode"]).ok();
     assert!(again.stdout.contains("changed=0") && !again.stdout.contains("changed "), "{}", again.stdout);
     assert!(!again.stdout.contains("handlers/"), "{}", again.stdout);
-    assert_eq!(before, fingerprint(&sb.root()), "a second run rewrote files");
+    assert_same(&before, &fingerprint(&sb.root()), "a second run rewrote files");
 }
 
 #[test]
