@@ -53,14 +53,8 @@ const JOIN_FIELDS: &[&str] = &[
 ];
 
 /// kubeadm fields (as `cfg` key paths) that kscript accepts but does not act on.
-const KNOWN_UNUSED: &[&str] = &[
-    "dryRun",
-    "skipPhases",
-    "timeouts",
-    "etcd.external",
-    "nodeRegistration.imagePullSerial",
-    "discovery.file",
-];
+const KNOWN_UNUSED: &[&str] =
+    &["dryRun", "skipPhases", "timeouts", "etcd.external", "nodeRegistration.imagePullSerial"];
 
 /// One configuration document translated to `cfg`'s keys.
 #[derive(Debug)]

@@ -18,12 +18,14 @@ macro_rules! embed {
 }
 
 /// The stock flows users run and fork.
-pub const SCRIPTS: &[Embedded] = embed!("scripts": "certs.rhai", "control-plane.rhai", "example.rhai");
+pub const SCRIPTS: &[Embedded] =
+    embed!("scripts": "certs.rhai", "control-plane.rhai", "example.rhai", "worker.rhai");
 
 /// The stdlib: modules scripts import, and the configuration defaults.
 pub const STDLIB: &[Embedded] = embed!(
     "stdlib": "containerd.rhai",
     "defaults.yaml",
+    "join.rhai",
     "kube.rhai",
     "kubelet.rhai",
     "kubelet_unit.rhai",

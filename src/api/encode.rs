@@ -8,6 +8,7 @@ use super::{check_opts, opt, script_error};
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
+#[allow(clippy::too_many_lines)] // one registration after another, each with its documentation
 pub fn register(engine: &mut Engine) {
     FuncRegistration::new("to_yaml")
         .with_comments([
@@ -78,6 +79,26 @@ pub fn register(engine: &mut Engine) {
             let patched = crate::patches::apply(target, json, &patches).map_err(super::effect_error)?;
             serde_json::from_value::<Dynamic>(patched)
                 .map_err(|e| script_error(format!("apply_patches(): {e}")))
+        });
+
+    FuncRegistration::new("base64_encode")
+        .with_comments(["/// `text` in standard base64 (as kubeconfigs embed certificates)."])
+        .with_params_info(["text: &str", "String"])
+        .register_into_engine(engine, |text: &str| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(text)
+        });
+    FuncRegistration::new("base64_decode")
+        .with_comments([
+            "/// The text standard base64 `data` holds; an error if it is not base64 of UTF-8 text.",
+        ])
+        .with_params_info(["data: &str", "String"])
+        .register_into_engine(engine, |data: &str| -> R<String> {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data.trim())
+                .map_err(|e| script_error(format!("base64_decode(): {e}")))?;
+            String::from_utf8(bytes).map_err(|_| script_error("base64_decode(): the data is not UTF-8 text"))
         });
 
     FuncRegistration::new("from_yaml")

@@ -17,6 +17,7 @@ use crate::root::Resolved;
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
+#[allow(clippy::too_many_lines)] // one registration after another, each with its documentation
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     const FILE_DOC: &[&str] = &[
         "/// Writes `content` to the file at node path `path`, atomically (a temporary file in the",
@@ -88,6 +89,18 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         ])
         .with_params_info(["path: &str", "String"])
         .register_into_engine(engine, move |path: &str| read_file(&c, path));
+
+    FuncRegistration::new("read_input")
+        .with_comments([
+            "/// The text of a file on the machine running kscript that configures this run (a",
+            "/// discovery kubeconfig, a CA bundle): a host path, NOT a node path. It is read the same",
+            "/// way when rendering, since configuration comes from the operator's machine.",
+        ])
+        .with_params_info(["path: &str", "String"])
+        .register_into_engine(engine, |path: &str| -> R<String> {
+            std::fs::read_to_string(path)
+                .map_err(|e| effect_error(format!("cannot read the input file {path}: {e}")))
+        });
 
     let c = ctx.clone();
     FuncRegistration::new("exists")

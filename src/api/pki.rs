@@ -369,7 +369,9 @@ fn ensure_kubeconfig(ctx: &Ctx, opts: &Map, renew: bool) -> R<bool> {
     let cluster = opt::<ImmutableString>(opts, "cluster", function)?
         .map_or_else(|| "kubernetes".to_string(), |s| s.to_string());
     let ca_cert_path = required(opts, "ca_cert", function)?;
-    let ca_key_path = required(opts, "ca_key", function)?;
+    // Only a client certificate signed here needs the CA key.
+    let ca_key_path =
+        opt::<ImmutableString>(opts, "ca_key", function)?.map(|s| s.to_string()).unwrap_or_default();
     ctx.attempt(&path);
     let ca_cert = read_text(ctx, &ca_cert_path)?
         .ok_or_else(|| effect_error(format!("{ca_cert_path} does not exist: make the CA first")))?;
@@ -404,6 +406,11 @@ fn ensure_kubeconfig(ctx: &Ctx, opts: &Map, renew: bool) -> R<bool> {
     } else if let Some((cert_file, key_file)) = files {
         KubeconfigAuth::Files { cert_path: cert_file, key_path: key_file }
     } else {
+        if ca_key_path.is_empty() {
+            return Err(script_error(format!(
+                "{function}(): give `ca_key` to sign a client certificate, or `token` or client files"
+            )));
+        }
         let ca_key = read_text(ctx, &ca_key_path)?.ok_or_else(|| {
             effect_error(format!(
                 "{path} is missing and {ca_key_path} is absent (external CA mode): provide {path}"
@@ -679,6 +686,15 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         .register_into_engine(engine, move |path: &str| -> R<String> {
             let pem = read_text(&c, path)?.ok_or_else(|| effect_error(format!("{path} does not exist")))?;
             pki::ca_pin(&pem).map_err(pki_err(path))
+        });
+
+    FuncRegistration::new("ca_pin_of")
+        .with_comments([
+            "/// The CA pin (`sha256:...`) of a PEM certificate given as text (before it is written).",
+        ])
+        .with_params_info(["pem: &str", "String"])
+        .register_into_engine(engine, |pem: &str| -> R<String> {
+            pki::ca_pin(pem).map_err(|e| effect_error(format!("ca_pin_of(): {e}")))
         });
 
     let c = ctx.clone();

@@ -2,6 +2,7 @@
 
 mod crash;
 mod flows;
+mod nodes;
 mod pki;
 
 use std::fs;
@@ -676,13 +677,20 @@ fn readme_commands_work() {
 /// Every snapshot file belongs to a test here: a renamed or deleted test leaves none behind.
 #[test]
 fn no_unreferenced_snapshots() {
-    let source = [include_str!("main.rs"), include_str!("pki.rs"), include_str!("flows.rs")].concat();
+    let source =
+        [include_str!("main.rs"), include_str!("pki.rs"), include_str!("flows.rs"), include_str!("nodes.rs")]
+            .concat();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/snapshots");
     for entry in fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         let Some(snap) = name
             .strip_prefix("cli__")
-            .map(|n| n.strip_prefix("pki__").or_else(|| n.strip_prefix("flows__")).unwrap_or(n))
+            .map(|n| {
+                n.strip_prefix("pki__")
+                    .or_else(|| n.strip_prefix("flows__"))
+                    .or_else(|| n.strip_prefix("nodes__"))
+                    .unwrap_or(n)
+            })
             .and_then(|n| n.strip_suffix(".snap"))
         else {
             panic!("unexpected file in tests/snapshots: {name}");
