@@ -1,5 +1,6 @@
 //! The one integration test binary: runs the real `kscript` binary in temporary folders.
 
+mod cri;
 mod pki;
 
 use std::fs;
