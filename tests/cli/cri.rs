@@ -131,6 +131,8 @@ struct Containerd {
     cgroup_parent: String,
     /// The shim sockets seen, for the clean-up (the state that names them may be gone by then).
     shim_sockets: Vec<PathBuf>,
+    /// The ids of the pods and containers seen.
+    ids: Vec<String>,
     cleaned: bool,
 }
 
@@ -191,8 +193,15 @@ state = "{d}/state"
             .spawn()
             .expect("containerd starts");
         // From here on, a panic stops it and cleans up.
-        let mut me =
-            Self { child: Some(child), dir, socket, cgroup_parent, shim_sockets: Vec::new(), cleaned: false };
+        let mut me = Self {
+            child: Some(child),
+            dir,
+            socket,
+            cgroup_parent,
+            shim_sockets: Vec::new(),
+            ids: Vec::new(),
+            cleaned: false,
+        };
         me.wait_until_it_answers();
         me.import_pause_image();
         me
@@ -257,10 +266,14 @@ state = "{d}/state"
         format!("unix://{}", self.socket.display())
     }
 
-    /// The shim sockets named by the task bundles under the state folder.
-    fn note_shim_sockets(&mut self) {
+    /// The ids of the task bundles under the state folder, and the shim sockets they name.
+    fn note_bundles(&mut self) {
         let tasks = self.dir.join("state/io.containerd.runtime.v2.task/k8s.io");
         for bundle in fs::read_dir(tasks).into_iter().flatten().flatten() {
+            let id = bundle.file_name().to_string_lossy().into_owned();
+            if !self.ids.contains(&id) {
+                self.ids.push(id);
+            }
             if let Ok(address) = fs::read_to_string(bundle.path().join("address"))
                 && let Some(path) = address.trim().strip_prefix("unix://")
             {
@@ -286,13 +299,9 @@ state = "{d}/state"
                 t.shims.push(pid);
             }
         }
-        // Cgroups under our parent, and the processes in them.
-        for h in hierarchies() {
-            let parent = h.join(self.cgroup_parent.trim_start_matches('/'));
-            if !parent.is_dir() {
-                continue;
-            }
-            for d in folders_deepest_first(&parent) {
+        // Our pods' cgroups, and the processes in them.
+        for top in self.cgroup_tops() {
+            for d in folders_deepest_first(&top) {
                 for line in fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default().lines() {
                     if let Ok(pid) = line.trim().parse::<i32>()
                         && !t.processes.contains(&pid)
@@ -301,7 +310,7 @@ state = "{d}/state"
                         t.processes.push(pid);
                     }
                 }
-                if d != parent {
+                if !d.ends_with(self.cgroup_parent.trim_start_matches('/')) {
                     t.cgroups.push(d);
                 }
             }
@@ -320,9 +329,21 @@ state = "{d}/state"
         t
     }
 
+    /// The cgroup folders this containerd's pods may have, in every hierarchy: the test's
+    /// cgroup parent, and `/k8s.io/<id>`, where containerd puts a pod given no parent.
+    fn cgroup_tops(&self) -> Vec<PathBuf> {
+        let mut tops = Vec::new();
+        for h in hierarchies() {
+            tops.push(h.join(self.cgroup_parent.trim_start_matches('/')));
+            tops.extend(self.ids.iter().map(|id| h.join("k8s.io").join(id)));
+        }
+        tops.retain(|p| p.is_dir());
+        tops
+    }
+
     /// Kills containerd at once, as a crash would: its shims and containers stay behind.
     fn crash(&mut self) {
-        self.note_shim_sockets();
+        self.note_bundles();
         if let Some(child) = self.child.as_mut() {
             let _ = child.kill();
             let _ = child.wait();
@@ -336,7 +357,7 @@ state = "{d}/state"
             return Traces::default();
         }
         self.cleaned = true;
-        self.note_shim_sockets();
+        self.note_bundles();
         // While containerd runs, let it remove the pods a failed test left behind.
         if let Some(child) = self.child.as_mut()
             && matches!(child.try_wait(), Ok(None))
@@ -376,19 +397,19 @@ state = "{d}/state"
         for socket in &found.sockets {
             let _ = fs::remove_file(socket);
         }
-        // Our cgroup parent in every hierarchy, children first; a folder stays busy for a
-        // moment after its last process is killed.
+        // Our cgroups, children first; a folder stays busy for a moment after its last
+        // process is killed. `/k8s.io` goes too if that leaves it empty (rmdir refuses
+        // otherwise: other runtimes on the machine may use it).
         let start = Instant::now();
-        for h in hierarchies() {
-            let parent = h.join(self.cgroup_parent.trim_start_matches('/'));
-            if !parent.is_dir() {
-                continue;
-            }
-            for d in folders_deepest_first(&parent) {
+        for top in self.cgroup_tops() {
+            for d in folders_deepest_first(&top) {
                 while fs::remove_dir(&d).is_err() && d.exists() && start.elapsed() < Duration::from_secs(5) {
                     std::thread::sleep(Duration::from_millis(20));
                 }
             }
+        }
+        for h in hierarchies() {
+            let _ = fs::remove_dir(h.join("k8s.io"));
         }
         let left = self.traces();
         if !left.is_empty() {
@@ -555,39 +576,37 @@ fn a_failed_test_leaves_nothing_behind() {
         let mut containerd = Containerd::start(&sb);
         let script = format!(
             r#"stage("s", "leave a pod running", [ step("run", "run", || {{
-                let pod = #{{ name: "left-behind", host_network: true, cgroup_parent: "{parent}" }};
+                let pod = #{{ name: "left-behind", host_network: true }};
                 let id = cri_run_pod("{ep}", pod);
                 cri_start_container("{ep}", cri_create_container("{ep}", id, pod, #{{ name: "pause", image: "{IMAGE}" }}));
                 cri_wait_running("{ep}", "pause", 20);
             }}) ]);"#,
             ep = containerd.endpoint(),
-            parent = containerd.cgroup_parent,
         );
         sb.write("leave.rhai", &script);
         sb.kscript(&["run", "leave.rhai", "--journal", sb.path().join("j.jsonl").to_str().unwrap()]).ok();
         containerd.crash();
         let traces = containerd.traces();
         assert!(!traces.shims.is_empty() && traces.processes.len() >= 2, "nothing to clean up: {traces:?}");
-        assert!(!traces.mounts.is_empty() && !traces.cgroups.is_empty(), "{traces:?}");
-        seen = Some((
-            containerd.socket.clone(),
-            containerd.cgroup_parent.clone(),
-            containerd.dir.clone(),
-            traces,
-        ));
+        assert!(!traces.mounts.is_empty() && !traces.sockets.is_empty(), "{traces:?}");
+        // No cgroup parent given: containerd put the pod under /k8s.io/<id>.
+        assert!(traces.cgroups.iter().any(|c| c.to_string_lossy().contains("/k8s.io/")), "{traces:?}");
+        // The same containerd seen from outside, for a look after the clean-up.
+        let outside = Containerd {
+            child: None,
+            dir: containerd.dir.clone(),
+            socket: containerd.socket.clone(),
+            cgroup_parent: containerd.cgroup_parent.clone(),
+            shim_sockets: containerd.shim_sockets.clone(),
+            ids: containerd.ids.clone(),
+            cleaned: true,
+        };
+        seen = Some((outside, traces));
         panic!("failing half-way, as a test can");
     }));
     assert!(result.is_err());
-    let (socket, cgroup_parent, dir, before) = seen.expect("the test got as far as the crash");
-    let after = Containerd {
-        child: None,
-        dir,
-        socket,
-        cgroup_parent,
-        shim_sockets: before.sockets.clone(),
-        cleaned: true,
-    }
-    .traces();
+    let (outside, before) = seen.expect("the test got as far as the crash");
+    let after = outside.traces();
     assert!(after.is_empty(), "left behind: {after:?} (before the clean-up: {before:?})");
     assert!(before.processes.iter().chain(&before.shims).all(|p| dead(*p)));
 }
