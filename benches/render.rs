@@ -19,7 +19,12 @@ fn kscript(root: &std::path::Path, algorithm: &str) -> Duration {
     let status = Command::new(env!("CARGO_BIN_EXE_kscript"))
         .args(["run", "control-plane.rhai", "--root"])
         .arg(root)
-        .args(["--set", "nodeRegistration.name=k8s-ctr", "--set", "localAPIEndpoint.advertiseAddress=192.168.56.10"])
+        .args([
+            "--set",
+            "nodeRegistration.name=k8s-ctr",
+            "--set",
+            "localAPIEndpoint.advertiseAddress=192.168.56.10",
+        ])
         .args(["--set", &format!("encryptionAlgorithm={algorithm}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -39,7 +44,9 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
-    println!("control-plane node (stages 1-4: {KEYS} keys, 22 PKI files, 5 kubeconfigs, 4 static Pods, kubelet files), median of {RUNS}:");
+    println!(
+        "control-plane node (stages 1-4: {KEYS} keys, 22 PKI files, 5 kubeconfigs, 4 static Pods, kubelet files), median of {RUNS}:"
+    );
     for (alg, algorithm) in [("RSA-2048", KeyAlgorithm::Rsa2048), ("ECDSA-P256", KeyAlgorithm::EcdsaP256)] {
         let (mut fresh, mut rerun, mut keys) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..RUNS {
@@ -51,7 +58,12 @@ fn main() {
             keys.push(start.elapsed());
         }
         let (fresh, rerun, keys) = (median(fresh), median(rerun), median(keys));
-        println!("  {alg:<10} fresh render {:8.1} ms; its key generation alone {:7.1} ms; everything else {:6.1} ms (target: under 30 ms)", ms(fresh), ms(keys), ms(fresh.saturating_sub(keys)));
+        println!(
+            "  {alg:<10} fresh render {:8.1} ms; its key generation alone {:7.1} ms; everything else {:6.1} ms (target: under 30 ms)",
+            ms(fresh),
+            ms(keys),
+            ms(fresh.saturating_sub(keys))
+        );
         println!("  {alg:<10} no-change rerun {:5.1} ms (target: under 50 ms)", ms(rerun));
     }
 }

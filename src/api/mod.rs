@@ -5,6 +5,7 @@
 //! of families, and holds the run context they share.
 
 pub mod commands;
+pub mod cri;
 pub mod encode;
 pub mod facts;
 pub mod files;
@@ -35,6 +36,7 @@ pub fn register_all(engine: &mut Engine, ctx: &Rc<Ctx>) {
     facts::register(engine, ctx);
     pki::register(engine, ctx);
     systemd::register(engine, ctx);
+    cri::register(engine, ctx);
     engine.register_type_with_name::<EffectFailure>("EffectFailure");
     rhai::FuncRegistration::new("to_string")
         .with_comments(["/// The message of a failed effect caught with `try { ... } catch (e) { ... }`."])

@@ -3,11 +3,13 @@
 //! API calls the traits and never asks which mode it is in.
 
 pub mod commands;
+pub mod cri;
 pub mod facts;
 pub mod files;
 pub mod systemd;
 
 pub use commands::{CommandOutput, CommandSpec, Commands, RealCommands, RecordingCommands};
+pub use cri::{Cri, CriSockets, RealCri, RecordingCri};
 pub use facts::{Facts, RealFacts};
 pub use files::{FileKind, FileState, Files, Owner, PlannedFiles, RealFiles};
 pub use systemd::{RealSystemd, RecordingSystemd, Systemd};
@@ -40,6 +42,8 @@ pub struct Host {
     pub commands: Box<dyn Commands>,
     pub facts: Box<dyn Facts>,
     pub systemd: Box<dyn Systemd>,
+    /// The container runtimes behind the sockets scripts name.
+    pub cri: CriSockets,
 }
 
 impl Host {
@@ -52,6 +56,7 @@ impl Host {
                 commands: Box::new(RealCommands),
                 facts: Box::new(RealFacts),
                 systemd: Box::new(RealSystemd),
+                cri: CriSockets::real(),
             },
             Mode::Render => Self {
                 mode,
@@ -59,6 +64,7 @@ impl Host {
                 commands: Box::new(RecordingCommands),
                 facts: Box::new(RealFacts),
                 systemd: Box::new(RecordingSystemd),
+                cri: CriSockets::recording(),
             },
             Mode::DryRun => Self {
                 mode,
@@ -66,6 +72,7 @@ impl Host {
                 commands: Box::new(RecordingCommands),
                 facts: Box::new(RealFacts),
                 systemd: Box::new(RecordingSystemd),
+                cri: CriSockets::recording(),
             },
         }
     }

@@ -1,6 +1,7 @@
 //! The one integration test binary: runs the real `kscript` binary in temporary folders.
 
 mod crash;
+mod cri;
 mod flows;
 mod nodes;
 mod pki;
