@@ -121,6 +121,10 @@ pub struct RunArgs {
     /// static pods and the kubelet configuration; sets `patches.directory`.
     #[arg(long, value_name = "DIR")]
     pub patches: Option<PathBuf>,
+    /// Preflight checks whose errors only warn (kubeadm's names, comma-separated, or `all`);
+    /// sets `nodeRegistration.ignorePreflightErrors`.
+    #[arg(long, value_name = "NAME,...|all", value_delimiter = ',')]
+    pub ignore_preflight_errors: Vec<String>,
     /// Append the journal to FILE (a host path) instead of
     /// /var/lib/kscript/journal.jsonl under the node root.
     #[arg(long, value_name = "FILE")]
@@ -162,7 +166,16 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             script: a.script.script,
             root: a.root,
             config: a.script.config,
-            set: patches_setting(a.patches.as_deref())?.into_iter().chain(a.script.set).collect(),
+            set: patches_setting(a.patches.as_deref())?
+                .into_iter()
+                .chain((!a.ignore_preflight_errors.is_empty()).then(|| {
+                    format!(
+                        "nodeRegistration.ignorePreflightErrors=[{}]",
+                        a.ignore_preflight_errors.join(", ")
+                    )
+                }))
+                .chain(a.script.set)
+                .collect(),
             selection: Selection { only: a.only, skip: a.skip, from: a.from },
             dry_run: a.dry_run,
             diff: a.diff,

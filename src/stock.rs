@@ -33,6 +33,7 @@ pub const STDLIB: &[Embedded] = embed!(
     "node.rhai",
     "packages.rhai",
     "pki.rhai",
+    "preflight.rhai",
     "versions.rhai",
 );
 

@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use rhai::{Dynamic, Engine, EvalAltResult, FuncRegistration};
+use rhai::{Dynamic, Engine, EvalAltResult, FuncRegistration, Map};
 
 use super::{Ctx, effect_error};
 
@@ -33,5 +33,66 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
                 .default_address()
                 .map_err(|e| effect_error(format!("cannot list addresses: {e}")))?;
             Ok(addr.map_or(Dynamic::UNIT, |a| a.to_string().into()))
+        });
+
+    let c = ctx.clone();
+    FuncRegistration::new("host_probe")
+        .with_comments([
+            "/// What preflight checks read of the host a real run changes: `#{ cpus, mem_mib,",
+            "/// swap_active, kernel, cgroup_v2, cgroup_controllers, is_root }`; `()` when rendering",
+            "/// into a folder (the host is not the node then).",
+        ])
+        .with_params_info(["Dynamic"])
+        .register_into_engine(engine, move || -> Result<Dynamic, Box<EvalAltResult>> {
+            let probe =
+                c.host.facts.probe().map_err(|e| effect_error(format!("cannot read the host: {e}")))?;
+            Ok(probe.map_or(Dynamic::UNIT, |p| {
+                let mut m = Map::new();
+                m.insert("cpus".into(), i64::try_from(p.cpus).unwrap_or(i64::MAX).into());
+                m.insert("mem_mib".into(), i64::try_from(p.mem_mib).unwrap_or(i64::MAX).into());
+                m.insert("swap_active".into(), p.swap_active.into());
+                m.insert("kernel".into(), p.kernel.into());
+                m.insert("cgroup_v2".into(), p.cgroup_v2.into());
+                m.insert(
+                    "cgroup_controllers".into(),
+                    p.cgroup_controllers.into_iter().map(Dynamic::from).collect::<rhai::Array>().into(),
+                );
+                m.insert("is_root".into(), p.is_root.into());
+                m.into()
+            }))
+        });
+    let c = ctx.clone();
+    FuncRegistration::new("port_free")
+        .with_comments([
+            "/// Whether nothing listens on TCP `port` of this host; `()` when rendering into a folder.",
+        ])
+        .with_params_info(["port: i64", "Dynamic"])
+        .register_into_engine(engine, move |port: i64| -> Result<Dynamic, Box<EvalAltResult>> {
+            let port =
+                u16::try_from(port).map_err(|_| super::script_error(format!("{port} is not a port")))?;
+            let free = c
+                .host
+                .facts
+                .port_free(port)
+                .map_err(|e| effect_error(format!("cannot probe port {port}: {e}")))?;
+            Ok(free.map_or(Dynamic::UNIT, Dynamic::from))
+        });
+    let c = ctx.clone();
+    FuncRegistration::new("kscript_wrote")
+        .with_comments([
+            "/// Whether kscript's journal on this node records writing node path `path` (so a",
+            "/// file there is kscript's own, not another tool's).",
+        ])
+        .with_params_info(["path: &str", "bool"])
+        .register_into_engine(engine, move |path: &str| -> Result<bool, Box<EvalAltResult>> {
+            let journal =
+                c.root.resolve(crate::journal::JOURNAL_PATH).map_err(|e| effect_error(e.to_string()))?;
+            let entries = crate::journal::read(&journal.host)
+                .map_err(|e| effect_error(format!("cannot read the journal: {e}")))?;
+            Ok(entries.iter().any(|e| {
+                e.target == path
+                    && matches!(e.action.as_str(), "file" | "dir" | "parent")
+                    && matches!(e.outcome, crate::journal::Outcome::Ok | crate::journal::Outcome::Changed)
+            }))
         });
 }

@@ -48,13 +48,21 @@ pub struct Host {
 
 impl Host {
     /// The backends for `mode`.
+    /// Lets a dry run against this host's own `/` read the host for preflight checks (a dry
+    /// run into a folder, like a render, does not).
+    #[must_use]
+    pub fn probing_host(mut self, yes: bool) -> Self {
+        self.facts = Box::new(RealFacts { probes_host: yes });
+        self
+    }
+
     pub fn for_mode(mode: Mode) -> Self {
         match mode {
             Mode::Apply => Self {
                 mode,
                 files: Box::new(RealFiles::new()),
                 commands: Box::new(RealCommands),
-                facts: Box::new(RealFacts),
+                facts: Box::new(RealFacts { probes_host: mode == Mode::Apply }),
                 systemd: Box::new(RealSystemd),
                 cri: CriSockets::real(),
             },
@@ -62,7 +70,7 @@ impl Host {
                 mode,
                 files: Box::new(RealFiles::new()),
                 commands: Box::new(RecordingCommands),
-                facts: Box::new(RealFacts),
+                facts: Box::new(RealFacts { probes_host: mode == Mode::Apply }),
                 systemd: Box::new(RecordingSystemd),
                 cri: CriSockets::recording(),
             },
@@ -70,7 +78,7 @@ impl Host {
                 mode,
                 files: Box::new(PlannedFiles::default()),
                 commands: Box::new(RecordingCommands),
-                facts: Box::new(RealFacts),
+                facts: Box::new(RealFacts { probes_host: mode == Mode::Apply }),
                 systemd: Box::new(RecordingSystemd),
                 cri: CriSockets::recording(),
             },

@@ -5,6 +5,7 @@ mod cri;
 mod flows;
 mod nodes;
 mod pki;
+mod preflight;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
