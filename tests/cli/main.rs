@@ -134,10 +134,16 @@ impl Sandbox {
     }
 }
 
-/// The whole tree under `root` as text: each file under a header with its mode, each symlink
-/// with its target, each empty folder; kscript's own state folder left out.
+/// The whole tree under `root` as text: each file under a header with its mode and its
+/// content as it is, each symlink with its target, each empty folder; kscript's own state
+/// folder left out.
 fn tree_snapshot(root: &Path) -> String {
-    fn walk(dir: &Path, root: &Path, out: &mut String) {
+    snapshot_with(root, &|text| text.to_string())
+}
+
+/// The tree under `root`, each file's content shown through `describe`.
+fn snapshot_with(root: &Path, describe: &dyn Fn(&str) -> String) -> String {
+    fn walk(dir: &Path, root: &Path, describe: &dyn Fn(&str) -> String, out: &mut String) {
         let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
         entries.sort();
         if entries.is_empty() && dir != root {
@@ -154,18 +160,19 @@ fn tree_snapshot(root: &Path) -> String {
             if meta.file_type().is_symlink() {
                 out.push_str(&format!("=== {rel} -> {}\n", fs::read_link(&p).unwrap().display()));
             } else if meta.is_dir() {
-                walk(&p, root, out);
+                walk(&p, root, describe, out);
             } else {
                 out.push_str(&format!("=== {rel} ({:04o})\n", meta.mode() & 0o7777));
-                out.push_str(&fs::read_to_string(&p).unwrap());
-                if !out.ends_with('\n') {
+                let shown = describe(&String::from_utf8_lossy(&fs::read(&p).unwrap()));
+                out.push_str(&shown);
+                if !shown.ends_with('\n') {
                     out.push_str("\n[no final newline]\n");
                 }
             }
         }
     }
     let mut out = String::new();
-    walk(root, root, &mut out);
+    walk(root, root, describe, &mut out);
     out
 }
 
@@ -199,38 +206,7 @@ fn node_snapshot(root: &Path) -> String {
         }
         text.to_string()
     }
-    fn walk(dir: &Path, root: &Path, out: &mut String) {
-        let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-        entries.sort();
-        if entries.is_empty() && dir != root {
-            let rel = dir.strip_prefix(root).unwrap().display();
-            let mode = fs::metadata(dir).unwrap().permissions().mode() & 0o7777;
-            out.push_str(&format!("=== /{rel}/ (dir {mode:04o})\n"));
-        }
-        for p in entries {
-            let rel = format!("/{}", p.strip_prefix(root).unwrap().display());
-            if rel == "/var/lib/kscript" {
-                continue;
-            }
-            let meta = fs::symlink_metadata(&p).unwrap();
-            if meta.file_type().is_symlink() {
-                out.push_str(&format!("=== {rel} -> {}\n", fs::read_link(&p).unwrap().display()));
-            } else if meta.is_dir() {
-                walk(&p, root, out);
-            } else {
-                out.push_str(&format!("=== {rel} ({:04o})\n", meta.mode() & 0o7777));
-                let text = String::from_utf8_lossy(&fs::read(&p).unwrap()).into_owned();
-                let shown = describe(&text);
-                out.push_str(&shown);
-                if !shown.ends_with('\n') {
-                    out.push_str("\n[no final newline]\n");
-                }
-            }
-        }
-    }
-    let mut out = String::new();
-    walk(root, root, &mut out);
-    out
+    snapshot_with(root, &describe)
 }
 
 /// Fails naming the paths whose content, mode or inode differ between two fingerprints.

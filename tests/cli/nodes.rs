@@ -67,31 +67,6 @@ const EXTRAS: &[&str] = &[
     "/var/lib/kubelet/instance-config.yaml",
 ];
 
-const PKI: &[&str] = &[
-    "ca.crt",
-    "ca.key",
-    "apiserver.crt",
-    "apiserver.key",
-    "apiserver-kubelet-client.crt",
-    "apiserver-kubelet-client.key",
-    "front-proxy-ca.crt",
-    "front-proxy-ca.key",
-    "front-proxy-client.crt",
-    "front-proxy-client.key",
-    "sa.key",
-    "sa.pub",
-    "etcd/ca.crt",
-    "etcd/ca.key",
-    "etcd/server.crt",
-    "etcd/server.key",
-    "etcd/peer.crt",
-    "etcd/peer.key",
-    "etcd/healthcheck-client.crt",
-    "etcd/healthcheck-client.key",
-    "apiserver-etcd-client.crt",
-    "apiserver-etcd-client.key",
-];
-
 /// Files, symlinks and empty folders (with a trailing `/`) under `root`, kscript's state aside.
 fn listing(root: &Path) -> BTreeSet<String> {
     fn walk(dir: &Path, root: &Path, out: &mut BTreeSet<String>) {
@@ -143,7 +118,7 @@ fn rendered_file_lists_equal_the_spec() {
     cp.render("control-plane.rhai", CP).ok();
     let mut want: BTreeSet<String> =
         SPEC_CONTROL_PLANE.iter().chain(EXTRAS).map(ToString::to_string).collect();
-    want.extend(PKI.iter().map(|f| format!("/etc/kubernetes/pki/{f}")));
+    want.extend(super::pki::PKI_FILES.iter().map(|f| format!("/etc/kubernetes/pki/{f}")));
     assert_eq!(listing(&cp.root()), want, "control plane: missing or extra files");
 
     let worker = Sandbox::new();

@@ -16,7 +16,7 @@ const NODE: &[&str] =
     &["--set", "nodeRegistration.name=k8s-ctr", "--set", "localAPIEndpoint.advertiseAddress=192.168.56.10"];
 
 /// The 22 files of pki.md, relative to /etc/kubernetes/pki.
-const PKI_FILES: &[&str] = &[
+pub(super) const PKI_FILES: &[&str] = &[
     "ca.crt",
     "ca.key",
     "apiserver.crt",
