@@ -121,7 +121,8 @@ fn openssl_script(dir: &Path) -> String {
 
 fn kscript(root: &Path, algorithm: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kscript"));
-    cmd.args(["run", "control-plane.rhai", "--root"])
+    // Only stage 3's certificates and kubeconfigs: what the openssl script makes too.
+    cmd.args(["run", "control-plane.rhai", "--only", "init/certs", "--only", "init/kubeconfig", "--root"])
         .arg(root)
         .args(["--journal", "/dev/null"])
         .args([
