@@ -23,7 +23,8 @@ pub const SCRIPTS: &[Embedded] =
 
 /// The stdlib: modules scripts import, and the configuration defaults.
 pub const STDLIB: &[Embedded] = embed!(
-    "stdlib": "containerd.rhai",
+    "stdlib": "cluster.rhai",
+    "containerd.rhai",
     "defaults.yaml",
     "join.rhai",
     "kube.rhai",
