@@ -40,10 +40,9 @@ fn kubeconfig(ctx: &Ctx, function: &str, path: &str) -> R<PathBuf> {
 }
 
 fn secs(function: &str, timeout: f64) -> R<Duration> {
-    if timeout > 0.0 && timeout.is_finite() {
-        Ok(Duration::from_secs_f64(timeout))
-    } else {
-        Err(script_error(format!("{function}(): the timeout must be a positive number of seconds")))
+    match Duration::try_from_secs_f64(timeout) {
+        Ok(d) if timeout > 0.0 => Ok(d),
+        _ => Err(script_error(format!("{function}(): the timeout must be a positive number of seconds"))),
     }
 }
 
@@ -303,7 +302,9 @@ fn token_secret(
     if !(ttl.is_empty() || ttl == "0" || ttl == "0s") {
         let d = super::pki::parse_go_duration(ttl)
             .ok_or_else(|| script_error(format!("{F}(): `{ttl}` is not a duration such as 24h0m0s")))?;
-        put("expiration", &super::pki::time_string(ctx.pki.context.now() + d));
+        let expires = ctx.pki.context.now().checked_add(d).filter(|_| d.as_secs() < 100 * 365 * 86400);
+        let expires = expires.ok_or_else(|| script_error(format!("{F}(): a ttl of `{ttl}` is too long")))?;
+        put("expiration", &super::pki::time_string(expires));
     }
     for u in &usages {
         if !["signing", "authentication"].contains(&u.as_str()) {

@@ -73,7 +73,7 @@ pub fn parse_go_duration(text: &str) -> Option<Duration> {
         total += value * secs;
         rest = &rest[unit_len..];
     }
-    Some(Duration::from_secs_f64(total))
+    Duration::try_from_secs_f64(total).ok()
 }
 
 fn validity(opts: &Map, default: Duration) -> R<Duration> {
