@@ -63,10 +63,10 @@ fn object_ref(function: &str, api_version: &str, kind: &str, namespace: &str, na
     ObjectRef::new(api_version, kind, namespace, name).map_err(|e| script_error(format!("{function}(): {e}")))
 }
 
-/// Records one API effect.
+/// Records one API effect; `via` is the kubeconfig (or the server) it went through.
 fn record(
     ctx: &Ctx,
-    kubeconfig: &str,
+    via: &str,
     target: &str,
     outcome: Outcome,
     word: &str,
@@ -74,7 +74,7 @@ fn record(
     body: Option<String>,
 ) {
     let line = EffectLine { sign, target: format!("api {target}"), detail: word.into(), diff: None, body };
-    ctx.record("api", target, outcome, Some(format!("{word} ({kubeconfig})")), Some(line));
+    ctx.record("api", target, outcome, Some(format!("{word} ({via})")), Some(line));
 }
 
 fn apply(ctx: &Ctx, kubeconfig_path: &str, object: Map) -> R<String> {
@@ -242,7 +242,7 @@ fn discover(ctx: &Ctx, server: &str, token: &str, pins: Array, opts: &Map) -> R<
     })
     .map_err(|e| failed(e.to_string()))?;
     let Some(first) = first else {
-        record(ctx, "no kubeconfig", &target, Outcome::Recorded, "recorded, not run", '!', None);
+        record(ctx, server, &target, Outcome::Recorded, "recorded, not run", '!', None);
         return Ok(Dynamic::UNIT);
     };
     let found =
