@@ -103,6 +103,92 @@ pub fn verify_detached(jws: &str, content: &str, token: &Token) -> Result<(), Jw
     hmac::verify(&key, input.as_bytes(), &sig).map_err(|_| JwsError::BadSignature)
 }
 
+/// What discovery learnt from a signed `cluster-info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovered {
+    /// The cluster CA, PEM.
+    pub ca_pem: String,
+    /// The API server URL cluster-info names.
+    pub server: String,
+    /// The `sha256:` pin of the CA.
+    pub pin: String,
+    /// The signed `kubeconfig` text, to compare with a second fetch.
+    pub kubeconfig: String,
+}
+
+/// Why a `cluster-info` `ConfigMap` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("cluster-info has no `kubeconfig` key: it is not the ConfigMap kubeadm writes")]
+    NoKubeconfig,
+    #[error(
+        "cluster-info holds no signature for token id `{0}` (no key jws-kubeconfig-{0}): the token is unknown, or it has expired (the bootstrap signer drops the signatures of expired and deleted tokens). Make a new token on the control plane, `kscript run token.rhai` (or `kubeadm token create`), and join with it"
+    )]
+    UnknownToken(String),
+    #[error("cluster-info's signature for token id `{id}` is refused: {reason}")]
+    BadSignature { id: String, reason: JwsError },
+    #[error("cluster-info's kubeconfig is unusable: {0}")]
+    BadKubeconfig(String),
+    #[error("the cluster CA does not match the pins: expected {}, found {actual}", expected.join(" or "))]
+    PinMismatch { expected: Vec<String>, actual: String },
+    #[error(
+        "cluster-info differs between the first fetch and the one over TLS verified with its CA: the API server is not the one that signed it, or it changed meanwhile"
+    )]
+    Changed,
+}
+
+/// The `kubeconfig` text of a `cluster-info` `ConfigMap`.
+pub fn cluster_info_kubeconfig(configmap: &serde_json::Value) -> Result<&str, DiscoveryError> {
+    configmap
+        .pointer("/data/kubeconfig")
+        .and_then(serde_json::Value::as_str)
+        .ok_or(DiscoveryError::NoKubeconfig)
+}
+
+/// Checks a `cluster-info` `ConfigMap` fetched without trusting the server, as kubeadm's token
+/// discovery does: the detached JWS under `jws-kubeconfig-<token id>` must verify with the
+/// token's secret, and the CA it names must match one of `pins` (unless `skip_ca` and there
+/// are no pins). Returns the CA, the server and the pin.
+pub fn check_cluster_info(
+    configmap: &serde_json::Value,
+    token: &Token,
+    pins: &[String],
+    skip_ca: bool,
+) -> Result<Discovered, DiscoveryError> {
+    let kubeconfig = cluster_info_kubeconfig(configmap)?;
+    let key = format!("jws-kubeconfig-{}", token.id);
+    let jws = configmap
+        .pointer(&format!("/data/{key}"))
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| DiscoveryError::UnknownToken(token.id.clone()))?;
+    verify_detached(jws, kubeconfig, token)
+        .map_err(|reason| DiscoveryError::BadSignature { id: token.id.clone(), reason })?;
+    // Read loosely: kubeadm writes `contexts: null` and `users: null` here.
+    let kc: serde_json::Value =
+        serde_saphyr::from_str(kubeconfig).map_err(|e| DiscoveryError::BadKubeconfig(e.to_string()))?;
+    let cluster = kc
+        .pointer("/clusters/0/cluster")
+        .ok_or_else(|| DiscoveryError::BadKubeconfig("it names no cluster".into()))?;
+    let text = |key: &str| cluster.get(key).and_then(serde_json::Value::as_str);
+    let data = text("certificate-authority-data")
+        .ok_or_else(|| DiscoveryError::BadKubeconfig("it holds no certificate-authority-data".into()))?;
+    let server = text("server").ok_or_else(|| DiscoveryError::BadKubeconfig("it names no server".into()))?;
+    let ca = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            DiscoveryError::BadKubeconfig("its certificate-authority-data is not base64 of PEM".into())
+        })?;
+    let pin = crate::pki::ca_pin(&ca).map_err(|e| DiscoveryError::BadKubeconfig(e.to_string()))?;
+    let pinned = pins.iter().any(|p| p.eq_ignore_ascii_case(&pin));
+    let unpinned_on_purpose = pins.is_empty() && skip_ca;
+    if !(pinned || unpinned_on_purpose) {
+        return Err(DiscoveryError::PinMismatch { expected: pins.to_vec(), actual: pin });
+    }
+    Ok(Discovered { ca_pem: ca, server: server.to_string(), pin, kubeconfig: kubeconfig.to_string() })
+}
+
 /// A new certificate key: 32 random bytes, as hex.
 pub fn generate_certificate_key() -> Result<String, String> {
     let mut key = [0u8; 32];
@@ -212,6 +298,77 @@ mod tests {
         let t = Token::generate().unwrap();
         assert!(Token::parse(&t.expose()).is_ok());
         assert!(!format!("{t:?}").contains(&t.secret));
+    }
+
+    fn signed_cluster_info(token: &Token) -> (serde_json::Value, String, String) {
+        use crate::pki::{CertSpec, Context, KeyAlgorithm, generate_key, self_signed_ca};
+        let key = generate_key(KeyAlgorithm::EcdsaP256).unwrap();
+        let ca = self_signed_ca(&CertSpec::ca("kubernetes"), &key, &Context::system()).unwrap();
+        let kubeconfig = format!(
+            "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: https://192.168.56.10:6443\n  name: \"\"\ncontexts: null\ncurrent-context: \"\"\nkind: Config\npreferences: {{}}\nusers: null\n",
+            base64::engine::general_purpose::STANDARD.encode(&ca)
+        );
+        let jws = sign_detached(&kubeconfig, token);
+        let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "cluster-info", "namespace": "kube-public"},
+            "data": {"kubeconfig": kubeconfig, format!("jws-kubeconfig-{}", token.id): jws}});
+        let pin = crate::pki::ca_pin(&ca).unwrap();
+        (cm, ca, pin)
+    }
+
+    #[test]
+    fn cluster_info_checks() {
+        let token = Token::parse("abcdef.0123456789abcdef").unwrap();
+        let (cm, ca, pin) = signed_cluster_info(&token);
+        let found = check_cluster_info(&cm, &token, std::slice::from_ref(&pin), false).unwrap();
+        assert_eq!(
+            (found.ca_pem.as_str(), found.server.as_str()),
+            (ca.as_str(), "https://192.168.56.10:6443")
+        );
+        assert_eq!(found.pin, pin);
+        // Any one pin of several matching is enough.
+        let other = format!("sha256:{}", "0".repeat(64));
+        check_cluster_info(
+            &cm,
+            &token,
+            &[other.clone(), pin.to_uppercase().replace("SHA256", "sha256")],
+            false,
+        )
+        .unwrap();
+        match check_cluster_info(&cm, &token, std::slice::from_ref(&other), false) {
+            Err(DiscoveryError::PinMismatch { expected, actual }) => {
+                assert_eq!((expected, actual.clone()), (vec![other.clone()], pin.clone()));
+                let text = DiscoveryError::PinMismatch { expected: vec![other.clone()], actual }.to_string();
+                assert!(text.contains(&other) && text.contains(&pin), "{text}");
+            }
+            e => panic!("{e:?}"),
+        }
+        // No pins: refused unless verification is skipped on purpose.
+        assert!(matches!(
+            check_cluster_info(&cm, &token, &[], false),
+            Err(DiscoveryError::PinMismatch { .. })
+        ));
+        check_cluster_info(&cm, &token, &[], true).unwrap();
+        // Another token, a changed payload, no signature.
+        let wrong = Token::parse("abcdef.0123456789abcdee").unwrap();
+        assert!(matches!(
+            check_cluster_info(&cm, &wrong, std::slice::from_ref(&pin), false),
+            Err(DiscoveryError::BadSignature { reason: JwsError::BadSignature, .. })
+        ));
+        let unknown = Token::parse("zzzzzz.0123456789abcdef").unwrap();
+        let e = check_cluster_info(&cm, &unknown, std::slice::from_ref(&pin), false).unwrap_err();
+        assert_eq!(e, DiscoveryError::UnknownToken("zzzzzz".into()));
+        assert!(e.to_string().contains("kscript run token.rhai"), "{e}");
+        let mut tampered = cm.clone();
+        let text = tampered["data"]["kubeconfig"].as_str().unwrap().replace("192.168.56.10", "192.168.56.66");
+        tampered["data"]["kubeconfig"] = text.into();
+        assert!(matches!(
+            check_cluster_info(&tampered, &token, std::slice::from_ref(&pin), false),
+            Err(DiscoveryError::BadSignature { .. })
+        ));
+        let mut bare = cm;
+        bare["data"].as_object_mut().unwrap().remove("kubeconfig");
+        assert_eq!(check_cluster_info(&bare, &token, &[pin], false), Err(DiscoveryError::NoKubeconfig));
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub struct EffectLine {
     pub detail: String,
     /// A unified diff, already rendered (never of secret content).
     pub diff: Option<String>,
+    /// What the effect would send, as text (an API object, Secrets' values redacted), shown
+    /// when objects are shown: dry runs and `--diff`.
+    pub body: Option<String>,
 }
 
 /// Counts for one stage in the recap.
@@ -48,6 +51,8 @@ pub struct Reporter {
     pub show_effects: bool,
     /// Print unified diffs of changed text files.
     pub show_diff: bool,
+    /// Print the API objects a run would apply (dry runs, `--diff`).
+    pub show_objects: bool,
     color: bool,
     /// Whether stderr is a terminal (spinners).
     pub tty: bool,
@@ -72,6 +77,7 @@ impl Reporter {
             out: Box::new(io::stdout()),
             show_effects,
             show_diff,
+            show_objects: show_diff,
             color,
             tty: io::stderr().is_terminal(),
             silent: false,
@@ -85,6 +91,7 @@ impl Reporter {
             out: Box::new(io::sink()),
             show_effects: false,
             show_diff: false,
+            show_objects: false,
             color: false,
             tty: false,
             silent: true,
@@ -147,6 +154,13 @@ impl Reporter {
                         _ => l.to_string(),
                     };
                     self.line(&format!("        {painted}"));
+                }
+            }
+            if self.show_objects
+                && let Some(b) = &e.body
+            {
+                for l in b.lines() {
+                    self.line(&format!("        {l}"));
                 }
             }
         }

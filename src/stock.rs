@@ -19,11 +19,12 @@ macro_rules! embed {
 
 /// The stock flows users run and fork.
 pub const SCRIPTS: &[Embedded] =
-    embed!("scripts": "certs.rhai", "control-plane.rhai", "example.rhai", "worker.rhai");
+    embed!("scripts": "certs.rhai", "control-plane.rhai", "example.rhai", "token.rhai", "worker.rhai");
 
 /// The stdlib: modules scripts import, and the configuration defaults.
 pub const STDLIB: &[Embedded] = embed!(
-    "stdlib": "containerd.rhai",
+    "stdlib": "cluster.rhai",
+    "containerd.rhai",
     "defaults.yaml",
     "join.rhai",
     "kube.rhai",

@@ -72,7 +72,13 @@ fn record(ctx: &Ctx, endpoint: &str, target: &str, result: io::Result<CriChange>
         CriChange::Changed => (Outcome::Changed, "done"),
         CriChange::Recorded => (Outcome::Recorded, "recorded, not run"),
     };
-    let line = EffectLine { sign: '!', target: format!("cri {target}"), detail: word.into(), diff: None };
+    let line = EffectLine {
+        sign: '!',
+        target: format!("cri {target}"),
+        detail: word.into(),
+        diff: None,
+        body: None,
+    };
     ctx.record("cri", target, outcome, Some(format!("{word} ({endpoint})")), Some(line));
     Ok(change == CriChange::Changed)
 }

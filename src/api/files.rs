@@ -238,7 +238,13 @@ fn ensure_parents(ctx: &Ctx, r: &Resolved) -> R<()> {
             .files
             .mkdir(dir, 0o755, None)
             .map_err(|e| effect_error(format!("cannot create folder {node}: {e}")))?;
-        let line = EffectLine { sign: '+', target: format!("{node}/"), detail: "0755".into(), diff: None };
+        let line = EffectLine {
+            sign: '+',
+            target: format!("{node}/"),
+            detail: "0755".into(),
+            diff: None,
+            body: None,
+        };
         ctx.record("parent", &node, Outcome::Changed, Some("0755".into()), Some(line));
     }
     Ok(())
@@ -326,7 +332,7 @@ pub(crate) fn put(
     } else {
         None
     };
-    let line = EffectLine { sign, target: r.node.clone(), detail: detail.clone(), diff };
+    let line = EffectLine { sign, target: r.node.clone(), detail: detail.clone(), diff, body: None };
     ctx.record("file", &r.node, outcome, Some(detail), Some(line));
     Ok(outcome == Outcome::Changed)
 }
@@ -367,6 +373,7 @@ fn ensure_dir(ctx: &Ctx, path: &str, opts: &Map) -> R<bool> {
         target: format!("{}/", r.node.trim_end_matches('/')),
         detail: what.clone(),
         diff: None,
+        body: None,
     };
     ctx.record("dir", &r.node, outcome, Some(what), Some(line));
     Ok(outcome == Outcome::Changed)
@@ -395,7 +402,7 @@ pub(crate) fn make_symlink(ctx: &Ctx, target: &str, link: &str) -> R<bool> {
             (Outcome::Changed, if existing.is_some() { '~' } else { '+' })
         }
     };
-    let line = EffectLine { sign, target: r.node.clone(), detail: detail.clone(), diff: None };
+    let line = EffectLine { sign, target: r.node.clone(), detail: detail.clone(), diff: None, body: None };
     ctx.record("symlink", &r.node, outcome, Some(detail), Some(line));
     Ok(outcome == Outcome::Changed)
 }
@@ -413,7 +420,7 @@ pub(crate) fn remove(ctx: &Ctx, path: &str) -> R<bool> {
         (Outcome::Changed, '-')
     };
     let detail = if outcome == Outcome::Changed { "removed" } else { "absent" };
-    let line = EffectLine { sign, target: r.node.clone(), detail: detail.into(), diff: None };
+    let line = EffectLine { sign, target: r.node.clone(), detail: detail.into(), diff: None, body: None };
     ctx.record("remove", &r.node, outcome, Some(detail.into()), Some(line));
     Ok(outcome == Outcome::Changed)
 }

@@ -4,6 +4,7 @@
 //! root, calls a host trait, and records the effect in the journal. This file is the one list
 //! of families, and holds the run context they share.
 
+pub mod cluster;
 pub mod commands;
 pub mod cri;
 pub mod encode;
@@ -37,6 +38,7 @@ pub fn register_all(engine: &mut Engine, ctx: &Rc<Ctx>) {
     pki::register(engine, ctx);
     systemd::register(engine, ctx);
     cri::register(engine, ctx);
+    cluster::register(engine, ctx);
     engine.register_type_with_name::<EffectFailure>("EffectFailure");
     rhai::FuncRegistration::new("to_string")
         .with_comments(["/// The message of a failed effect caught with `try { ... } catch (e) { ... }`."])

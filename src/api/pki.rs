@@ -25,7 +25,7 @@ type R<T> = Result<T, Box<EvalAltResult>>;
 /// Keys made ahead of need (in parallel), by the path they will be written to; and the clock.
 pub struct PkiState {
     pool: RefCell<HashMap<String, PrivateKey>>,
-    context: Context,
+    pub(crate) context: Context,
 }
 
 impl PkiState {
@@ -73,7 +73,7 @@ pub fn parse_go_duration(text: &str) -> Option<Duration> {
         total += value * secs;
         rest = &rest[unit_len..];
     }
-    Some(Duration::from_secs_f64(total))
+    Duration::try_from_secs_f64(total).ok()
 }
 
 fn validity(opts: &Map, default: Duration) -> R<Duration> {
@@ -152,6 +152,7 @@ fn record_kept(ctx: &Ctx, path: &str, detail: &str) {
         target: path.to_string(),
         detail: detail.to_string(),
         diff: None,
+        body: None,
     };
     ctx.record("file", path, Outcome::Ok, Some(detail.to_string()), Some(line));
 }
@@ -526,7 +527,7 @@ fn prepare_keys(ctx: &Ctx, rows: &Array) -> R<i64> {
     Ok(i64::try_from(count).unwrap_or(i64::MAX))
 }
 
-fn time_string(t: SystemTime) -> String {
+pub(crate) fn time_string(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let secs = i64::try_from(secs).unwrap_or(i64::MAX);
     time::OffsetDateTime::from_unix_timestamp(secs)

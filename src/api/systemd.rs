@@ -38,8 +38,13 @@ fn record(ctx: &Ctx, what: &str, unit: &str, result: std::io::Result<UnitChange>
         UnitChange::Changed => (Outcome::Changed, "done"),
         UnitChange::Recorded => (Outcome::Recorded, "recorded, not run"),
     };
-    let line =
-        EffectLine { sign: '!', target: format!("systemctl {target}"), detail: detail.into(), diff: None };
+    let line = EffectLine {
+        sign: '!',
+        target: format!("systemctl {target}"),
+        detail: detail.into(),
+        diff: None,
+        body: None,
+    };
     ctx.record("systemd", &target, outcome, Some(detail.into()), Some(line));
     Ok(change == UnitChange::Changed)
 }

@@ -391,7 +391,7 @@ impl fmt::Debug for RealCri {
 }
 
 /// The innermost cause of an error (tonic wraps the connector's `io::Error` twice).
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     while let Some(next) = cur.source() {
         cur = next;
@@ -399,7 +399,7 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
-fn io_kind_of(e: &(dyn std::error::Error + 'static)) -> Option<io::ErrorKind> {
+pub(crate) fn io_kind_of(e: &(dyn std::error::Error + 'static)) -> Option<io::ErrorKind> {
     let mut cur = Some(e);
     while let Some(e) = cur {
         if let Some(io) = e.downcast_ref::<io::Error>() {

@@ -2,12 +2,14 @@
 //! and a recording one. The runner picks the implementations once, from the mode; the script
 //! API calls the traits and never asks which mode it is in.
 
+pub mod cluster;
 pub mod commands;
 pub mod cri;
 pub mod facts;
 pub mod files;
 pub mod systemd;
 
+pub use cluster::{Cluster, RealCluster, RecordingCluster};
 pub use commands::{CommandOutput, CommandSpec, Commands, RealCommands, RecordingCommands};
 pub use cri::{Cri, CriSockets, RealCri, RecordingCri};
 pub use facts::{Facts, RealFacts};
@@ -44,6 +46,21 @@ pub struct Host {
     pub systemd: Box<dyn Systemd>,
     /// The container runtimes behind the sockets scripts name.
     pub cri: CriSockets,
+    /// The Kubernetes API, reached through the kubeconfigs scripts name (one client each).
+    pub cluster: Box<dyn Cluster>,
+}
+
+/// Test hook: `KSCRIPT_TEST_CLUSTER_API=real` makes a render (`--root DIR`) send its API
+/// calls for real, with the kubeconfigs under DIR, so the integration tests can run init's API
+/// steps against a fake API server without touching the host's `/`.
+const REAL_API_WHEN_RENDERING: &str = "KSCRIPT_TEST_CLUSTER_API";
+
+fn rendering_cluster() -> Box<dyn Cluster> {
+    if std::env::var(REAL_API_WHEN_RENDERING).as_deref() == Ok("real") {
+        Box::new(RealCluster::new())
+    } else {
+        Box::new(RecordingCluster::default())
+    }
 }
 
 impl Host {
@@ -65,6 +82,7 @@ impl Host {
                 facts: Box::new(RealFacts { probes_host: mode == Mode::Apply }),
                 systemd: Box::new(RealSystemd),
                 cri: CriSockets::real(),
+                cluster: Box::new(RealCluster::new()),
             },
             Mode::Render => Self {
                 mode,
@@ -73,6 +91,7 @@ impl Host {
                 facts: Box::new(RealFacts { probes_host: mode == Mode::Apply }),
                 systemd: Box::new(RecordingSystemd),
                 cri: CriSockets::recording(),
+                cluster: rendering_cluster(),
             },
             Mode::DryRun => Self {
                 mode,
@@ -81,6 +100,7 @@ impl Host {
                 facts: Box::new(RealFacts { probes_host: mode == Mode::Apply }),
                 systemd: Box::new(RecordingSystemd),
                 cri: CriSockets::recording(),
+                cluster: Box::new(RecordingCluster::default()),
             },
         }
     }

@@ -1,7 +1,9 @@
 //! The one integration test binary: runs the real `kscript` binary in temporary folders.
 
+mod cluster;
 mod crash;
 mod cri;
+mod fake_apiserver;
 mod flows;
 mod nodes;
 mod pki;
@@ -655,9 +657,14 @@ fn readme_commands_work() {
 /// Every snapshot file belongs to a test here: a renamed or deleted test leaves none behind.
 #[test]
 fn no_unreferenced_snapshots() {
-    let source =
-        [include_str!("main.rs"), include_str!("pki.rs"), include_str!("flows.rs"), include_str!("nodes.rs")]
-            .concat();
+    let source = [
+        include_str!("main.rs"),
+        include_str!("pki.rs"),
+        include_str!("flows.rs"),
+        include_str!("nodes.rs"),
+        include_str!("cluster.rs"),
+    ]
+    .concat();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/snapshots");
     for entry in fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
@@ -665,6 +672,7 @@ fn no_unreferenced_snapshots() {
             .strip_prefix("cli__")
             .map(|n| {
                 n.strip_prefix("pki__")
+                    .or_else(|| n.strip_prefix("cluster__"))
                     .or_else(|| n.strip_prefix("flows__"))
                     .or_else(|| n.strip_prefix("nodes__"))
                     .unwrap_or(n)

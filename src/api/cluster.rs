@@ -1,0 +1,534 @@
+//! The Kubernetes API: wait until the API server is ready, apply objects (server-side), get
+//! and delete them; and the join helpers: bootstrap tokens, their Secret, token discovery of
+//! `cluster-info`, the join command.
+//!
+//! Every API function takes a kubeconfig as a node path (`/etc/kubernetes/admin.conf`),
+//! resolved in the node root. On a real run the root is `/`, so node paths are host paths;
+//! when rendering or in a dry run no API call is made: applies are recorded (a dry run prints
+//! each object, Secrets' values redacted) and reads answer from what was recorded.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use rhai::{Array, Dynamic, Engine, EvalAltResult, FuncRegistration, Map};
+use serde_json::Value;
+
+use super::{Ctx, check_opts, effect_error, opt, script_error};
+use crate::bootstrap::{self, Token};
+use crate::host::Mode;
+use crate::host::cluster::{Applied, ObjectRef, Readiness, Removed, Trust, redacted};
+use crate::journal::Outcome;
+use crate::report::{self, EffectLine};
+
+type R<T> = Result<T, Box<EvalAltResult>>;
+
+/// How long each `cluster-info` fetch of discovery may take, unless told.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The host path of a kubeconfig named by its node path.
+fn kubeconfig(ctx: &Ctx, function: &str, path: &str) -> R<PathBuf> {
+    if !path.starts_with('/') {
+        return Err(script_error(format!(
+            "{function}(): `{path}` is not a kubeconfig's node path such as /etc/kubernetes/admin.conf"
+        )));
+    }
+    let r = ctx.root.resolve(path).map_err(|e| effect_error(format!("{function}(): {e}")))?;
+    Ok(r.host)
+}
+
+fn secs(function: &str, timeout: f64) -> R<Duration> {
+    match Duration::try_from_secs_f64(timeout) {
+        Ok(d) if timeout > 0.0 => Ok(d),
+        _ => Err(script_error(format!("{function}(): the timeout must be a positive number of seconds"))),
+    }
+}
+
+fn int_secs(timeout: rhai::INT) -> f64 {
+    f64::from(i32::try_from(timeout).unwrap_or(if timeout < 0 { -1 } else { i32::MAX }))
+}
+
+fn to_json(function: &str, object: Map) -> R<Value> {
+    serde_json::to_value(Dynamic::from_map(object)).map_err(|e| script_error(format!("{function}(): {e}")))
+}
+
+fn from_json(value: Value) -> R<Dynamic> {
+    serde_json::from_value::<Dynamic>(value)
+        .map_err(|e| effect_error(format!("the API server's answer: {e}")))
+}
+
+fn object_ref(function: &str, api_version: &str, kind: &str, namespace: &str, name: &str) -> R<ObjectRef> {
+    ObjectRef::new(api_version, kind, namespace, name).map_err(|e| script_error(format!("{function}(): {e}")))
+}
+
+/// Records one API effect; `via` is the kubeconfig (or the server) it went through.
+fn record(
+    ctx: &Ctx,
+    via: &str,
+    target: &str,
+    outcome: Outcome,
+    word: &str,
+    sign: char,
+    body: Option<String>,
+) {
+    let line = EffectLine { sign, target: format!("api {target}"), detail: word.into(), diff: None, body };
+    ctx.record("api", target, outcome, Some(format!("{word} ({via})")), Some(line));
+}
+
+fn apply(ctx: &Ctx, kubeconfig_path: &str, object: Map) -> R<String> {
+    const F: &str = "api_apply";
+    ctx.require_step(F)?;
+    let host = kubeconfig(ctx, F, kubeconfig_path)?;
+    let value = to_json(F, object)?;
+    let r = ObjectRef::of(&value).map_err(|e| script_error(format!("{F}(): {e}")))?;
+    let target = format!("apply {r}");
+    ctx.attempt(&target);
+    let applied = ctx.host.cluster.apply(&host, &value).map_err(|e| {
+        ctx.record("api", &target, Outcome::Failed, Some(format!("failed ({kubeconfig_path})")), None);
+        effect_error(format!("API {target} ({kubeconfig_path}): {e}"))
+    })?;
+    let (outcome, sign, word, result) = match applied {
+        Applied::Created => (Outcome::Changed, '+', "created", "created"),
+        Applied::Configured => (Outcome::Changed, '~', "configured", "configured"),
+        Applied::Unchanged => (Outcome::Ok, '=', "unchanged", "unchanged"),
+        Applied::Recorded => (Outcome::Recorded, '!', "recorded, not applied", "recorded"),
+    };
+    // What a dry run shows: the object as it would be sent, never a Secret's values.
+    let body = (applied == Applied::Recorded).then(|| crate::yaml::to_string(&redacted(&value)));
+    record(ctx, kubeconfig_path, &target, outcome, word, sign, body);
+    Ok(result.to_string())
+}
+
+fn get(ctx: &Ctx, kubeconfig_path: &str, r: &ObjectRef) -> R<Dynamic> {
+    const F: &str = "api_get";
+    let host = kubeconfig(ctx, F, kubeconfig_path)?;
+    ctx.attempt(&format!("get {r}"));
+    let found = ctx
+        .host
+        .cluster
+        .get(&host, r)
+        .map_err(|e| effect_error(format!("API get {r} ({kubeconfig_path}): {e}")))?;
+    found.map_or(Ok(Dynamic::UNIT), from_json)
+}
+
+fn delete(ctx: &Ctx, kubeconfig_path: &str, r: &ObjectRef) -> R<bool> {
+    const F: &str = "api_delete";
+    ctx.require_step(F)?;
+    let host = kubeconfig(ctx, F, kubeconfig_path)?;
+    let target = format!("delete {r}");
+    ctx.attempt(&target);
+    let removed = ctx
+        .host
+        .cluster
+        .delete(&host, r)
+        .map_err(|e| effect_error(format!("API {target} ({kubeconfig_path}): {e}")))?;
+    let (outcome, sign, word) = match removed {
+        Removed::Deleted => (Outcome::Changed, '-', "deleted"),
+        Removed::Absent => (Outcome::Ok, '=', "absent"),
+        Removed::Recorded => (Outcome::Recorded, '!', "recorded, not sent"),
+    };
+    record(ctx, kubeconfig_path, &target, outcome, word, sign, None);
+    Ok(removed == Removed::Deleted)
+}
+
+fn wait_ready(ctx: &Ctx, kubeconfig_path: &str, timeout: f64) -> R<bool> {
+    const F: &str = "api_wait_ready";
+    ctx.require_step(F)?;
+    let timeout = secs(F, timeout)?;
+    let host = kubeconfig(ctx, F, kubeconfig_path)?;
+    let target = "wait-ready";
+    ctx.attempt(target);
+    let tty = ctx.report.borrow().tty;
+    let label = format!("waiting for the API server of {kubeconfig_path} to be ready");
+    match report::wait(&label, tty, || ctx.host.cluster.wait_ready(&host, timeout)) {
+        Ok(Readiness::Ready) => {
+            record(ctx, kubeconfig_path, target, Outcome::Ok, "ready", '=', None);
+            Ok(true)
+        }
+        Ok(Readiness::Recorded) => {
+            record(ctx, kubeconfig_path, target, Outcome::Recorded, "recorded, not run", '!', None);
+            Ok(false)
+        }
+        Err(e) => {
+            ctx.record("api", target, Outcome::Failed, Some(format!("not ready ({kubeconfig_path})")), None);
+            Err(effect_error(e.to_string()))
+        }
+    }
+}
+
+fn wait_for(ctx: &Ctx, kubeconfig_path: &str, r: &ObjectRef, timeout: f64) -> R<Dynamic> {
+    const F: &str = "api_wait_for";
+    ctx.require_step(F)?;
+    let timeout = secs(F, timeout)?;
+    let host = kubeconfig(ctx, F, kubeconfig_path)?;
+    let target = format!("wait-for {r}");
+    ctx.attempt(&target);
+    let tty = ctx.report.borrow().tty;
+    match report::wait(&format!("waiting for {r}"), tty, || ctx.host.cluster.wait_for(&host, r, timeout)) {
+        Ok(found) => {
+            if ctx.host.cluster.is_recording() {
+                record(ctx, kubeconfig_path, &target, Outcome::Recorded, "recorded, not run", '!', None);
+            } else {
+                record(ctx, kubeconfig_path, &target, Outcome::Ok, "there", '=', None);
+            }
+            found.map_or(Ok(Dynamic::UNIT), from_json)
+        }
+        Err(e) => {
+            ctx.record("api", &target, Outcome::Failed, Some(format!("absent ({kubeconfig_path})")), None);
+            Err(effect_error(format!("API {target} ({kubeconfig_path}): {e}")))
+        }
+    }
+}
+
+fn parse_token(function: &str, token: &str) -> R<Token> {
+    Token::parse(token).map_err(|e| script_error(format!("{function}(): {e}")))
+}
+
+fn strings(function: &str, what: &str, list: Array) -> R<Vec<String>> {
+    list.into_iter()
+        .map(|v| {
+            v.into_immutable_string().map(|s| s.to_string()).map_err(|t| {
+                script_error(format!("{function}(): every item of `{what}` must be a string, not {t}"))
+            })
+        })
+        .collect()
+}
+
+fn check_pins(function: &str, pins: &[String]) -> R<()> {
+    for p in pins {
+        let hex = p.strip_prefix("sha256:").unwrap_or("");
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(script_error(format!(
+                "{function}(): `{p}` is not a CA pin: pins are `sha256:` and 64 hex digits, as `ca_pin()` and kubeadm's --discovery-token-ca-cert-hash give them"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Token discovery, kubeadm's join step 1.
+fn discover(ctx: &Ctx, server: &str, token: &str, pins: Array, opts: &Map) -> R<Dynamic> {
+    const F: &str = "discover_cluster_info";
+    check_opts(opts, &["unsafe_skip_ca_verification", "timeout"], F)?;
+    let token = parse_token(F, token)?;
+    let pins = strings(F, "pins", pins)?;
+    check_pins(F, &pins)?;
+    let skip = opt::<bool>(opts, "unsafe_skip_ca_verification", F)?.unwrap_or(false);
+    if pins.is_empty() && !skip {
+        return Err(script_error(format!(
+            "{F}(): give the CA pin(s) to check the cluster CA against (`sha256:...`, printed by the control plane's show-join step), or set `unsafe_skip_ca_verification: true` to trust whichever CA the server sends"
+        )));
+    }
+    let timeout = match opts.get("timeout") {
+        None => DISCOVERY_TIMEOUT,
+        Some(t) if t.is_int() => secs(F, int_secs(t.as_int().unwrap_or(0)))?,
+        Some(t) => secs(
+            F,
+            t.as_float().map_err(|_| script_error(format!("{F}(): `timeout` is a number of seconds")))?,
+        )?,
+    };
+    let target = format!("discover {server}");
+    ctx.attempt(&target);
+    let failed = |e: String| {
+        ctx.record("api", &target, Outcome::Failed, Some("refused".into()), None);
+        effect_error(format!("discovery from {server}: {e}"))
+    };
+    let cluster = &ctx.host.cluster;
+    let tty = ctx.report.borrow().tty;
+    let first = report::wait(&format!("fetching cluster-info from {server}"), tty, || {
+        cluster.cluster_info(server, Trust::Nothing, timeout)
+    })
+    .map_err(|e| failed(e.to_string()))?;
+    let Some(first) = first else {
+        record(ctx, server, &target, Outcome::Recorded, "recorded, not run", '!', None);
+        return Ok(Dynamic::UNIT);
+    };
+    let found =
+        bootstrap::check_cluster_info(&first, &token, &pins, skip).map_err(|e| failed(e.to_string()))?;
+    if pins.is_empty() {
+        ctx.report.borrow_mut().warn(&format!(
+            "discovery from {server}: the cluster CA ({}) is trusted without a pin (unsafe_skip_ca_verification)",
+            found.pin
+        ));
+    }
+    let second = cluster
+        .cluster_info(server, Trust::Ca(&found.ca_pem), timeout)
+        .map_err(|e| failed(e.to_string()))?
+        .ok_or_else(|| failed("the second fetch was not made".into()))?;
+    let again = bootstrap::cluster_info_kubeconfig(&second).map_err(|e| failed(e.to_string()))?;
+    if again != found.kubeconfig {
+        return Err(failed(bootstrap::DiscoveryError::Changed.to_string()));
+    }
+    let line = EffectLine {
+        sign: '=',
+        target: format!("api {target}"),
+        detail: format!("CA {}", found.pin),
+        diff: None,
+        body: None,
+    };
+    ctx.record("api", &target, Outcome::Ok, Some(format!("verified, CA {}", found.pin)), Some(line));
+    let mut m = Map::new();
+    m.insert("ca_pem".into(), found.ca_pem.into());
+    m.insert("server".into(), found.server.into());
+    m.insert("pin".into(), found.pin.into());
+    Ok(Dynamic::from_map(m))
+}
+
+/// The bootstrap-token Secret of `token`.
+fn token_secret(
+    ctx: &Ctx,
+    token: &str,
+    ttl: &str,
+    description: &str,
+    usages: Array,
+    groups: Array,
+) -> R<Map> {
+    const F: &str = "token_secret_object";
+    let token = parse_token(F, token)?;
+    let usages = strings(F, "usages", usages)?;
+    let groups = strings(F, "groups", groups)?;
+    let mut data = serde_json::Map::new();
+    let mut put = |k: &str, v: &str| {
+        data.insert(k.to_string(), Value::String(STANDARD.encode(v)));
+    };
+    put("token-id", &token.id);
+    put("token-secret", &token.secret);
+    if !description.is_empty() {
+        put("description", description);
+    }
+    let ttl = ttl.trim();
+    if !(ttl.is_empty() || ttl == "0" || ttl == "0s") {
+        let d = super::pki::parse_go_duration(ttl)
+            .ok_or_else(|| script_error(format!("{F}(): `{ttl}` is not a duration such as 24h0m0s")))?;
+        let expires = ctx.pki.context.now().checked_add(d).filter(|_| d.as_secs() < 100 * 365 * 86400);
+        let expires = expires.ok_or_else(|| script_error(format!("{F}(): a ttl of `{ttl}` is too long")))?;
+        put("expiration", &super::pki::time_string(expires));
+    }
+    for u in &usages {
+        if !["signing", "authentication"].contains(&u.as_str()) {
+            return Err(script_error(format!("{F}(): unknown usage `{u}`; usages: signing, authentication")));
+        }
+        put(&format!("usage-bootstrap-{u}"), "true");
+    }
+    for g in &groups {
+        if !g.starts_with("system:bootstrappers:") {
+            return Err(script_error(format!(
+                "{F}(): group `{g}` must start with `system:bootstrappers:` (the API server refuses other extra groups for tokens)"
+            )));
+        }
+    }
+    if !groups.is_empty() {
+        put("auth-extra-groups", &groups.join(","));
+    }
+    let secret = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": { "name": format!("bootstrap-token-{}", token.id), "namespace": "kube-system" },
+        "type": "bootstrap.kubernetes.io/token",
+        "data": data,
+    });
+    from_json(secret).map(Dynamic::cast::<Map>)
+}
+
+/// `kubeadm join` with the token and pins; in a dry run, without the token's secret.
+fn join_command(ctx: &Ctx, server: &str, token: &str, pins: Array) -> R<String> {
+    const F: &str = "join_command";
+    let token = parse_token(F, token)?;
+    let pins = strings(F, "pins", pins)?;
+    check_pins(F, &pins)?;
+    let endpoint = server.split_once("://").map_or(server, |(_, rest)| rest).trim_end_matches('/');
+    let shown = if ctx.host.mode == Mode::DryRun {
+        format!("{}.[TOKEN SECRET: not shown in a dry run]", token.id)
+    } else {
+        token.expose()
+    };
+    let mut cmd = format!("kubeadm join {endpoint} --token {shown}");
+    for p in &pins {
+        cmd.push_str(&format!(" --discovery-token-ca-cert-hash {p}"));
+    }
+    if pins.is_empty() {
+        cmd.push_str(" --discovery-token-unsafe-skip-ca-verification");
+    }
+    Ok(cmd)
+}
+
+#[allow(clippy::too_many_lines)] // one registration after another, each with its documentation
+pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
+    const READY_DOC: &[&str] = &[
+        "/// Waits up to `timeout` seconds, with progress, until the API server named by the",
+        "/// kubeconfig at node path `kubeconfig` answers 200 on `/livez`, then on `/readyz`.",
+        "/// Returns `true` when it is ready, `false` when rendering or in a dry run (nothing is",
+        "/// asked). If the time runs out, the step fails naming the server, the timeout and the",
+        "/// last answer.",
+    ];
+    let c = ctx.clone();
+    FuncRegistration::new("api_wait_ready")
+        .with_comments(READY_DOC)
+        .with_params_info(["kubeconfig: &str", "timeout: f64", "bool"])
+        .register_into_engine(engine, move |k: &str, timeout: rhai::FLOAT| wait_ready(&c, k, timeout));
+    let c = ctx.clone();
+    FuncRegistration::new("api_wait_ready")
+        .with_comments(READY_DOC)
+        .with_params_info(["kubeconfig: &str", "timeout: i64", "bool"])
+        .register_into_engine(engine, move |k: &str, timeout: rhai::INT| {
+            wait_ready(&c, k, int_secs(timeout))
+        });
+
+    let c = ctx.clone();
+    FuncRegistration::new("api_apply")
+        .with_comments([
+            "/// Applies `object` (a map with `apiVersion`, `kind`, `metadata.name`, and",
+            "/// `metadata.namespace` unless cluster-scoped) by server-side apply, as field manager",
+            "/// `kscript`, forcing conflicts, with the kubeconfig at node path `kubeconfig`. Returns",
+            "/// `created`, `configured`, `unchanged` (the object's resourceVersion did not move), or",
+            "/// `recorded` when rendering or in a dry run (a dry run prints the object, with a",
+            "/// Secret's values replaced by `[REDACTED]`).",
+        ])
+        .with_params_info(["kubeconfig: &str", "object: Map", "String"])
+        .register_into_engine(engine, move |k: &str, object: Map| apply(&c, k, object));
+
+    let c = ctx.clone();
+    FuncRegistration::new("api_get")
+        .with_comments([
+            "/// The object `kind` `name` of `api_version` (`v1`, `apps/v1`) in `namespace` (`\"\"` for",
+            "/// cluster-scoped kinds), read with the kubeconfig at node path `kubeconfig`; `()` when",
+            "/// there is none. When rendering or in a dry run, the object as applied earlier in the",
+            "/// run, or `()`.",
+        ])
+        .with_params_info([
+            "kubeconfig: &str",
+            "api_version: &str",
+            "kind: &str",
+            "namespace: &str",
+            "name: &str",
+            "Dynamic",
+        ])
+        .register_into_engine(
+            engine,
+            move |k: &str, api_version: &str, kind: &str, namespace: &str, name: &str| -> R<Dynamic> {
+                get(&c, k, &object_ref("api_get", api_version, kind, namespace, name)?)
+            },
+        );
+
+    let c = ctx.clone();
+    FuncRegistration::new("api_delete")
+        .with_comments([
+            "/// Deletes the object `kind` `name` of `api_version` in `namespace` (`\"\"` for",
+            "/// cluster-scoped kinds) with the kubeconfig at node path `kubeconfig`. Returns `true` if",
+            "/// it was there; recorded when rendering.",
+        ])
+        .with_params_info([
+            "kubeconfig: &str",
+            "api_version: &str",
+            "kind: &str",
+            "namespace: &str",
+            "name: &str",
+            "bool",
+        ])
+        .register_into_engine(
+            engine,
+            move |k: &str, api_version: &str, kind: &str, namespace: &str, name: &str| -> R<bool> {
+                delete(&c, k, &object_ref("api_delete", api_version, kind, namespace, name)?)
+            },
+        );
+
+    const WAIT_FOR_DOC: &[&str] = &[
+        "/// Waits up to `timeout` seconds, with progress, until the object `kind` `name` of",
+        "/// `api_version` in `namespace` exists (a Node once its kubelet registers), and returns",
+        "/// it; when rendering, what `api_get` returns. If the time runs out, the step fails.",
+    ];
+    let c = ctx.clone();
+    FuncRegistration::new("api_wait_for")
+        .with_comments(WAIT_FOR_DOC)
+        .with_params_info([
+            "kubeconfig: &str",
+            "api_version: &str",
+            "kind: &str",
+            "namespace: &str",
+            "name: &str",
+            "timeout: i64",
+            "Dynamic",
+        ])
+        .register_into_engine(
+            engine,
+            move |k: &str,
+                  api_version: &str,
+                  kind: &str,
+                  namespace: &str,
+                  name: &str,
+                  timeout: rhai::INT|
+                  -> R<Dynamic> {
+                let r = object_ref("api_wait_for", api_version, kind, namespace, name)?;
+                wait_for(&c, k, &r, int_secs(timeout))
+            },
+        );
+
+    let c = ctx.clone();
+    FuncRegistration::new("discover_cluster_info")
+        .with_comments([
+            "/// Token discovery, as `kubeadm join` does it: fetches the ConfigMap",
+            "/// kube-public/cluster-info from the API server at `server` (`host:port` or",
+            "/// `https://host:port`) without trusting its certificate; checks the detached JWS",
+            "/// `jws-kubeconfig-<token id>` with the bootstrap `token` (`id.secret`); checks the CA it",
+            "/// holds against the `pins` (`sha256:...`, any one matching); then fetches it again over",
+            "/// TLS verified with that CA and checks both copies agree. Returns `#{ ca_pem, server,",
+            "/// pin }`, or `()` when rendering or in a dry run. Options: `unsafe_skip_ca_verification`",
+            "/// (trust the CA without pins: only with no pins given), `timeout` (seconds per fetch,",
+            "/// default 10). Fails with what was refused: an unknown or expired token, a pin that",
+            "/// does not match (both hashes named), an unreachable server (its address and timeout).",
+        ])
+        .with_params_info(["server: &str", "token: &str", "pins: Array", "options: Map", "Dynamic"])
+        .register_into_engine(engine, move |server: &str, token: &str, pins: Array, opts: Map| {
+            discover(&c, server, token, pins, &opts)
+        });
+
+    FuncRegistration::new("token_generate")
+        .with_comments([
+            "/// A new random bootstrap token, `id.secret` (6 and 16 characters of [a-z0-9]). It is a",
+            "/// credential: write it only to files marked secret.",
+        ])
+        .with_params_info(["String"])
+        .register_into_engine(engine, || -> R<String> {
+            Token::generate().map(|t| t.expose()).map_err(|e| effect_error(format!("token_generate(): {e}")))
+        });
+
+    let c = ctx.clone();
+    FuncRegistration::new("token_secret_object")
+        .with_comments([
+            "/// The Secret kube-system/bootstrap-token-<id> of a bootstrap `token` (`id.secret`), as",
+            "/// kubeadm writes it: type `bootstrap.kubernetes.io/token`, `data` (base64) with",
+            "/// `token-id`, `token-secret`, `expiration` (now + `ttl`, a duration such as `24h0m0s`;",
+            "/// none for `\"\"` or `0s`), `description` (when not empty), `usage-bootstrap-<usage>`",
+            "/// (`signing`, `authentication`) and `auth-extra-groups` (`groups` joined by commas;",
+            "/// each must start with `system:bootstrappers:`).",
+        ])
+        .with_params_info([
+            "token: &str",
+            "ttl: &str",
+            "description: &str",
+            "usages: Array",
+            "groups: Array",
+            "Map",
+        ])
+        .register_into_engine(
+            engine,
+            move |token: &str, ttl: &str, description: &str, usages: Array, groups: Array| {
+                token_secret(&c, token, ttl, description, usages, groups)
+            },
+        );
+
+    let c = ctx.clone();
+    FuncRegistration::new("join_command")
+        .with_comments([
+            "/// The `kubeadm join` command a node joins with: the API server endpoint of `server`",
+            "/// (`https://host:port` or `host:port`), `--token`, and one",
+            "/// `--discovery-token-ca-cert-hash` per pin. In a dry run the token's secret is not",
+            "/// shown.",
+        ])
+        .with_params_info(["server: &str", "token: &str", "pins: Array", "String"])
+        .register_into_engine(engine, move |server: &str, token: &str, pins: Array| {
+            join_command(&c, server, token, pins)
+        });
+}

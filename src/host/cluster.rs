@@ -1,0 +1,937 @@
+//! The Kubernetes API: readiness, server-side apply, get, delete, and the `cluster-info` fetch
+//! of join discovery. Asked for real with the kube crate; recorded elsewhere.
+//!
+//! Objects are plain JSON (`serde_json::Value`): kscript sends what scripts build and reads
+//! back what the server answers, with no typed model in between. The REST path of an object
+//! comes from its `apiVersion`, `kind`, namespace and name ([`ObjectRef`]).
+//!
+//! kscript is synchronous; [`RealCluster`] keeps a current-thread tokio runtime of its own and
+//! blocks on each call, with a deadline on every one. Clients are made once per kubeconfig.
+
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use kube::core::Request;
+use kube::core::params::{DeleteParams, GetParams, Patch, PatchParams};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde_json::Value;
+
+use super::cri::{io_kind_of, root_cause};
+
+/// The field manager of every server-side apply kscript makes.
+pub const FIELD_MANAGER: &str = "kscript";
+
+/// Where discovery reads the cluster's public information.
+pub const CLUSTER_INFO_PATH: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
+
+/// What a server-side apply did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The object did not exist: made now.
+    Created,
+    /// The object changed (its `resourceVersion` moved).
+    Configured,
+    /// Already so: the `resourceVersion` did not move.
+    Unchanged,
+    /// Recorded, not sent (rendering, dry runs).
+    Recorded,
+}
+
+/// What a delete did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removed {
+    Deleted,
+    /// There was nothing to delete.
+    Absent,
+    /// Recorded, not sent.
+    Recorded,
+}
+
+/// How a wait for the API server ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// `/livez` and `/readyz` answered 200.
+    Ready,
+    /// There is no server to wait for (rendering, dry runs).
+    Recorded,
+}
+
+/// Which server certificates a `cluster-info` fetch accepts.
+#[derive(Debug, Clone, Copy)]
+pub enum Trust<'a> {
+    /// Any: discovery's first fetch, whose answer is then checked by its signature and pins.
+    Nothing,
+    /// Those signed by this CA (PEM) for the server's name: discovery's second fetch.
+    Ca(&'a str),
+}
+
+/// Which object: what its REST path is made from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    /// `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// Plurals that are not the lower-case kind plus `s`, and the kinds the stock flows use
+/// (listed so that the table says which resources kscript has been checked against).
+const PLURALS: &[(&str, &str)] = &[
+    ("ClusterRole", "clusterroles"),
+    ("ClusterRoleBinding", "clusterrolebindings"),
+    ("ConfigMap", "configmaps"),
+    ("DaemonSet", "daemonsets"),
+    ("Deployment", "deployments"),
+    ("Endpoints", "endpoints"),
+    ("Ingress", "ingresses"),
+    ("IngressClass", "ingressclasses"),
+    ("Namespace", "namespaces"),
+    ("NetworkPolicy", "networkpolicies"),
+    ("Node", "nodes"),
+    ("PriorityClass", "priorityclasses"),
+    ("Role", "roles"),
+    ("RoleBinding", "rolebindings"),
+    ("RuntimeClass", "runtimeclasses"),
+    ("Secret", "secrets"),
+    ("Service", "services"),
+    ("ServiceAccount", "serviceaccounts"),
+    ("StorageClass", "storageclasses"),
+];
+
+/// The resource name of a kind in REST paths: from the table, else the lower-case kind + `s`.
+pub fn plural(kind: &str) -> String {
+    PLURALS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or_else(|| format!("{}s", kind.to_ascii_lowercase()), |(_, p)| (*p).to_string())
+}
+
+fn valid_segment(s: &str) -> bool {
+    !s.is_empty() && s != "." && s != ".." && !s.contains('/') && !s.contains('%') && !s.contains('?')
+}
+
+impl ObjectRef {
+    /// A reference from its parts; an empty namespace means cluster-scoped.
+    pub fn new(api_version: &str, kind: &str, namespace: &str, name: &str) -> Result<Self, String> {
+        let version_ok = match api_version.split_once('/') {
+            None => valid_segment(api_version),
+            Some((group, version)) => valid_segment(group) && valid_segment(version),
+        };
+        if !version_ok {
+            return Err(format!("`{api_version}` is not an apiVersion such as `v1` or `apps/v1`"));
+        }
+        if kind.is_empty() || !kind.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(format!("`{kind}` is not a kind such as `ConfigMap`"));
+        }
+        if !valid_segment(name) {
+            return Err(format!("`{name}` is not an object name"));
+        }
+        if !namespace.is_empty() && !valid_segment(namespace) {
+            return Err(format!("`{namespace}` is not a namespace"));
+        }
+        Ok(Self {
+            api_version: api_version.to_string(),
+            kind: kind.to_string(),
+            namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
+            name: name.to_string(),
+        })
+    }
+
+    /// The reference of an object: its `apiVersion`, `kind`, `metadata.namespace` (absent for
+    /// cluster-scoped objects) and `metadata.name`.
+    pub fn of(object: &Value) -> Result<Self, String> {
+        let field = |v: Option<&Value>, what: &str| -> Result<String, String> {
+            match v {
+                Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+                _ => Err(format!("the object has no {what}")),
+            }
+        };
+        if !object.is_object() {
+            return Err("an object is a map with apiVersion, kind and metadata".into());
+        }
+        let meta = object.get("metadata");
+        let namespace = match meta.and_then(|m| m.get("namespace")) {
+            None | Some(Value::Null) => String::new(),
+            Some(v) => field(Some(v), "metadata.namespace as a string")?,
+        };
+        Self::new(
+            &field(object.get("apiVersion"), "apiVersion")?,
+            &field(object.get("kind"), "kind")?,
+            &namespace,
+            &field(meta.and_then(|m| m.get("name")), "metadata.name")?,
+        )
+    }
+
+    /// The path of the object's collection: `/api/v1/namespaces/kube-system/configmaps`,
+    /// `/apis/rbac.authorization.k8s.io/v1/clusterroles`.
+    pub fn collection_path(&self) -> String {
+        let base = if self.api_version.contains('/') {
+            format!("/apis/{}", self.api_version)
+        } else {
+            format!("/api/{}", self.api_version)
+        };
+        match &self.namespace {
+            Some(ns) => format!("{base}/namespaces/{ns}/{}", plural(&self.kind)),
+            None => format!("{base}/{}", plural(&self.kind)),
+        }
+    }
+
+    /// The object's own path.
+    pub fn path(&self) -> String {
+        format!("{}/{}", self.collection_path(), self.name)
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {ns}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// The placeholder that stands for a Secret's values wherever an object is shown.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// A copy of `object` fit to print: a Secret's `data` and `stringData` values replaced by a
+/// placeholder (the keys stay, so what the Secret holds is still seen).
+pub fn redacted(object: &Value) -> Value {
+    let mut copy = object.clone();
+    if copy.get("kind").and_then(Value::as_str) == Some("Secret") {
+        for key in ["data", "stringData"] {
+            if let Some(Value::Object(m)) = copy.get_mut(key) {
+                for v in m.values_mut() {
+                    *v = Value::String(REDACTED.into());
+                }
+            }
+        }
+    }
+    copy
+}
+
+fn resource_version(object: &Value) -> Option<&str> {
+    object.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+}
+
+/// A duration as messages give it: `30s`, `0.5s`.
+pub fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{:.1}s", d.as_secs_f64()) }
+}
+
+/// How often the waits look again.
+const POLL: Duration = Duration::from_millis(500);
+
+/// The Kubernetes API, as kscript uses it. `kubeconfig` is a host path; the recording
+/// implementation never reads it.
+pub trait Cluster {
+    /// Waits until the API server answers 200 on `/livez`, then on `/readyz`; on timeout, an
+    /// error naming the server and the last answer.
+    fn wait_ready(&self, kubeconfig: &Path, timeout: Duration) -> io::Result<Readiness>;
+    /// Server-side apply of `object` (field manager `kscript`, conflicts forced).
+    fn apply(&self, kubeconfig: &Path, object: &Value) -> io::Result<Applied>;
+    /// The object, or `None` when there is none (or, recording, when none was recorded).
+    fn get(&self, kubeconfig: &Path, object: &ObjectRef) -> io::Result<Option<Value>>;
+    fn delete(&self, kubeconfig: &Path, object: &ObjectRef) -> io::Result<Removed>;
+    /// The `ConfigMap` `kube-public/cluster-info` of the API server at `server`
+    /// (`https://host:port` or `host:port`), fetched anonymously with the given trust; `None`
+    /// when there is no server to ask.
+    fn cluster_info(&self, server: &str, trust: Trust<'_>, timeout: Duration) -> io::Result<Option<Value>>;
+    /// Whether calls are recorded rather than sent.
+    fn is_recording(&self) -> bool;
+
+    /// Waits until the object exists, and returns it; `None` when recording.
+    fn wait_for(
+        &self,
+        kubeconfig: &Path,
+        object: &ObjectRef,
+        timeout: Duration,
+    ) -> io::Result<Option<Value>> {
+        if self.is_recording() {
+            return self.get(kubeconfig, object);
+        }
+        let start = Instant::now();
+        loop {
+            let why = match self.get(kubeconfig, object) {
+                Ok(Some(found)) => return Ok(Some(found)),
+                Ok(None) => "it does not exist".to_string(),
+                Err(e) => e.to_string(),
+            };
+            if start.elapsed() >= timeout {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{object} is not there after {}: {why}", seconds(timeout)),
+                ));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// How long one call may take, and its connection.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
+const QUERY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// What to check when the API server cannot be reached.
+const HINT: &str = "is kube-apiserver running? `crictl ps --name kube-apiserver`";
+
+/// A client made from one kubeconfig.
+#[derive(Clone)]
+struct Connection {
+    client: kube::Client,
+    /// The server URL, for messages.
+    server: String,
+    kubeconfig: PathBuf,
+}
+
+/// Why one request failed.
+enum Failure {
+    /// The server answered with an error status.
+    Api(Box<kube::core::Status>),
+    /// No connection, or it broke.
+    Transport {
+        kind: Option<io::ErrorKind>,
+        cause: String,
+    },
+    Timeout(Duration),
+}
+
+impl Failure {
+    fn code(&self) -> Option<u16> {
+        match self {
+            Failure::Api(s) => Some(s.code),
+            _ => None,
+        }
+    }
+}
+
+/// The API servers named by kubeconfigs on this host.
+pub struct RealCluster {
+    // The clients are dropped before the runtime they were made in.
+    clients: RefCell<HashMap<PathBuf, Connection>>,
+    runtime: OnceCell<tokio::runtime::Runtime>,
+}
+
+impl fmt::Debug for RealCluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RealCluster")
+            .field("kubeconfigs", &self.clients.borrow().keys())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RealCluster {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RealCluster {
+    pub fn new() -> Self {
+        Self { clients: RefCell::default(), runtime: OnceCell::new() }
+    }
+
+    fn runtime(&self) -> io::Result<&tokio::runtime::Runtime> {
+        if let Some(rt) = self.runtime.get() {
+            return Ok(rt);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+        Ok(self.runtime.get_or_init(|| rt))
+    }
+
+    /// The client for `kubeconfig`, made on first use.
+    fn connect(&self, kubeconfig: &Path) -> io::Result<Connection> {
+        if let Some(c) = self.clients.borrow().get(kubeconfig) {
+            return Ok(c.clone());
+        }
+        let shown = kubeconfig.display();
+        let kc = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| {
+            let kind = io_kind_of(&e).unwrap_or(io::ErrorKind::InvalidData);
+            let text = if kind == io::ErrorKind::NotFound {
+                format!("there is no kubeconfig {shown}")
+            } else {
+                format!("cannot read the kubeconfig {shown}: {}", root_cause(&e))
+            };
+            io::Error::new(kind, text)
+        })?;
+        let rt = self.runtime()?;
+        let options = kube::config::KubeConfigOptions::default();
+        let mut config = rt.block_on(kube::Config::from_custom_kubeconfig(kc, &options)).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("the kubeconfig {shown}: {}", root_cause(&e)))
+        })?;
+        config.connect_timeout = Some(CONNECT_DEADLINE);
+        config.read_timeout = Some(QUERY_DEADLINE);
+        config.write_timeout = Some(QUERY_DEADLINE);
+        let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
+        // The client starts a task of its own: it needs the runtime as context.
+        let client = {
+            let _context = rt.enter();
+            kube::Client::try_from(config).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the kubeconfig {shown}: {}", root_cause(&e)),
+                )
+            })?
+        };
+        let conn = Connection { client, server, kubeconfig: kubeconfig.to_path_buf() };
+        self.clients.borrow_mut().insert(kubeconfig.to_path_buf(), conn.clone());
+        Ok(conn)
+    }
+
+    /// Sends one request, within `deadline`; the body of a 2xx answer.
+    fn send(
+        &self,
+        conn: &Connection,
+        request: http::Request<Vec<u8>>,
+        deadline: Duration,
+    ) -> io::Result<Result<String, Failure>> {
+        let rt = self.runtime()?;
+        let answer =
+            rt.block_on(async { tokio::time::timeout(deadline, conn.client.request_text(request)).await });
+        Ok(match answer {
+            Err(_) => Err(Failure::Timeout(deadline)),
+            Ok(Ok(text)) => Ok(text),
+            Ok(Err(kube::Error::Api(status))) => Err(Failure::Api(status)),
+            Ok(Err(e)) => Err(Failure::Transport { kind: io_kind_of(&e), cause: root_cause(&e) }),
+        })
+    }
+
+    /// A failed request as an error: what, which server, why, and what to check.
+    fn explain(conn: &Connection, what: &str, failure: &Failure) -> io::Error {
+        let server = &conn.server;
+        match failure {
+            Failure::Timeout(d) => io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{what}: no answer from the API server at {server} within {}; {HINT}", seconds(*d)),
+            ),
+            Failure::Transport { kind, cause } => io::Error::new(
+                kind.unwrap_or(io::ErrorKind::Other),
+                format!("{what}: cannot reach the API server at {server}: {cause}; {HINT}"),
+            ),
+            Failure::Api(s) if s.code == 401 => io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{what}: the API server at {server} does not accept the credentials of {} ({}): is the kubeconfig's certificate signed by the cluster CA, and still valid?",
+                    conn.kubeconfig.display(),
+                    s.message
+                ),
+            ),
+            Failure::Api(s) if s.code == 403 => io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{what}: forbidden by the API server at {server}: {}", s.message),
+            ),
+            Failure::Api(s) => io::Error::other(format!(
+                "{what}: the API server at {server} answered {} {}: {}",
+                s.code, s.reason, s.message
+            )),
+        }
+    }
+
+    fn get_on(&self, conn: &Connection, object: &ObjectRef) -> io::Result<Option<Value>> {
+        let request = Request::new(object.collection_path())
+            .get(&object.name, &GetParams::default())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        match self.send(conn, request, QUERY_DEADLINE)? {
+            Ok(text) => parse(&text).map(Some),
+            Err(f) if f.code() == Some(404) => Ok(None),
+            Err(f) => Err(Self::explain(conn, &format!("get {object}"), &f)),
+        }
+    }
+}
+
+fn parse(text: &str) -> io::Result<Value> {
+    serde_json::from_str(text).map_err(|e| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("the API server's answer is not JSON: {e}"))
+    })
+}
+
+impl Cluster for RealCluster {
+    fn wait_ready(&self, kubeconfig: &Path, timeout: Duration) -> io::Result<Readiness> {
+        let start = Instant::now();
+        let conn = self.connect(kubeconfig)?;
+        for probe in ["/livez", "/readyz"] {
+            loop {
+                let left = timeout.saturating_sub(start.elapsed());
+                let request = http::Request::get(probe).body(Vec::new()).map_err(io::Error::other)?;
+                let why = match self.send(
+                    &conn,
+                    request,
+                    left.clamp(Duration::from_millis(100), QUERY_DEADLINE),
+                )? {
+                    Ok(_) => break,
+                    Err(Failure::Api(s)) => {
+                        let text =
+                            s.message.lines().filter(|l| l.contains("failed")).collect::<Vec<_>>().join("; ");
+                        format!(
+                            "{probe} answered {}{}",
+                            s.code,
+                            if text.is_empty() { String::new() } else { format!(": {text}") }
+                        )
+                    }
+                    Err(Failure::Transport { cause, .. }) => format!("{probe}: {cause}"),
+                    Err(Failure::Timeout(_)) => format!("{probe}: no answer"),
+                };
+                if start.elapsed() >= timeout {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "the API server at {} is not ready after {} ({why}); {HINT}",
+                            conn.server,
+                            seconds(timeout)
+                        ),
+                    ));
+                }
+                std::thread::sleep(POLL.min(timeout.saturating_sub(start.elapsed())));
+            }
+        }
+        Ok(Readiness::Ready)
+    }
+
+    fn apply(&self, kubeconfig: &Path, object: &Value) -> io::Result<Applied> {
+        let r = ObjectRef::of(object).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let conn = self.connect(kubeconfig)?;
+        let before = self.get_on(&conn, &r)?;
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let request = Request::new(r.collection_path())
+            .patch(&r.name, &params, &Patch::Apply(object))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let after = match self.send(&conn, request, QUERY_DEADLINE)? {
+            Ok(text) => parse(&text)?,
+            Err(f) => return Err(Self::explain(&conn, &format!("apply {r}"), &f)),
+        };
+        Ok(match before {
+            None => Applied::Created,
+            Some(b) if resource_version(&b) == resource_version(&after) => Applied::Unchanged,
+            Some(_) => Applied::Configured,
+        })
+    }
+
+    fn get(&self, kubeconfig: &Path, object: &ObjectRef) -> io::Result<Option<Value>> {
+        let conn = self.connect(kubeconfig)?;
+        self.get_on(&conn, object)
+    }
+
+    fn delete(&self, kubeconfig: &Path, object: &ObjectRef) -> io::Result<Removed> {
+        let conn = self.connect(kubeconfig)?;
+        let request = Request::new(object.collection_path())
+            .delete(&object.name, &DeleteParams::default())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        match self.send(&conn, request, QUERY_DEADLINE)? {
+            Ok(_) => Ok(Removed::Deleted),
+            Err(f) if f.code() == Some(404) => Ok(Removed::Absent),
+            Err(f) => Err(Self::explain(&conn, &format!("delete {object}"), &f)),
+        }
+    }
+
+    fn cluster_info(&self, server: &str, trust: Trust<'_>, timeout: Duration) -> io::Result<Option<Value>> {
+        let endpoint = Endpoint::parse(server)?;
+        let config = tls_config(trust)?;
+        let rt = self.runtime()?;
+        let answer =
+            rt.block_on(async { tokio::time::timeout(timeout, fetch_cluster_info(&endpoint, config)).await });
+        match answer {
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer from the API server at {} within {}", endpoint.url, seconds(timeout)),
+            )),
+            Ok(Ok(v)) => Ok(Some(v)),
+            Ok(Err(e)) => Err(e.explain(&endpoint, trust)),
+        }
+    }
+
+    fn is_recording(&self) -> bool {
+        false
+    }
+}
+
+/// Where discovery connects.
+#[derive(Debug)]
+struct Endpoint {
+    /// `https://host:port`, for messages.
+    url: String,
+    /// The host as TLS names it: a DNS name or an IP address, without brackets.
+    host: String,
+    port: u16,
+    /// `host:port` for the `Host` header.
+    authority: String,
+}
+
+impl Endpoint {
+    /// `https://host:port`, `host:port` or `host` (port 6443, the API server's).
+    fn parse(server: &str) -> io::Result<Self> {
+        let bad = |why: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "`{server}` is not an API server address such as 192.168.56.10:6443 or https://cp.example:6443: {why}"
+                ),
+            )
+        };
+        let with_scheme =
+            if server.contains("://") { server.to_string() } else { format!("https://{server}") };
+        let uri: http::Uri = with_scheme.parse().map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+        if uri.scheme_str() != Some("https") {
+            return Err(bad("the API server speaks https"));
+        }
+        if uri.path() != "/" && !uri.path().is_empty() {
+            return Err(bad("give no path"));
+        }
+        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
+        let port = authority.port_u16().unwrap_or(6443);
+        let shown_host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+        Ok(Self {
+            url: format!("https://{shown_host}:{port}"),
+            authority: format!("{shown_host}:{port}"),
+            host,
+            port,
+        })
+    }
+}
+
+/// Why a `cluster-info` fetch failed.
+enum FetchError {
+    Connect(io::Error),
+    BadName,
+    Tls(io::Error),
+    Http(String),
+    Status(http::StatusCode, String),
+    NotJson(String),
+}
+
+impl FetchError {
+    fn explain(&self, endpoint: &Endpoint, trust: Trust<'_>) -> io::Error {
+        let url = &endpoint.url;
+        match self {
+            FetchError::Connect(e) => {
+                io::Error::new(e.kind(), format!("cannot connect to the API server at {url}: {e}; {HINT}"))
+            }
+            FetchError::BadName => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("`{}` is not a host name TLS can check", endpoint.host),
+            ),
+            FetchError::Tls(e) => match trust {
+                Trust::Nothing => {
+                    io::Error::new(e.kind(), format!("TLS with the API server at {url} failed: {e}"))
+                }
+                Trust::Ca(_) => io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the API server at {url} does not prove itself with the CA that cluster-info holds (its certificate is not signed by that CA, or not for `{}`): {e}",
+                        endpoint.host
+                    ),
+                ),
+            },
+            FetchError::Http(e) => io::Error::other(format!("HTTP with the API server at {url} failed: {e}")),
+            FetchError::Status(code, text) => {
+                let kind = match code.as_u16() {
+                    401 | 403 => io::ErrorKind::PermissionDenied,
+                    404 => io::ErrorKind::NotFound,
+                    _ => io::ErrorKind::Other,
+                };
+                let why = match code.as_u16() {
+                    401 | 403 => {
+                        "anonymous clients may not read it: the Role and RoleBinding kubeadm:bootstrap-signer-clusterinfo for system:anonymous are missing, or anonymous authentication is off"
+                    }
+                    404 => {
+                        "there is none: was this control plane made by `kubeadm init` or kscript's control-plane.rhai (its bootstrap-token step)?"
+                    }
+                    _ => "the server could not answer",
+                };
+                let text: String = text.chars().take(300).collect();
+                io::Error::new(
+                    kind,
+                    format!(
+                        "the API server at {url} answered {code} for kube-public/cluster-info: {why} ({})",
+                        text.trim()
+                    ),
+                )
+            }
+            FetchError::NotJson(e) => io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the API server at {url} answered something that is not a ConfigMap: {e}"),
+            ),
+        }
+    }
+}
+
+/// The rustls configuration of a `cluster-info` fetch.
+fn tls_config(trust: Trust<'_>) -> io::Result<Arc<rustls::ClientConfig>> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?;
+    let config = match trust {
+        Trust::Nothing => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServerCertificate(provider)))
+            .with_no_client_auth(),
+        Trust::Ca(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                let cert = cert.map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidData, format!("the CA is not PEM: {e}"))
+                })?;
+                roots.add(cert).map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidData, format!("the CA is not usable: {e}"))
+                })?;
+            }
+            if roots.is_empty() {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "the CA holds no certificate"));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    Ok(Arc::new(config))
+}
+
+/// GET `cluster-info` over one TLS connection, anonymously.
+async fn fetch_cluster_info(
+    endpoint: &Endpoint,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<Value, FetchError> {
+    let tcp = tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+        .await
+        .map_err(FetchError::Connect)?;
+    let name = ServerName::try_from(endpoint.host.clone()).map_err(|_| FetchError::BadName)?;
+    let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.map_err(FetchError::Tls)?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .map_err(|e| FetchError::Http(root_cause(&e)))?;
+    let driver = tokio::spawn(connection);
+    let request = http::Request::get(CLUSTER_INFO_PATH)
+        .header(http::header::HOST, &endpoint.authority)
+        .header(http::header::ACCEPT, "application/json")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| FetchError::Http(e.to_string()))?;
+    let response = sender.send_request(request).await.map_err(|e| FetchError::Http(root_cause(&e)))?;
+    let status = response.status();
+    let body = response.into_body().collect().await.map_err(|e| FetchError::Http(root_cause(&e)))?.to_bytes();
+    driver.abort();
+    if !status.is_success() {
+        return Err(FetchError::Status(status, String::from_utf8_lossy(&body).into_owned()));
+    }
+    serde_json::from_slice(&body).map_err(|e| FetchError::NotJson(e.to_string()))
+}
+
+/// Accepts any server certificate: used only for discovery's first fetch, whose answer is
+/// trusted for its token signature and CA pins, not for the connection it came over. The
+/// handshake signature is still checked, against the certificate presented.
+#[derive(Debug)]
+struct AnyServerCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyServerCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Records API calls without a server (rendering, dry runs). It keeps the objects applied, in
+/// order, and answers `get` from them, so a flow that reads back what it applied runs the
+/// same way.
+#[derive(Debug, Default)]
+pub struct RecordingCluster {
+    objects: RefCell<Vec<(ObjectRef, Value)>>,
+}
+
+impl RecordingCluster {
+    /// The objects applied so far, in the order first applied.
+    pub fn objects(&self) -> Vec<Value> {
+        self.objects.borrow().iter().map(|(_, v)| v.clone()).collect()
+    }
+}
+
+impl Cluster for RecordingCluster {
+    fn wait_ready(&self, _kubeconfig: &Path, _timeout: Duration) -> io::Result<Readiness> {
+        Ok(Readiness::Recorded)
+    }
+
+    fn apply(&self, _kubeconfig: &Path, object: &Value) -> io::Result<Applied> {
+        let r = ObjectRef::of(object).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let mut objects = self.objects.borrow_mut();
+        match objects.iter_mut().find(|(k, _)| *k == r) {
+            Some(slot) => slot.1 = object.clone(),
+            None => objects.push((r, object.clone())),
+        }
+        Ok(Applied::Recorded)
+    }
+
+    fn get(&self, _kubeconfig: &Path, object: &ObjectRef) -> io::Result<Option<Value>> {
+        Ok(self.objects.borrow().iter().find(|(k, _)| k == object).map(|(_, v)| v.clone()))
+    }
+
+    fn delete(&self, _kubeconfig: &Path, object: &ObjectRef) -> io::Result<Removed> {
+        self.objects.borrow_mut().retain(|(k, _)| k != object);
+        Ok(Removed::Recorded)
+    }
+
+    fn cluster_info(
+        &self,
+        _server: &str,
+        _trust: Trust<'_>,
+        _timeout: Duration,
+    ) -> io::Result<Option<Value>> {
+        Ok(None)
+    }
+
+    fn is_recording(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn rest_paths() {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kubeadm-config", "namespace": "kube-system"}});
+        assert_eq!(
+            ObjectRef::of(&cm).unwrap().path(),
+            "/api/v1/namespaces/kube-system/configmaps/kubeadm-config"
+        );
+        let crb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "kubeadm:get-nodes"}});
+        let r = ObjectRef::of(&crb).unwrap();
+        assert_eq!(r.path(), "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kubeadm:get-nodes");
+        assert_eq!(r.to_string(), "ClusterRoleBinding kubeadm:get-nodes");
+        let ds = ObjectRef::new("apps/v1", "DaemonSet", "kube-system", "kube-proxy").unwrap();
+        assert_eq!(ds.collection_path(), "/apis/apps/v1/namespaces/kube-system/daemonsets");
+        assert_eq!(ds.to_string(), "DaemonSet kube-system/kube-proxy");
+        assert_eq!(plural("Endpoints"), "endpoints");
+        assert_eq!(plural("NetworkPolicy"), "networkpolicies");
+        assert_eq!(plural("Lease"), "leases");
+        assert_eq!(plural("CustomThing"), "customthings");
+    }
+
+    #[test]
+    fn refs_refuse_what_is_not_an_object() {
+        for (bad, why) in [
+            (json!("x"), "a map"),
+            (json!({"kind": "ConfigMap", "metadata": {"name": "x"}}), "no apiVersion"),
+            (json!({"apiVersion": "v1", "metadata": {"name": "x"}}), "no kind"),
+            (json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}), "no metadata.name"),
+            (
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "../x"}}),
+                "not an object name",
+            ),
+            (json!({"apiVersion": "v1", "kind": "Config Map", "metadata": {"name": "x"}}), "not a kind"),
+            (json!({"apiVersion": "a/b/c", "kind": "X", "metadata": {"name": "x"}}), "not an apiVersion"),
+            (
+                json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "x", "namespace": 3}}),
+                "namespace",
+            ),
+        ] {
+            let e = ObjectRef::of(&bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_redacted_to_print() {
+        let s = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "t"}, "type": "x",
+                       "data": {"token-secret": "c2VjcmV0"}, "stringData": {"a": "b"}});
+        let r = redacted(&s);
+        assert_eq!(r["data"]["token-secret"], REDACTED);
+        assert_eq!(r["stringData"]["a"], REDACTED);
+        assert_eq!(r["type"], "x");
+        let cm =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "t"}, "data": {"a": "b"}});
+        assert_eq!(redacted(&cm), cm);
+    }
+
+    #[test]
+    fn recording_answers_from_what_it_recorded() {
+        let rec = RecordingCluster::default();
+        let k = Path::new("/etc/kubernetes/admin.conf");
+        let cm =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "x"}});
+        let r = ObjectRef::of(&cm).unwrap();
+        assert_eq!(rec.get(k, &r).unwrap(), None);
+        assert_eq!(rec.apply(k, &cm).unwrap(), Applied::Recorded);
+        assert_eq!(rec.get(k, &r).unwrap(), Some(cm.clone()));
+        assert_eq!(rec.wait_for(k, &r, Duration::from_secs(100)).unwrap(), Some(cm));
+        assert_eq!(rec.delete(k, &r).unwrap(), Removed::Recorded);
+        assert!(rec.objects().is_empty());
+        assert_eq!(rec.wait_ready(k, Duration::from_secs(100)).unwrap(), Readiness::Recorded);
+        assert_eq!(rec.cluster_info("x:6443", Trust::Nothing, Duration::from_secs(1)).unwrap(), None);
+    }
+
+    #[test]
+    fn endpoints() {
+        let e = Endpoint::parse("192.168.56.10:6443").unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.url.as_str()),
+            ("192.168.56.10", 6443, "https://192.168.56.10:6443")
+        );
+        let e = Endpoint::parse("https://[fd00::10]:8443").unwrap();
+        assert_eq!((e.host.as_str(), e.port, e.authority.as_str()), ("fd00::10", 8443, "[fd00::10]:8443"));
+        assert_eq!(Endpoint::parse("cp.example").unwrap().port, 6443);
+        assert!(Endpoint::parse("http://x:6443").unwrap_err().to_string().contains("https"));
+        assert!(Endpoint::parse("https://x:6443/api").is_err());
+    }
+
+    #[test]
+    fn an_unreachable_server_is_named_with_its_timeout() {
+        // A port nothing listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let cluster = RealCluster::new();
+        let err = cluster
+            .cluster_info(&format!("127.0.0.1:{port}"), Trust::Nothing, Duration::from_secs(2))
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+        assert!(err.to_string().contains(&format!("https://127.0.0.1:{port}")), "{err}");
+        // A listener that never answers the TLS hello: the timeout is named.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = format!("127.0.0.1:{}", silent.local_addr().unwrap().port());
+        let err = cluster.cluster_info(&server, Trust::Nothing, Duration::from_millis(300)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(err.to_string().contains(&format!("https://{server} within 0.3s")), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let err = cluster.wait_ready(&dir.path().join("admin.conf"), Duration::from_secs(1)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(err.to_string().contains("there is no kubeconfig"), "{err}");
+    }
+}
