@@ -5,6 +5,8 @@ mod cri;
 mod flows;
 mod nodes;
 mod pki;
+mod systemd;
+mod systemd_host;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
