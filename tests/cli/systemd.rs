@@ -2,6 +2,7 @@
 //! Debian 12 container (see `systemd_host`) and changes it for real.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
 
 use kscript::journal::{self, Outcome};
 
@@ -121,4 +122,70 @@ fn a_failed_test_leaves_no_container_behind() {
     assert!(result.is_err());
     let footprint = seen.expect("the test got as far as the panic");
     assert!(footprint.left().is_empty(), "left behind: {:?}", footprint.left());
+}
+
+/// `text` without whitespace or miette's frame characters: miette wraps long lines anywhere.
+fn squeeze(text: &str) -> String {
+    text.chars().filter(|c| !c.is_whitespace() && *c != '│').collect()
+}
+
+/// A `Type=notify` service that fails before it is ready, as containerd does with a broken
+/// configuration; its error goes to the journal.
+const BROKEN: &str = r#"
+const UNIT = "kscript-broken.service";
+stage("broken", "A service that fails at start", [
+    step("unit", "The unit file", || {
+        let unit = "[Unit]\nDescription=kscript failing test service\n\n" +
+            "[Service]\nType=notify\n" +
+            "ExecStart=/bin/sh -c 'echo \"kscript-marker: the configuration is broken\" >&2; exit 1'\n\n" +
+            "[Install]\nWantedBy=multi-user.target\n";
+        if file("/etc/systemd/system/kscript-broken.service", unit, #{ mode: 0o644 }) {
+            daemon_reload();
+        }
+    }),
+    step("service", "Enable and start it", || {
+        unit_enable(UNIT);
+        unit_start(UNIT);
+    }),
+    step("wait", "Wait until it is active", || {
+        unit_wait_active(UNIT, 20);
+    }),
+]);
+"#;
+
+/// A failing unit fails the step that starts it and the step that waits for it, and both
+/// errors carry `systemctl status` and the unit's journal lines.
+#[test]
+fn a_failing_unit_is_reported_with_its_status_and_journal_lines() {
+    let node = Node::boot();
+    node.write("broken.rhai", BROKEN);
+    // `systemctl start` waits for a notify unit's start job, so the start itself fails.
+    let run = node.kscript(&["run", "broken.rhai"]).code(1);
+    let err = squeeze(&run.stderr);
+    for part in [
+        "systemd start kscript-broken.service",
+        "Job for kscript-broken.service failed",
+        "Active: failed",
+        "last journal lines (journalctl -u kscript-broken.service)",
+        "kscript-marker: the configuration is broken",
+    ] {
+        assert!(err.contains(&squeeze(part)), "no `{part}` in:\n{}", run.stderr);
+    }
+    assert!(!run.stdout.contains("broken/wait"), "{}", run.stdout);
+
+    // Waiting for it later: it has failed, so the wait ends at once with the same report.
+    let start = Instant::now();
+    let run = node.kscript(&["run", "broken.rhai", "--only", "broken/wait"]).code(1);
+    assert!(start.elapsed() < Duration::from_secs(15), "the wait did not stop at the failed state");
+    let err = squeeze(&run.stderr);
+    for part in [
+        "kscript-broken.service has failed (state: failed)",
+        "Loaded: loaded (/etc/systemd/system/kscript-broken.service; enabled",
+        "Active: failed",
+        "kscript-marker: the configuration is broken",
+        "look further with: systemctl status kscript-broken.service; journalctl -u kscript-broken.service",
+    ] {
+        assert!(err.contains(&squeeze(part)), "no `{part}` in:\n{}", run.stderr);
+    }
+    assert_eq!(node.property("kscript-broken.service", "ActiveState"), "failed");
 }
