@@ -121,11 +121,13 @@ fn wait_active(ctx: &Ctx, unit: &str, timeout: f64) -> R<bool> {
                 Some(failure.state.clone()),
                 None,
             );
-            Err(effect_error(format!(
-                "{unit} is not active (state: {}) after {timeout:.0}s\n{}",
-                if failure.state.is_empty() { "unknown" } else { &failure.state },
-                failure.diagnosis
-            )))
+            // A failed unit ends the wait at once: "after {timeout}s" would not be true.
+            let what = match failure.state.as_str() {
+                "failed" => "has failed (state: failed)".to_string(),
+                "" => format!("is not active (state: unknown) after {timeout:.0}s"),
+                state => format!("is not active (state: {state}) after {timeout:.0}s"),
+            };
+            Err(effect_error(format!("{unit} {what}\n{}", failure.diagnosis)))
         }
     }
 }

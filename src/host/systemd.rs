@@ -68,6 +68,18 @@ fn check(args: &[&str]) -> io::Result<()> {
     }
 }
 
+/// A failed `systemctl start` or `restart` with the unit's status and journal lines: the
+/// start job of a `Type=notify`, `forking` or `oneshot` unit fails with the unit (systemctl
+/// waits for it), and systemctl's own message only says where to look. An error from not
+/// being able to run systemctl at all is left as it is.
+fn with_diagnosis(error: io::Error, unit: &str) -> io::Error {
+    if error.kind() == io::ErrorKind::Other {
+        io::Error::other(format!("{error}\n{}", RealSystemd::diagnosis(unit)))
+    } else {
+        error
+    }
+}
+
 impl RealSystemd {
     /// `systemctl status` and the last journal lines of `unit`, for an error message.
     pub fn diagnosis(unit: &str) -> String {
@@ -113,7 +125,7 @@ impl Systemd for RealSystemd {
         if self.state(unit)?.as_deref() == Some("active") {
             return Ok(UnitChange::Unchanged);
         }
-        check(&["start", unit])?;
+        check(&["start", unit]).map_err(|e| with_diagnosis(e, unit))?;
         Ok(UnitChange::Changed)
     }
 
@@ -126,7 +138,7 @@ impl Systemd for RealSystemd {
     }
 
     fn restart(&self, unit: &str) -> io::Result<UnitChange> {
-        check(&["restart", unit])?;
+        check(&["restart", unit]).map_err(|e| with_diagnosis(e, unit))?;
         Ok(UnitChange::Changed)
     }
 

@@ -20,7 +20,28 @@ use nix::unistd::Pid;
 use super::Sandbox;
 
 /// The image every pod here runs: pause.c, built static, in a one-layer OCI image.
-const IMAGE: &str = "test.local/pause:1";
+pub(super) const IMAGE: &str = "test.local/pause:1";
+
+/// Builds pause.c static in `dir` and wraps it in a one-layer OCI image archive named
+/// [`IMAGE`] with oci-image.py; returns the archive's path (`dir/pause.tar`).
+pub(super) fn build_pause_image(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/cri");
+    let out = Command::new("gcc")
+        .args(["-static", "-Os", "-o"])
+        .arg(dir.join("pause"))
+        .arg(src.join("pause.c"))
+        .output()
+        .expect("gcc runs (Debian packages gcc and libc6-dev; `.ci/run` installs them)");
+    check("gcc -static pause.c", &out);
+    let out = Command::new("python3")
+        .arg(src.join("oci-image.py"))
+        .args(["pause.tar", IMAGE, r#"["/pause"]"#, "pause=/pause"])
+        .current_dir(dir)
+        .output()
+        .expect("python3 runs");
+    check("oci-image.py", &out);
+    dir.join("pause.tar")
+}
 
 /// The programs the real-runtime tests need, and the Debian package of each.
 const TOOLS: &[(&str, &str)] = &[
@@ -236,29 +257,10 @@ state = "{d}/state"
         }
     }
 
-    /// Builds pause.c static, wraps it in an OCI image with oci-image.py, imports it.
+    /// Imports the pause image (see `build_pause_image`).
     fn import_pause_image(&self) {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/cri");
-        let out = Command::new("gcc")
-            .args(["-static", "-Os", "-o"])
-            .arg(self.dir.join("pause"))
-            .arg(src.join("pause.c"))
-            .output()
-            .unwrap();
-        check("gcc -static pause.c", &out);
-        let out = Command::new("python3")
-            .arg(src.join("oci-image.py"))
-            .args(["pause.tar", IMAGE, r#"["/pause"]"#, "pause=/pause"])
-            .current_dir(&self.dir)
-            .output()
-            .unwrap();
-        check("oci-image.py", &out);
-        let out = self
-            .ctr()
-            .args(["-n", "k8s.io", "images", "import"])
-            .arg(self.dir.join("pause.tar"))
-            .output()
-            .unwrap();
+        let archive = build_pause_image(&self.dir);
+        let out = self.ctr().args(["-n", "k8s.io", "images", "import"]).arg(archive).output().unwrap();
         check("ctr images import", &out);
     }
 

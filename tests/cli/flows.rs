@@ -167,8 +167,8 @@ fn stages_1_and_2_render_the_spec_files_and_are_idempotent() {
     ] {
         assert!(run.stdout.contains(cmd), "`{cmd}` was not recorded:\n{}", run.stdout);
     }
-    // Enabled, never started: it would crash-loop until init.
-    assert!(!run.stdout.contains("systemctl start kubelet"), "{}", run.stdout);
+    // Enabled and started (`systemctl enable --now kubelet`): it crash-loops until init.
+    assert!(run.stdout.contains("! systemctl start kubelet.service (recorded, not run)"), "{}", run.stdout);
     insta::assert_snapshot!("stages_1_2_tree", tree_snapshot(&sb.root()));
 
     // `kscript tree` puts each file under its stage, and the socket as containerd's.

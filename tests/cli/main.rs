@@ -8,6 +8,8 @@ mod flows;
 mod nodes;
 mod pki;
 mod preflight;
+mod systemd;
+mod systemd_host;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
