@@ -26,6 +26,7 @@ pub const STDLIB: &[Embedded] = embed!(
     "stdlib": "cluster.rhai",
     "containerd.rhai",
     "defaults.yaml",
+    "flannel.rhai",
     "join.rhai",
     "kube.rhai",
     "kubelet.rhai",

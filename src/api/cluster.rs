@@ -182,6 +182,38 @@ fn wait_for(ctx: &Ctx, kubeconfig_path: &str, r: &ObjectRef, timeout: f64) -> R<
     }
 }
 
+fn wait_condition(ctx: &Ctx, kubeconfig_path: &str, r: &ObjectRef, kind: &str, timeout: f64) -> R<Dynamic> {
+    const F: &str = "api_wait_condition";
+    ctx.require_step(F)?;
+    let timeout = secs(F, timeout)?;
+    let host = kubeconfig(ctx, F, kubeconfig_path)?;
+    let target = format!("wait-condition {r} {kind}");
+    ctx.attempt(&target);
+    let tty = ctx.report.borrow().tty;
+    match report::wait(&format!("waiting for {r} to be {kind}"), tty, || {
+        ctx.host.cluster.wait_condition(&host, r, kind, timeout)
+    }) {
+        Ok(found) => {
+            if ctx.host.cluster.is_recording() {
+                record(ctx, kubeconfig_path, &target, Outcome::Recorded, "recorded, not run", '!', None);
+            } else {
+                record(ctx, kubeconfig_path, &target, Outcome::Ok, kind, '=', None);
+            }
+            found.map_or(Ok(Dynamic::UNIT), from_json)
+        }
+        Err(e) => {
+            ctx.record(
+                "api",
+                &target,
+                Outcome::Failed,
+                Some(format!("not {kind} ({kubeconfig_path})")),
+                None,
+            );
+            Err(effect_error(format!("API {target} ({kubeconfig_path}): {e}")))
+        }
+    }
+}
+
 fn parse_token(function: &str, token: &str) -> R<Token> {
     Token::parse(token).map_err(|e| script_error(format!("{function}(): {e}")))
 }
@@ -431,6 +463,34 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             engine,
             move |k: &str, api_version: &str, kind: &str, namespace: &str, name: &str| -> R<bool> {
                 delete(&c, k, &object_ref("api_delete", api_version, kind, namespace, name)?)
+            },
+        );
+
+    let c = ctx.clone();
+    FuncRegistration::new("api_wait_condition")
+        .with_comments([
+            "/// Waits up to `timeout` seconds, with progress, until the object `what` (a map of",
+            "/// `apiVersion`, `kind`, `namespace` (`\"\"` for cluster-scoped kinds) and `name`) has the",
+            "/// status condition `condition` set to `True` (a Node `Ready`), and returns it; when",
+            "/// rendering, what `api_get` returns. If the time runs out, the step fails saying why.",
+        ])
+        .with_params_info(["kubeconfig: &str", "what: Map", "condition: &str", "timeout: i64", "Dynamic"])
+        .register_into_engine(
+            engine,
+            move |k: &str, what: rhai::Map, condition: &str, timeout: i64| -> R<Dynamic> {
+                let field = |key: &str| -> R<String> {
+                    what.get(key)
+                        .map(ToString::to_string)
+                        .ok_or_else(|| script_error(format!("api_wait_condition(): `what` needs `{key}`")))
+                };
+                let r = object_ref(
+                    "api_wait_condition",
+                    &field("apiVersion")?,
+                    &field("kind")?,
+                    &what.get("namespace").map(ToString::to_string).unwrap_or_default(),
+                    &field("name")?,
+                )?;
+                wait_condition(&c, k, &r, condition, f64::from(i32::try_from(timeout).unwrap_or(i32::MAX)))
             },
         );
 

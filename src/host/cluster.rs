@@ -278,6 +278,43 @@ pub trait Cluster {
             std::thread::sleep(POLL);
         }
     }
+
+    /// Waits until the object's condition `kind` is `True` (a Node's `Ready`), and returns
+    /// the object; `None` when recording.
+    fn wait_condition(
+        &self,
+        kubeconfig: &Path,
+        object: &ObjectRef,
+        kind: &str,
+        timeout: Duration,
+    ) -> io::Result<Option<Value>> {
+        if self.is_recording() {
+            return self.get(kubeconfig, object);
+        }
+        let start = Instant::now();
+        loop {
+            let why = match self.get(kubeconfig, object) {
+                Ok(Some(found)) if condition_true(&found, kind) => return Ok(Some(found)),
+                Ok(Some(_)) => format!("its {kind} condition is not True"),
+                Ok(None) => "it does not exist".to_string(),
+                Err(e) => e.to_string(),
+            };
+            if start.elapsed() >= timeout {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{object} is not {kind} after {}: {why}", seconds(timeout)),
+                ));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// Whether an object's `status.conditions` has `kind` with status `True`.
+pub fn condition_true(object: &Value, kind: &str) -> bool {
+    object["status"]["conditions"]
+        .as_array()
+        .is_some_and(|list| list.iter().any(|c| c["type"] == kind && c["status"] == "True"))
 }
 
 /// How long one call may take, and its connection.

@@ -418,3 +418,37 @@ fn an_unreachable_api_server_is_named_with_the_time_waited() {
     );
     drop(silent);
 }
+
+/// Stage 4 against the fake: Flannel's objects, with the pod CIDR from configuration, then the
+/// node's Ready condition waited for.
+#[test]
+fn flannel_is_applied_and_the_node_turns_ready() {
+    let cp = ControlPlane::up();
+    cp.run(&["init/wait-control-plane", "init/cluster-admins"], &[]).ok();
+    // The kubelet reports the node Ready once the network is up.
+    let mut node = cp.fake.object("/api/v1/nodes/k8s-ctr").unwrap();
+    node["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+    cp.fake.put("/api/v1/nodes/k8s-ctr", node);
+    let run = cp.run(&["network"], &["-v", "--set", "networking.podSubnet=10.32.0.0/16"]).ok();
+    assert!(
+        run.stdout.contains("+ api apply DaemonSet kube-flannel/kube-flannel-ds (created)"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("= api wait-condition"), "{}", run.stdout);
+    let cm = cp
+        .fake
+        .object("/api/v1/namespaces/kube-flannel/configmaps/kube-flannel-cfg")
+        .expect("the ConfigMap was applied");
+    let net: Value = serde_json::from_str(cm["data"]["net-conf.json"].as_str().unwrap()).unwrap();
+    assert_eq!(net["Network"], "10.32.0.0/16");
+    assert_eq!(net["Backend"]["Type"], "vxlan");
+    let ds = cp
+        .fake
+        .object("/apis/apps/v1/namespaces/kube-flannel/daemonsets/kube-flannel-ds")
+        .expect("the DaemonSet was applied");
+    assert_eq!(ds["spec"]["template"]["spec"]["serviceAccountName"], "flannel");
+    // Applied again: nothing moves.
+    let run = cp.run(&["network"], &["-v", "--set", "networking.podSubnet=10.32.0.0/16"]).ok();
+    assert!(!run.stdout.contains("(created)") && !run.stdout.contains("(configured)"), "{}", run.stdout);
+}
