@@ -452,3 +452,46 @@ fn flannel_is_applied_and_the_node_turns_ready() {
     let run = cp.run(&["network"], &["-v", "--set", "networking.podSubnet=10.32.0.0/16"]).ok();
     assert!(!run.stdout.contains("(created)") && !run.stdout.contains("(configured)"), "{}", run.stdout);
 }
+
+/// A worker joins by token discovery against the fake: the CA it writes is the cluster's, its
+/// bootstrap kubeconfig names the discovered server; a wrong pin is refused.
+#[test]
+fn a_worker_joins_by_token_discovery() {
+    let cp = ControlPlane::up();
+    cp.run(&["init/wait-control-plane", "init/cluster-admins", "init/bootstrap-token"], &[]).ok();
+    let worker = Sandbox::new();
+    let endpoint = format!("discovery.bootstrapToken.apiServerEndpoint=127.0.0.1:{}", cp.fake.port);
+    let token = format!("discovery.bootstrapToken.token={}", cp.token());
+    let pin = format!(
+        "discovery.bootstrapToken.caCertHashes=[{}]",
+        kscript::pki::ca_pin(&cp.sb.pki("ca.crt")).unwrap()
+    );
+    let root = worker.root();
+    let args = [
+        "run",
+        "worker.rhai",
+        "--root",
+        root.to_str().unwrap(),
+        "--only",
+        "join/discovery",
+        "--only",
+        "join/kubeconfig",
+        "--set",
+        "nodeRegistration.name=worker-1",
+        "--set",
+        &endpoint,
+        "--set",
+        &token,
+    ];
+    let real = [("KSCRIPT_TEST_CLUSTER_API", "real")];
+    worker.kscript_env(&real, &[&args[..], &["--set", &pin]].concat()).ok();
+    assert_eq!(fs::read_to_string(root.join("etc/kubernetes/pki/ca.crt")).unwrap(), cp.sb.pki("ca.crt"));
+    let boot = fs::read_to_string(root.join("etc/kubernetes/bootstrap-kubelet.conf")).unwrap();
+    assert!(boot.contains(&format!("server: https://127.0.0.1:{}", cp.fake.port)), "{boot}");
+    let other = format!("discovery.bootstrapToken.caCertHashes=[sha256:{}]", "ab".repeat(32));
+    let run = worker.kscript_env(&real, &[&args[..], &["--set", &other]].concat()).code(1);
+    assert!(run.message().contains("sha256:abab"), "{}", run.stderr);
+    // Rendering without an API server cannot discover: the error says what to give instead.
+    let run = worker.kscript(&[&args[..], &["--set", &pin]].concat()).code(1);
+    assert!(run.message().contains("give discovery.file.kubeConfigPath"), "{}", run.stderr);
+}
