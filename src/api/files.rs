@@ -90,6 +90,17 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         .with_params_info(["path: &str", "String"])
         .register_into_engine(engine, move |path: &str| read_file(&c, path));
 
+    let c = ctx.clone();
+    FuncRegistration::new("wait_for_file")
+        .with_comments([
+            "/// Waits up to `timeout` seconds, with progress, until something exists at node path",
+            "/// `path` that another actor makes (the kubelet's kubeconfig after TLS bootstrap).",
+            "/// Returns `true` once it is there. Only a real run waits: when rendering or in a dry",
+            "/// run, nothing else runs on the node, so the wait is recorded and `false` returned.",
+        ])
+        .with_params_info(["path: &str", "timeout: i64", "bool"])
+        .register_into_engine(engine, move |path: &str, timeout: i64| wait_for_file(&c, path, timeout));
+
     FuncRegistration::new("read_input")
         .with_comments([
             "/// The text of a file on the machine running kscript that configures this run (a",
@@ -423,6 +434,42 @@ pub(crate) fn remove(ctx: &Ctx, path: &str) -> R<bool> {
     let line = EffectLine { sign, target: r.node.clone(), detail: detail.into(), diff: None, body: None };
     ctx.record("remove", &r.node, outcome, Some(detail.into()), Some(line));
     Ok(outcome == Outcome::Changed)
+}
+
+fn wait_for_file(ctx: &Ctx, path: &str, timeout: i64) -> R<bool> {
+    ctx.require_step("wait_for_file")?;
+    let r = resolve(ctx, path, true)?;
+    if ctx.host.mode != crate::host::Mode::Apply {
+        let line = EffectLine {
+            sign: '!',
+            target: r.node.clone(),
+            detail: "wait recorded, not done".into(),
+            diff: None,
+            body: None,
+        };
+        ctx.record("wait", &r.node, Outcome::Recorded, None, Some(line));
+        return Ok(false);
+    }
+    let limit = std::time::Duration::from_secs(u64::try_from(timeout.max(0)).unwrap_or(0));
+    let start = std::time::Instant::now();
+    let tty = ctx.report.borrow().tty;
+    let found = crate::report::wait(&format!("waiting for {}", r.node), tty, || {
+        loop {
+            if r.host.exists() {
+                return true;
+            }
+            if start.elapsed() >= limit {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    });
+    if !found {
+        ctx.record("wait", &r.node, Outcome::Failed, None, None);
+        return Err(effect_error(format!("{} did not appear within {timeout}s", r.node)));
+    }
+    ctx.record("wait", &r.node, Outcome::Ok, Some("there".into()), None);
+    Ok(true)
 }
 
 /// The bytes of the file at node path `path`, or `None` when there is none.

@@ -249,3 +249,82 @@ fn one_setting_changes_only_what_depends_on_it() {
     assert!(run.stdout.contains("init/handlers/restart-kubelet"), "{}", run.stdout);
     assert!(!run.stdout.contains("restart-containerd"), "{}", run.stdout);
 }
+
+/// kubelet-finalize: once the kubelet has written its rotating client certificate, kubelet.conf
+/// references it instead of embedding a certificate; before that the step skips itself.
+#[test]
+fn kubelet_finalize_switches_kubelet_conf_to_the_rotating_certificate() {
+    let sb = Sandbox::new();
+    let run = sb.render("control-plane.rhai", CP).ok();
+    assert!(
+        run.stdout.contains("skipped  init/kubelet-finalize  the kubelet has not written"),
+        "{}",
+        run.stdout
+    );
+    let pki = sb.root().join("etc/kubernetes/pki");
+    let pem = [
+        fs::read_to_string(pki.join("apiserver-kubelet-client.crt")).unwrap(),
+        fs::read_to_string(pki.join("apiserver-kubelet-client.key")).unwrap(),
+    ]
+    .concat();
+    fs::create_dir_all(sb.root().join("var/lib/kubelet/pki")).unwrap();
+    fs::write(sb.root().join("var/lib/kubelet/pki/kubelet-client-current.pem"), pem).unwrap();
+    sb.render("control-plane.rhai", &[CP, &["--only", "init/kubelet-finalize"][..]].concat()).ok();
+    let conf = fs::read_to_string(sb.root().join("etc/kubernetes/kubelet.conf")).unwrap();
+    assert!(conf.contains("client-certificate: /var/lib/kubelet/pki/kubelet-client-current.pem"), "{conf}");
+    assert!(
+        conf.contains("client-key: /var/lib/kubelet/pki/kubelet-client-current.pem")
+            && !conf.contains("client-key-data"),
+        "{conf}"
+    );
+    // The whole flow again: nothing changes, kubelet.conf is kept as finalized.
+    sb.render("control-plane.rhai", &[CP, &["--detailed-exitcode"][..]].concat()).ok();
+}
+
+/// A worker render records the wait for TLS bootstrap and keeps the bootstrap kubeconfig; a
+/// real run waits for kubelet.conf, then removes it.
+#[test]
+fn tls_bootstrap_is_waited_for_on_a_real_run_only() {
+    let cp = Sandbox::new();
+    cp.render("control-plane.rhai", CP).ok();
+    let worker = Sandbox::new();
+    let run = render_worker(&worker, &cp, &["-v"]).ok();
+    assert!(
+        run.stdout.contains("! /etc/kubernetes/kubelet.conf (wait recorded, not done)"),
+        "{}",
+        run.stdout
+    );
+    assert!(worker.root().join("etc/kubernetes/bootstrap-kubelet.conf").exists());
+    // A real run (node paths are host paths: a folder of the sandbox): the file appears while
+    // the step waits, and the bootstrap kubeconfig goes.
+    let dir = worker.path().join("real");
+    fs::create_dir_all(&dir).unwrap();
+    let boot = dir.join("bootstrap.conf");
+    fs::write(&boot, "x").unwrap();
+    let kubelet_conf = dir.join("kubelet.conf");
+    let script = format!(
+        r#"stage("s", "tls", [ step("wait", "wait", || {{ if wait_for_file("{k}", 20) {{ remove("{b}"); }} }}) ]);"#,
+        k = kubelet_conf.display(),
+        b = boot.display()
+    );
+    worker.write("wait.rhai", &script);
+    let writer = {
+        let kubelet_conf = kubelet_conf.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(600));
+            fs::write(kubelet_conf, "from the kubelet").unwrap();
+        })
+    };
+    let journal = worker.path().join("journal.jsonl");
+    worker.kscript(&["run", "wait.rhai", "--journal", journal.to_str().unwrap()]).ok();
+    writer.join().unwrap();
+    assert!(!boot.exists(), "the bootstrap kubeconfig was not removed");
+    // Nothing appears: the wait fails, naming the file.
+    let script = format!(
+        r#"stage("s", "tls", [ step("wait", "wait", || {{ wait_for_file("{}", 1); }}) ]);"#,
+        dir.join("never").display()
+    );
+    worker.write("never.rhai", &script);
+    let run = worker.kscript(&["run", "never.rhai", "--journal", journal.to_str().unwrap()]).code(1);
+    assert!(run.message().contains("did not appear within 1s"), "{}", run.stderr);
+}
