@@ -259,24 +259,7 @@ pub trait Cluster {
         object: &ObjectRef,
         timeout: Duration,
     ) -> io::Result<Option<Value>> {
-        if self.is_recording() {
-            return self.get(kubeconfig, object);
-        }
-        let start = Instant::now();
-        loop {
-            let why = match self.get(kubeconfig, object) {
-                Ok(Some(found)) => return Ok(Some(found)),
-                Ok(None) => "it does not exist".to_string(),
-                Err(e) => e.to_string(),
-            };
-            if start.elapsed() >= timeout {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("{object} is not there after {}: {why}", seconds(timeout)),
-                ));
-            }
-            std::thread::sleep(POLL);
-        }
+        self.wait_until(kubeconfig, object, None, timeout)
     }
 
     /// Waits until the object's condition `kind` is `True` (a Node's `Ready`), and returns
@@ -288,21 +271,35 @@ pub trait Cluster {
         kind: &str,
         timeout: Duration,
     ) -> io::Result<Option<Value>> {
+        self.wait_until(kubeconfig, object, Some(kind), timeout)
+    }
+
+    /// Polls the object until it exists and, with `condition`, has that condition `True`.
+    fn wait_until(
+        &self,
+        kubeconfig: &Path,
+        object: &ObjectRef,
+        condition: Option<&str>,
+        timeout: Duration,
+    ) -> io::Result<Option<Value>> {
         if self.is_recording() {
             return self.get(kubeconfig, object);
         }
         let start = Instant::now();
         loop {
             let why = match self.get(kubeconfig, object) {
-                Ok(Some(found)) if condition_true(&found, kind) => return Ok(Some(found)),
-                Ok(Some(_)) => format!("its {kind} condition is not True"),
+                Ok(Some(found)) if condition.is_none_or(|c| condition_true(&found, c)) => {
+                    return Ok(Some(found));
+                }
+                Ok(Some(_)) => format!("its {} condition is not True", condition.unwrap_or_default()),
                 Ok(None) => "it does not exist".to_string(),
                 Err(e) => e.to_string(),
             };
             if start.elapsed() >= timeout {
+                let state = condition.map_or_else(|| "there".to_string(), str::to_string);
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("{object} is not {kind} after {}: {why}", seconds(timeout)),
+                    format!("{object} is not {state} after {}: {why}", seconds(timeout)),
                 ));
             }
             std::thread::sleep(POLL);
