@@ -692,7 +692,7 @@ fn long_waits_say_so_when_not_in_a_terminal() {
     let sb = Sandbox::new();
     sb.write(
         "wait.rhai",
-        r#"stage("s", "w", [ step("nap", "waits", || { run(["sleep", "1.4"], #{ label: "napping" }); }) ]);"#,
+        r#"stage("s", "w", [ step("nap", "waits", || { run(["sleep", "2.5"], #{ label: "napping" }); }) ]);"#,
     );
     let journal = sb.path().join("journal.jsonl");
     let run = sb.kscript(&["run", "wait.rhai", "--journal", journal.to_str().unwrap()]).ok();
