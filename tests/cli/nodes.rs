@@ -238,6 +238,7 @@ fn one_setting_changes_only_what_depends_on_it() {
         run.stdout
     );
     assert!(!run.stdout.contains("handlers/"), "{}", run.stdout);
+    assert!(!run.stdout.contains("systemctl restart kubelet.service"), "{}", run.stdout);
 
     let run = sb
         .render(
@@ -246,7 +247,7 @@ fn one_setting_changes_only_what_depends_on_it() {
         )
         .ok();
     assert_eq!(changed(&run), ["~ /var/lib/kubelet/config.yaml (content)"], "{}", run.stdout);
-    assert!(run.stdout.contains("init/handlers/restart-kubelet"), "{}", run.stdout);
+    assert!(run.stdout.contains("! systemctl restart kubelet.service"), "{}", run.stdout);
     assert!(!run.stdout.contains("restart-containerd"), "{}", run.stdout);
 }
 
