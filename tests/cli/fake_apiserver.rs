@@ -178,7 +178,7 @@ impl State {
     /// Whether `who` may do `verb` on `path`.
     fn allowed(&self, who: Option<&Identity>, verb: &str, path: &str) -> bool {
         // system:public-info-viewer: health for everyone.
-        let public = path == "/livez" || path == "/readyz";
+        let public = path == "/livez" || path == "/readyz" || path == "/version";
         if public {
             return true;
         }
@@ -443,6 +443,10 @@ async fn handle(
         )
     } else if path == "/livez" {
         (StatusCode::OK, Value::String("ok".into()))
+    } else if path == "/version" {
+        let info = json!({"major": "1", "minor": "37", "gitVersion": "v1.37.0-fake", "gitCommit": "", "gitTreeState": "",
+                          "buildDate": "", "goVersion": "", "compiler": "", "platform": "linux/amd64"});
+        (StatusCode::OK, info)
     } else if path == "/readyz" {
         if state.not_ready_for > 0 {
             state.not_ready_for -= 1;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use kscript::pki::{self, CertInfo, Eku, KeyAlgorithm, PrivateKey};
 
+use super::fake_apiserver::FakeApiServer;
 use super::{Run, Sandbox, assert_same, fingerprint};
 
 /// The settings every PKI test starts from: a fixed node name and address.
@@ -458,84 +459,11 @@ fn real_etcd_accepts_the_generated_certificates() {
     assert!(!out.status.success(), "etcd accepted a certificate from another CA");
 }
 
-/// A fake API server (there is no kube-apiserver package): TLS with apiserver.crt, client
-/// certificates required and checked against ca.crt, answering GET /version.
-async fn fake_apiserver(
-    listener: tokio::net::TcpListener,
-    cert_pem: String,
-    key_pem: String,
-    ca_pem: String,
-) {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    use std::sync::Arc;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .unwrap();
-    let certs: Vec<CertificateDer> =
-        CertificateDer::pem_slice_iter(cert_pem.as_bytes()).map(Result::unwrap).collect();
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            return;
-        };
-        let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            let Ok(mut tls) = acceptor.accept(tcp).await else {
-                return;
-            };
-            let peer = tls.get_ref().1.peer_certificates().and_then(|c| c.first().cloned());
-            let cn = peer.map(|der| {
-                let pem = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", b64(&der));
-                CertInfo::from_pem(&pem).map(|i| i.subject_cn).unwrap_or_default()
-            });
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                match tls.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            let body = format!(
-                r#"{{"major":"1","minor":"37","gitVersion":"v1.37.0-fake","gitCommit":"","gitTreeState":"","buildDate":"","goVersion":"","compiler":"","platform":"{}"}}"#,
-                cn.unwrap_or_default()
-            );
-            let response = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = tls.write_all(response.as_bytes()).await;
-            let _ = tls.shutdown().await;
-        });
-    }
-}
-
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 #[test]
 fn kubeconfigs_load_with_kube_and_complete_mutual_tls() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let listener = FakeApiServer::reserve();
     let port = listener.local_addr().unwrap().port();
     let sb = Sandbox::new();
     let port_arg = format!("localAPIEndpoint.bindPort={port}");
@@ -553,7 +481,9 @@ fn kubeconfigs_load_with_kube_and_complete_mutual_tls() {
     .ok();
     let dir = pki_dir(&sb);
     let read = |f: &str| fs::read_to_string(dir.join(f)).unwrap();
-    runtime.spawn(fake_apiserver(listener, read("apiserver.crt"), read("apiserver.key"), read("ca.crt")));
+    // The shared fake API server: TLS with apiserver.crt, client certificates checked against ca.crt.
+    let fake =
+        FakeApiServer::start(listener, &read("apiserver.crt"), &read("apiserver.key"), &read("ca.crt"));
     for (file, user) in [
         ("admin.conf", "kubernetes-admin"),
         ("super-admin.conf", "kubernetes-super-admin"),
@@ -575,7 +505,13 @@ fn kubeconfigs_load_with_kube_and_complete_mutual_tls() {
             })
             .unwrap_or_else(|e| panic!("{file}: mutual TLS with the fake API server failed: {e}"));
         assert_eq!(info.git_version, "v1.37.0-fake");
-        assert_eq!(info.platform, user, "the server saw another client identity for {file}");
+        let seen = fake.seen();
+        let last = seen.last().expect("the fake saw the request");
+        assert_eq!(
+            (last.path.as_str(), last.user.as_str()),
+            ("/version", user),
+            "the server saw another client identity for {file}"
+        );
     }
 }
 
