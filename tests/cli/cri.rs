@@ -103,7 +103,7 @@ fn hierarchies() -> Vec<PathBuf> {
 }
 
 /// Every folder under `dir`, `dir` included, deepest first.
-fn folders_deepest_first(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn folders_deepest_first(dir: &Path) -> Vec<PathBuf> {
     let mut all = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -29,6 +29,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::Run;
+use super::cri::folders_deepest_first;
 
 /// What the root file system holds besides debootstrap's minbase: systemd as init, D-Bus, and
 /// what every real node has and stage 1 runs (`sysctl` of procps, `modprobe` of kmod).
@@ -195,22 +196,6 @@ fn own_cgroups() -> Vec<PathBuf> {
     }
     assert!(!out.is_empty(), "no cgroup hierarchy found in /proc/self/mountinfo");
     out
-}
-
-/// Every folder under `dir`, `dir` included, deepest first.
-fn folders_deepest_first(dir: &Path) -> Vec<PathBuf> {
-    let mut all = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        if let Ok(entries) = fs::read_dir(&d) {
-            stack.extend(
-                entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()),
-            );
-        }
-        all.push(d);
-    }
-    all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    all
 }
 
 /// Whether `pid` is gone or a zombie.
