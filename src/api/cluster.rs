@@ -396,6 +396,14 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         "/// last answer.",
     ];
     let c = ctx.clone();
+    FuncRegistration::new("api_live")
+        .with_comments([
+            "/// Whether the API functions reach a real cluster: `true` on a real run, `false` when",
+            "/// rendering or in a dry run, where applies are recorded and reads answer from them.",
+        ])
+        .with_params_info(["bool"])
+        .register_into_engine(engine, move || !c.host.cluster.is_recording());
+    let c = ctx.clone();
     FuncRegistration::new("api_wait_ready")
         .with_comments(READY_DOC)
         .with_params_info(["kubeconfig: &str", "timeout: f64", "bool"])

@@ -454,11 +454,18 @@ fn flannel_is_applied_and_the_node_turns_ready() {
 }
 
 /// A worker joins by token discovery against the fake: the CA it writes is the cluster's, its
-/// bootstrap kubeconfig names the discovered server; a wrong pin is refused.
+/// bootstrap kubeconfig names the discovered server; with the bootstrap token it reads the
+/// cluster's kubeadm-config and kubelet-config and writes its kubelet files from them, not from
+/// its own settings; a wrong pin is refused.
 #[test]
 fn a_worker_joins_by_token_discovery() {
     let cp = ControlPlane::up();
     cp.run(&["init/wait-control-plane", "init/cluster-admins", "init/bootstrap-token"], &[]).ok();
+    // The cluster runs 1.33 (NodeLocalCRISocket off: the socket is a kubelet flag) with a
+    // kubelet setting the worker's own configuration does not have.
+    cp.run(&["init/upload-config"], &["--set", "kubernetesVersion=v1.33.0", "--set", "kubelet.maxPods=42"])
+        .ok();
+    cp.fake.forget_requests();
     let worker = Sandbox::new();
     let endpoint = format!("discovery.bootstrapToken.apiServerEndpoint=127.0.0.1:{}", cp.fake.port);
     let token = format!("discovery.bootstrapToken.token={}", cp.token());
@@ -476,6 +483,8 @@ fn a_worker_joins_by_token_discovery() {
         "join/discovery",
         "--only",
         "join/kubeconfig",
+        "--only",
+        "join/kubelet-start",
         "--set",
         "nodeRegistration.name=worker-1",
         "--set",
@@ -488,6 +497,33 @@ fn a_worker_joins_by_token_discovery() {
     assert_eq!(fs::read_to_string(root.join("etc/kubernetes/pki/ca.crt")).unwrap(), cp.sb.pki("ca.crt"));
     let boot = fs::read_to_string(root.join("etc/kubernetes/bootstrap-kubelet.conf")).unwrap();
     assert!(boot.contains(&format!("server: https://127.0.0.1:{}", cp.fake.port)), "{boot}");
+    let id = cp.token().split_once('.').unwrap().0.to_string();
+    let reads: Vec<String> = cp
+        .fake
+        .seen()
+        .iter()
+        .filter(|s| s.path.starts_with("/api/v1/namespaces/kube-system/"))
+        .map(|s| cp.stable(&s.line()))
+        .collect();
+    assert_eq!(
+        reads,
+        [
+            "GET /api/v1/namespaces/kube-system/configmaps/kubeadm-config as system:bootstrap:[TOKEN ID] -> 200",
+            "GET /api/v1/namespaces/kube-system/configmaps/kubelet-config as system:bootstrap:[TOKEN ID] -> 200",
+        ],
+        "token {id}"
+    );
+    let uploaded = cp.fake.object("/api/v1/namespaces/kube-system/configmaps/kubelet-config").unwrap();
+    let config = fs::read_to_string(root.join("var/lib/kubelet/config.yaml")).unwrap();
+    assert_eq!(config, uploaded["data"]["kubelet"].as_str().unwrap(), "the cluster's, unchanged at 1.33");
+    assert!(config.contains("maxPods: 42"), "{config}");
+    let flags = fs::read_to_string(root.join("var/lib/kubelet/kubeadm-flags.env")).unwrap();
+    assert!(flags.contains("--container-runtime-endpoint=unix://"), "{flags}");
+    assert!(
+        flags.contains("--pod-infra-container-image=registry.k8s.io/pause:3.10"),
+        "1.33's pause: {flags}"
+    );
+    assert!(!root.join("var/lib/kubelet/instance-config.yaml").exists(), "no per-node file at 1.33");
     let other = format!("discovery.bootstrapToken.caCertHashes=[sha256:{}]", "ab".repeat(32));
     let run = worker.kscript_env(&real, &[&args[..], &["--set", &other]].concat()).code(1);
     assert!(run.message().contains("sha256:abab"), "{}", run.stderr);

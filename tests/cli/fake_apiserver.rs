@@ -7,8 +7,13 @@
 //! server's authenticators and RBAC do in spirit:
 //! - anonymous clients may GET `/livez`, `/readyz`, and kube-public/cluster-info once the
 //!   `RoleBinding` `kubeadm:bootstrap-signer-clusterinfo` names `system:anonymous`;
-//! - certificates signed by ca.crt authenticate as user CN, groups O; `system:masters` may do
-//!   anything, others what a `ClusterRoleBinding` to `cluster-admin` grants their user or groups.
+//! - certificates signed by ca.crt authenticate as user CN, groups O;
+//! - a bearer bootstrap token (`id.secret`) authenticates as `system:bootstrap:<id>`, groups
+//!   `system:bootstrappers` and the Secret's `auth-extra-groups`, while its Secret
+//!   kube-system/bootstrap-token-<id> allows authentication and has not expired;
+//! - `system:masters` may do anything; others what a `ClusterRoleBinding` to `cluster-admin`
+//!   grants their user or groups, or a `RoleBinding` to a `Role` of the namespace whose rules
+//!   name the verb, the resource and (when it lists names) the object.
 //!
 //! It serves server-side apply (PATCH `application/apply-patch+yaml` with a `fieldManager`):
 //! the applied fields are merged over the stored object (maps key by key, lists replaced, what
@@ -193,7 +198,7 @@ impl State {
                     .is_some_and(|s| s.iter().any(|s| s["kind"] == "User" && s["name"] == "system:anonymous"));
             return cluster_info;
         };
-        if who.groups.iter().any(|g| g == "system:masters") {
+        if who.groups.iter().any(|g| g == "system:masters") || self.role_allows(who, verb, path) {
             return true;
         }
         self.objects.iter().filter(|(p, _)| p.contains("/clusterrolebindings/")).any(|(_, crb)| {
@@ -202,6 +207,71 @@ impl State {
                     subjects.iter().any(|s| {
                         (s["kind"] == "Group" && who.groups.iter().any(|g| s["name"] == json!(g)))
                             || (s["kind"] == "User" && s["name"] == json!(who.user))
+                    })
+                })
+        })
+    }
+
+    /// Who a bearer `token` is: a bootstrap token whose Secret allows authentication and has
+    /// not expired, as the real server's bootstrap-token authenticator decides.
+    fn bootstrap_identity(&self, token: &str) -> Option<Identity> {
+        let (id, secret) = token.split_once('.')?;
+        let s = self.objects.get(&format!("/api/v1/namespaces/kube-system/secrets/bootstrap-token-{id}"))?;
+        if decoded(s, "token-secret").as_deref() != Some(secret)
+            || decoded(s, "usage-bootstrap-authentication").as_deref() != Some("true")
+        {
+            return None;
+        }
+        if let Some(exp) = decoded(s, "expiration") {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+            if unix_seconds(&exp).is_none_or(|e| e <= i64::try_from(now).unwrap()) {
+                return None;
+            }
+        }
+        let mut groups = vec!["system:bootstrappers".to_string()];
+        if let Some(extra) = decoded(s, "auth-extra-groups") {
+            groups.extend(extra.split(',').map(str::to_string));
+        }
+        Some(Identity { user: format!("system:bootstrap:{id}"), groups })
+    }
+
+    /// Whether a `RoleBinding` of the object's namespace grants `who` `verb` on `path` through a
+    /// `Role` there.
+    fn role_allows(&self, who: &Identity, verb: &str, path: &str) -> bool {
+        let Some((namespace, resource_and_name)) =
+            path.strip_prefix("/api/v1/namespaces/").and_then(|rest| rest.split_once('/'))
+        else {
+            return false;
+        };
+        let (resource, name) = resource_and_name.split_once('/').unwrap_or((resource_and_name, ""));
+        let verb = match verb {
+            "GET" => "get",
+            "PATCH" => "patch",
+            "DELETE" => "delete",
+            other => other,
+        };
+        let rbac = format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}");
+        self.objects.iter().filter(|(p, _)| p.starts_with(&format!("{rbac}/rolebindings/"))).any(|(_, rb)| {
+            let bound = rb["subjects"].as_array().is_some_and(|subjects| {
+                subjects.iter().any(|s| {
+                    (s["kind"] == "Group" && who.groups.iter().any(|g| s["name"] == json!(g)))
+                        || (s["kind"] == "User" && s["name"] == json!(who.user))
+                })
+            });
+            let role = rb.pointer("/roleRef/name").and_then(Value::as_str).unwrap_or_default();
+            bound
+                && rb.pointer("/roleRef/kind") == Some(&json!("Role"))
+                && self.objects.get(&format!("{rbac}/roles/{role}")).is_some_and(|r| {
+                    r["rules"].as_array().is_some_and(|rules| {
+                        rules.iter().any(|rule| {
+                            let has = |key: &str, want: &str| {
+                                rule[key].as_array().is_some_and(|v| v.iter().any(|x| x == want || x == "*"))
+                            };
+                            let names = rule["resourceNames"].as_array();
+                            has("verbs", verb)
+                                && has("resources", resource)
+                                && names.is_none_or(|n| n.is_empty() || n.iter().any(|x| x == name))
+                        })
                     })
                 })
         })
@@ -411,6 +481,12 @@ impl FakeApiServer {
     }
 }
 
+/// The request's `Authorization: Bearer` token.
+fn bearer_token(req: &Request<Incoming>) -> Option<String> {
+    let value = req.headers().get(hyper::header::AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ").map(str::to_string)
+}
+
 async fn handle(
     req: Request<Incoming>,
     who: Option<Identity>,
@@ -425,6 +501,7 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    let bearer = bearer_token(&req);
     let bytes = req.into_body().collect().await.map(http_body_util::Collected::to_bytes).unwrap_or_default();
     let body: Option<Value> = if bytes.is_empty() {
         None
@@ -434,6 +511,7 @@ async fn handle(
             .or_else(|| serde_saphyr::from_str(&String::from_utf8_lossy(&bytes)).ok())
     };
     let mut state = state.lock().unwrap();
+    let who = who.or_else(|| bearer.and_then(|t| state.bootstrap_identity(&t)));
     let (code, answer) = if !state.allowed(who.as_ref(), &method, &path) {
         let user = who.as_ref().map_or("system:anonymous", |w| w.user.as_str());
         status(
