@@ -27,6 +27,7 @@ pub const STDLIB: &[Embedded] = embed!(
     "containerd.rhai",
     "defaults.yaml",
     "flannel.rhai",
+    "ha.rhai",
     "join.rhai",
     "kube.rhai",
     "kubelet.rhai",

@@ -113,6 +113,33 @@ fn get(ctx: &Ctx, kubeconfig_path: &str, r: &ObjectRef) -> R<Dynamic> {
     found.map_or(Ok(Dynamic::UNIT), from_json)
 }
 
+fn list(
+    ctx: &Ctx,
+    kubeconfig_path: &str,
+    api_version: &str,
+    kind: &str,
+    namespace: &str,
+    selector: &str,
+) -> R<Array> {
+    const F: &str = "api_list";
+    let host = kubeconfig(ctx, F, kubeconfig_path)?;
+    let collection = ObjectRef::collection(api_version, kind, namespace)
+        .map_err(|e| script_error(format!("{F}(): {e}")))?;
+    if selector.split(',').filter(|p| !p.is_empty()).any(|p| !p.contains('=') || p.contains("!=")) {
+        return Err(script_error(format!(
+            "{F}(): `{selector}` is not a selector of key=value pairs joined by commas"
+        )));
+    }
+    let what = format!("list {}", collection.collection_path());
+    ctx.attempt(&what);
+    let items = ctx
+        .host
+        .cluster
+        .list(&host, &collection, selector)
+        .map_err(|e| effect_error(format!("API {what} ({kubeconfig_path}): {e}")))?;
+    items.into_iter().map(from_json).collect()
+}
+
 fn delete(ctx: &Ctx, kubeconfig_path: &str, r: &ObjectRef) -> R<bool> {
     const F: &str = "api_delete";
     ctx.require_step(F)?;
@@ -449,6 +476,29 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             engine,
             move |k: &str, api_version: &str, kind: &str, namespace: &str, name: &str| -> R<Dynamic> {
                 get(&c, k, &object_ref("api_get", api_version, kind, namespace, name)?)
+            },
+        );
+
+    let c = ctx.clone();
+    FuncRegistration::new("api_list")
+        .with_comments([
+            "/// The objects `kind` of `api_version` in `namespace` (`\"\"` for cluster-scoped kinds)",
+            "/// whose labels match `selector` (`key=value` pairs joined by commas, `\"\"` for all),",
+            "/// read with the kubeconfig at node path `kubeconfig`, each with its `apiVersion` and",
+            "/// `kind`. When rendering or in a dry run, the matching objects applied earlier in the run.",
+        ])
+        .with_params_info([
+            "kubeconfig: &str",
+            "api_version: &str",
+            "kind: &str",
+            "namespace: &str",
+            "selector: &str",
+            "Array",
+        ])
+        .register_into_engine(
+            engine,
+            move |k: &str, api_version: &str, kind: &str, namespace: &str, selector: &str| -> R<Array> {
+                list(&c, k, api_version, kind, namespace, selector)
             },
         );
 

@@ -478,7 +478,7 @@ pub(crate) fn read_bytes(ctx: &Ctx, path: &str) -> R<Option<Vec<u8>>> {
     ctx.host.files.read(&r.host).map_err(|e| effect_error(format!("cannot read {}: {e}", r.node)))
 }
 
-fn read_file(ctx: &Ctx, path: &str) -> R<String> {
+pub(crate) fn read_file(ctx: &Ctx, path: &str) -> R<String> {
     let r = resolve(ctx, path, true)?;
     let bytes = ctx
         .host

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod commands;
 pub mod cri;
 pub mod encode;
+pub mod etcd;
 pub mod facts;
 pub mod files;
 pub mod log;
@@ -39,6 +40,7 @@ pub fn register_all(engine: &mut Engine, ctx: &Rc<Ctx>) {
     systemd::register(engine, ctx);
     cri::register(engine, ctx);
     cluster::register(engine, ctx);
+    etcd::register(engine, ctx);
     engine.register_type_with_name::<EffectFailure>("EffectFailure");
     rhai::FuncRegistration::new("to_string")
         .with_comments(["/// The message of a failed effect caught with `try { ... } catch (e) { ... }`."])

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use kube::core::Request;
-use kube::core::params::{DeleteParams, GetParams, Patch, PatchParams};
+use kube::core::params::{DeleteParams, GetParams, ListParams, Patch, PatchParams};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -28,6 +28,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
 
 use super::cri::{io_kind_of, root_cause};
+use super::etcd::{self, EtcdTls};
 
 /// The field manager of every server-side apply kscript makes.
 pub const FIELD_MANAGER: &str = "kscript";
@@ -188,6 +189,14 @@ impl ObjectRef {
         }
     }
 
+    /// A reference to the collection of `kind` in `namespace` (`""`: cluster-scoped), for a
+    /// list; its name is empty.
+    pub fn collection(api_version: &str, kind: &str, namespace: &str) -> Result<Self, String> {
+        let mut r = Self::new(api_version, kind, namespace, "list")?;
+        r.name.clear();
+        Ok(r)
+    }
+
     /// The object's own path.
     pub fn path(&self) -> String {
         format!("{}/{}", self.collection_path(), self.name)
@@ -249,6 +258,13 @@ pub trait Cluster {
     /// (`https://host:port` or `host:port`), fetched anonymously with the given trust; `None`
     /// when there is no server to ask.
     fn cluster_info(&self, server: &str, trust: Trust<'_>, timeout: Duration) -> io::Result<Option<Value>>;
+    /// The objects of `collection` (see [`ObjectRef::collection`]) whose labels match
+    /// `selector` (`key=value` pairs joined by commas; `""` for all), each with its
+    /// `apiVersion` and `kind`. Recording: the matching objects recorded.
+    fn list(&self, kubeconfig: &Path, collection: &ObjectRef, selector: &str) -> io::Result<Vec<Value>>;
+    /// One call of etcd's JSON gateway at `endpoint` (an etcd client URL): POST `body` to
+    /// `path`, over mutual TLS. `None` when recording: there is no etcd to ask.
+    fn etcd(&self, endpoint: &str, tls: &EtcdTls, path: &str, body: &Value) -> io::Result<Option<Value>>;
     /// Whether calls are recorded rather than sent.
     fn is_recording(&self) -> bool;
 
@@ -569,6 +585,44 @@ impl Cluster for RealCluster {
         }
     }
 
+    fn list(&self, kubeconfig: &Path, collection: &ObjectRef, selector: &str) -> io::Result<Vec<Value>> {
+        let conn = self.connect(kubeconfig)?;
+        let mut params = ListParams::default();
+        if !selector.is_empty() {
+            params = params.labels(selector);
+        }
+        let request = Request::new(collection.collection_path())
+            .list(&params)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let what = format!("list {}", collection.collection_path());
+        let list = match self.send(&conn, request, QUERY_DEADLINE)? {
+            Ok(text) => parse(&text)?,
+            Err(f) => return Err(Self::explain(&conn, &what, &f)),
+        };
+        let items = list.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+        Ok(items
+            .into_iter()
+            .map(|mut item| {
+                item["apiVersion"] = Value::String(collection.api_version.clone());
+                item["kind"] = Value::String(collection.kind.clone());
+                item
+            })
+            .collect())
+    }
+
+    fn etcd(&self, endpoint: &str, tls: &EtcdTls, path: &str, body: &Value) -> io::Result<Option<Value>> {
+        let rt = self.runtime()?;
+        match rt.block_on(async {
+            tokio::time::timeout(etcd::DEADLINE, etcd::post(endpoint, tls, path, body)).await
+        }) {
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer from etcd at {endpoint} within {}", seconds(etcd::DEADLINE)),
+            )),
+            Ok(answer) => answer.map(Some),
+        }
+    }
+
     fn cluster_info(&self, server: &str, trust: Trust<'_>, timeout: Duration) -> io::Result<Option<Value>> {
         let endpoint = Endpoint::parse(server)?;
         let config = tls_config(trust)?;
@@ -846,6 +900,32 @@ impl Cluster for RecordingCluster {
         _trust: Trust<'_>,
         _timeout: Duration,
     ) -> io::Result<Option<Value>> {
+        Ok(None)
+    }
+
+    fn list(&self, _kubeconfig: &Path, collection: &ObjectRef, selector: &str) -> io::Result<Vec<Value>> {
+        let wanted: Vec<(&str, &str)> = selector
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split_once('=').unwrap_or((p, "")))
+            .collect();
+        Ok(self
+            .objects
+            .borrow()
+            .iter()
+            .filter(|(r, _)| {
+                r.api_version == collection.api_version
+                    && r.kind == collection.kind
+                    && r.namespace == collection.namespace
+            })
+            .filter(|(_, o)| {
+                wanted.iter().all(|(k, v)| o["metadata"]["labels"][*k] == Value::String((*v).into()))
+            })
+            .map(|(_, o)| o.clone())
+            .collect())
+    }
+
+    fn etcd(&self, _endpoint: &str, _tls: &EtcdTls, _path: &str, _body: &Value) -> io::Result<Option<Value>> {
         Ok(None)
     }
 

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod commands;
 pub mod cri;
+pub mod etcd;
 pub mod facts;
 pub mod files;
 pub mod systemd;

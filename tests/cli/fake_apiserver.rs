@@ -18,7 +18,8 @@
 //! It serves server-side apply (PATCH `application/apply-patch+yaml` with a `fieldManager`):
 //! the applied fields are merged over the stored object (maps key by key, lists replaced, what
 //! others set is kept) and the `resourceVersion` moves only when the content changes; GET and
-//! DELETE of stored objects; and, on `cluster-info`, the `jws-kubeconfig-<id>` keys the
+//! DELETE of stored objects; lists of a collection, with a `labelSelector` of `key=value`
+//! pairs; and, on `cluster-info`, the `jws-kubeconfig-<id>` keys the
 //! controller manager's bootstrap signer adds for each signing token Secret that has not
 //! expired.
 
@@ -212,6 +213,48 @@ impl State {
         })
     }
 
+    /// A GET: a stored object (cluster-info as the bootstrap signer leaves it), or the list
+    /// of a collection.
+    fn get(&self, path: &str, query: &str) -> (StatusCode, Value) {
+        match self.objects.get(path).cloned() {
+            Some(o) if path.ends_with("/kube-public/configmaps/cluster-info") => {
+                let mut served = self.signed(o);
+                if self.tamper
+                    && let Some(k) = served.pointer("/data/kubeconfig").and_then(Value::as_str)
+                {
+                    served["data"]["kubeconfig"] =
+                        Value::String(k.replace("server: https://", "server: https://evil."));
+                }
+                (StatusCode::OK, served)
+            }
+            Some(o) => (StatusCode::OK, o),
+            None if parse_path(&format!("{path}/x")).is_some() => (StatusCode::OK, self.list(path, query)),
+            None => status(StatusCode::NOT_FOUND, "NotFound", &format!("{path} not found")),
+        }
+    }
+
+    /// The list of the collection at `path`, filtered by the query's `labelSelector`
+    /// (`key=value` pairs joined by commas).
+    fn list(&self, path: &str, query: &str) -> Value {
+        let selector = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("labelSelector="))
+            .unwrap_or_default()
+            .replace("%3D", "=")
+            .replace("%2C", ",");
+        let wanted: Vec<(&str, &str)> =
+            selector.split(',').filter(|p| !p.is_empty()).filter_map(|p| p.split_once('=')).collect();
+        let prefix = format!("{path}/");
+        let items: Vec<Value> = self
+            .objects
+            .iter()
+            .filter(|(p, _)| p.strip_prefix(&prefix).is_some_and(|name| !name.contains('/')))
+            .filter(|(_, o)| wanted.iter().all(|(k, v)| o["metadata"]["labels"][*k] == json!(v)))
+            .map(|(_, o)| o.clone())
+            .collect();
+        json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": self.version.to_string()}, "items": items})
+    }
+
     /// Who a bearer `token` is: a bootstrap token whose Secret allows authentication and has
     /// not expired, as the real server's bootstrap-token authenticator decides.
     fn bootstrap_identity(&self, token: &str) -> Option<Identity> {
@@ -380,7 +423,12 @@ impl FakeApiServer {
     /// A free port of 127.0.0.1 to serve on, taken now: a node's kubeconfigs name the port
     /// before its certificates exist.
     pub fn reserve() -> std::net::TcpListener {
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap()
+        Self::reserve_on("127.0.0.1")
+    }
+
+    /// The same on another loopback address (127.0.0.0/8), for a node of its own.
+    pub fn reserve_on(ip: &str) -> std::net::TcpListener {
+        std::net::TcpListener::bind((ip, 0)).unwrap()
     }
 
     /// Serves on `listener` with the server certificate and key (PEM), trusting client
@@ -547,20 +595,7 @@ async fn handle(
                 "UnsupportedMediaType",
                 "only server-side apply here",
             ),
-            "GET" => match state.objects.get(&path).cloned() {
-                Some(o) if path.ends_with("/kube-public/configmaps/cluster-info") => {
-                    let mut served = state.signed(o);
-                    if state.tamper
-                        && let Some(k) = served.pointer("/data/kubeconfig").and_then(Value::as_str)
-                    {
-                        served["data"]["kubeconfig"] =
-                            Value::String(k.replace("server: https://", "server: https://evil."));
-                    }
-                    (StatusCode::OK, served)
-                }
-                Some(o) => (StatusCode::OK, o),
-                None => status(StatusCode::NOT_FOUND, "NotFound", &format!("{path} not found")),
-            },
+            "GET" => state.get(&path, &query),
             "DELETE" => match state.objects.remove(&path) {
                 Some(_) => (
                     StatusCode::OK,

@@ -5,6 +5,7 @@ mod crash;
 mod cri;
 mod fake_apiserver;
 mod flows;
+mod ha;
 mod nodes;
 mod pki;
 mod preflight;
@@ -813,4 +814,23 @@ fn invalid_kubeadm_values_name_their_field() {
         ])
         .code(2);
     assert!(run.stderr.contains("configuration `networking.podSubnet`"), "{}", run.stderr);
+}
+
+/// Runs `probe` (an `etcdctl endpoint health`) until it succeeds, for up to 30 s; else fails
+/// the test with its last error and etcd's log.
+fn wait_until_etcd_healthy(what: &str, log: &Path, probe: impl Fn() -> Output) {
+    let start = std::time::Instant::now();
+    loop {
+        let out = probe();
+        if out.status.success() {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{what} never became healthy: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }

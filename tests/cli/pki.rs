@@ -5,12 +5,12 @@ use std::fs;
 use std::net::{IpAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kscript::pki::{self, CertInfo, Eku, KeyAlgorithm, PrivateKey};
 
 use super::fake_apiserver::FakeApiServer;
-use super::{Run, Sandbox, assert_same, fingerprint};
+use super::{Run, Sandbox, assert_same, fingerprint, wait_until_etcd_healthy};
 
 /// The settings every PKI test starts from: a fixed node name and address.
 const NODE: &[&str] =
@@ -430,20 +430,9 @@ fn real_etcd_accepts_the_generated_certificates() {
     let pki = pki_dir(&sb);
     let ca = pki.join("etcd/ca.crt");
     let healthy = |cert: &str, key: &str| etcdctl(&etcd.endpoint, &ca, &pki.join(cert), &pki.join(key));
-    let start = Instant::now();
-    loop {
-        let out = healthy("etcd/healthcheck-client.crt", "etcd/healthcheck-client.key");
-        if out.status.success() {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "etcd never became healthy: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            fs::read_to_string(sb.path().join("etcd.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until_etcd_healthy("etcd", &sb.path().join("etcd.log"), || {
+        healthy("etcd/healthcheck-client.crt", "etcd/healthcheck-client.key")
+    });
     let out = healthy("apiserver-etcd-client.crt", "apiserver-etcd-client.key");
     assert!(out.status.success(), "apiserver-etcd-client refused: {}", String::from_utf8_lossy(&out.stderr));
     // A client certificate from another cluster's etcd CA is refused.
