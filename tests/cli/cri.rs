@@ -144,10 +144,10 @@ impl Traces {
 }
 
 /// A private containerd with runc, all its state under a test's sandbox.
-struct Containerd {
+pub(super) struct Containerd {
     child: Option<Child>,
     dir: PathBuf,
-    socket: PathBuf,
+    pub(super) socket: PathBuf,
     /// The cgroup the test's pods go under (`/kscript-test-<pid>-<nanos>`).
     cgroup_parent: String,
     /// The shim sockets seen, for the clean-up (the state that names them may be gone by then).
@@ -160,7 +160,7 @@ struct Containerd {
 impl Containerd {
     /// Starts containerd (`SystemdCgroup = false`, `restrict_oom_score_adj = true`, as these
     /// machines need) and imports the pause image.
-    fn start(sb: &Sandbox) -> Self {
+    pub(super) fn start(sb: &Sandbox) -> Self {
         require_tools();
         // Real paths: mounts under it are found in /proc/self/mountinfo by prefix.
         let dir = fs::canonicalize(sb.path()).unwrap().join("containerd");

@@ -11,14 +11,23 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use super::fake_apiserver::FakeApiServer;
-use super::{Run, Sandbox, wait_until_etcd_healthy};
+use super::{KillOnDrop, Run, Sandbox, etcdctl_as_healthcheck, wait_until_etcd_healthy};
+
+/// The steps of a control-plane join up to its etcd Pod (what follows waits on its kubelet).
+pub(super) const CONTROL_PLANE_JOIN_STEPS: &[&str] = &[
+    "join/discovery",
+    "join/kubeconfig",
+    "join/control-plane-prepare",
+    "join/kubelet-start",
+    "join/control-plane-join/etcd",
+];
 
 /// The shared files, by their key in kube-system/kubeadm-certs.
 const SHARED: &[(&str, &str)] = &[
@@ -33,16 +42,7 @@ const SHARED: &[(&str, &str)] = &[
 ];
 
 /// A real etcd member, killed when dropped.
-struct Member {
-    child: Child,
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+type Member = KillOnDrop;
 
 fn pki(root: &Path) -> std::path::PathBuf {
     root.join("etc/kubernetes/pki")
@@ -50,19 +50,7 @@ fn pki(root: &Path) -> std::path::PathBuf {
 
 /// `etcdctl ARGS` against `endpoint` as the node's healthcheck client.
 fn etcdctl(root: &Path, endpoint: &str, args: &[&str]) -> std::process::Output {
-    let p = pki(root);
-    Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["--endpoints", endpoint, "--dial-timeout", "2s", "--command-timeout", "5s"])
-        .arg("--cacert")
-        .arg(p.join("etcd/ca.crt"))
-        .arg("--cert")
-        .arg(p.join("etcd/healthcheck-client.crt"))
-        .arg("--key")
-        .arg(p.join("etcd/healthcheck-client.key"))
-        .args(args)
-        .output()
-        .expect("etcdctl is installed (Debian's etcd-client)")
+    etcdctl_as_healthcheck(root, endpoint, args)
 }
 
 /// The etcd Pod kscript wrote on a node.
@@ -101,7 +89,7 @@ fn start_member(sb: &Sandbox, ip: &str) -> Member {
         .stderr(fs::File::create(sb.path().join("etcd.log")).unwrap())
         .spawn()
         .expect("etcd is installed (Debian's etcd-server)");
-    let member = Member { child };
+    let member = KillOnDrop(child);
     let endpoint = format!("https://{ip}:2379");
     wait_until_etcd_healthy(&format!("etcd on {ip}"), &sb.path().join("etcd.log"), || {
         etcdctl(&root, &endpoint, &["endpoint", "health"])
@@ -236,17 +224,11 @@ impl Cluster {
             &control_plane,
             "--set",
             "encryptionAlgorithm=ECDSA-P256",
-            "--only",
-            "join/discovery",
-            "--only",
-            "join/kubeconfig",
-            "--only",
-            "join/control-plane-prepare",
-            "--only",
-            "join/kubelet-start",
-            "--only",
-            "join/control-plane-join/etcd",
         ];
+        let mut args = args.to_vec();
+        for step in CONTROL_PLANE_JOIN_STEPS {
+            args.extend(["--only", step]);
+        }
         node.kscript_env(&[("KSCRIPT_TEST_CLUSTER_API", "real")], &args)
     }
 }

@@ -3,6 +3,7 @@
 mod cluster;
 mod crash;
 mod cri;
+mod e2e;
 mod fake_apiserver;
 mod flows;
 mod ha;
@@ -833,4 +834,42 @@ fn wait_until_etcd_healthy(what: &str, log: &Path, probe: impl Fn() -> Output) {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+/// A process a test started, killed and reaped when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `etcdctl ARGS` against `endpoint`, as the node's (under `root`) etcd healthcheck client.
+fn etcdctl_as_healthcheck(root: &Path, endpoint: &str, args: &[&str]) -> Output {
+    let pki = root.join("etc/kubernetes/pki");
+    let file = |f: &str| pki.join(f);
+    etcdctl_with(
+        endpoint,
+        [&file("etcd/ca.crt"), &file("etcd/healthcheck-client.crt"), &file("etcd/healthcheck-client.key")],
+        args,
+    )
+}
+
+/// `etcdctl ARGS` against `endpoint`, trusting the CA and presenting the certificate and key
+/// of `[ca, cert, key]`.
+fn etcdctl_with(endpoint: &str, [ca, cert, key]: [&Path; 3], args: &[&str]) -> Output {
+    Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoint, "--dial-timeout", "2s", "--command-timeout", "5s"])
+        .arg("--cacert")
+        .arg(ca)
+        .arg("--cert")
+        .arg(cert)
+        .arg("--key")
+        .arg(key)
+        .args(args)
+        .output()
+        .expect("etcdctl is installed (Debian's etcd-client)")
 }

@@ -4,13 +4,13 @@
 use std::fs;
 use std::net::{IpAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use kscript::pki::{self, CertInfo, Eku, KeyAlgorithm, PrivateKey};
 
 use super::fake_apiserver::FakeApiServer;
-use super::{Run, Sandbox, assert_same, fingerprint, wait_until_etcd_healthy};
+use super::{KillOnDrop, Run, Sandbox, assert_same, etcdctl_with, fingerprint, wait_until_etcd_healthy};
 
 /// The settings every PKI test starts from: a fixed node name and address.
 const NODE: &[&str] =
@@ -360,15 +360,8 @@ fn renew_changes_leaves_only_and_keeps_them_verifying() {
 
 /// A real etcd from Debian's packages, serving with the generated certificates.
 struct Etcd {
-    child: Child,
+    _process: KillOnDrop,
     endpoint: String,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn free_port() -> u16 {
@@ -376,18 +369,7 @@ fn free_port() -> u16 {
 }
 
 fn etcdctl(endpoint: &str, ca: &Path, cert: &Path, key: &Path) -> std::process::Output {
-    Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["--endpoints", endpoint, "--dial-timeout", "2s", "--command-timeout", "3s"])
-        .arg("--cacert")
-        .arg(ca)
-        .arg("--cert")
-        .arg(cert)
-        .arg("--key")
-        .arg(key)
-        .args(["endpoint", "health"])
-        .output()
-        .expect("etcdctl is installed (Debian's etcd-client)")
+    etcdctl_with(endpoint, [ca, cert, key], &["endpoint", "health"])
 }
 
 fn start_etcd(sb: &Sandbox) -> Etcd {
@@ -419,7 +401,7 @@ fn start_etcd(sb: &Sandbox) -> Etcd {
         .stderr(fs::File::create(sb.path().join("etcd.log")).unwrap())
         .spawn()
         .expect("etcd is installed (Debian's etcd-server)");
-    Etcd { child, endpoint }
+    Etcd { _process: KillOnDrop(child), endpoint }
 }
 
 #[test]
