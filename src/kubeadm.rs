@@ -53,8 +53,16 @@ const JOIN_FIELDS: &[&str] = &[
 ];
 
 /// kubeadm fields (as `cfg` key paths) that kscript accepts but does not act on.
-const KNOWN_UNUSED: &[&str] =
-    &["dryRun", "skipPhases", "timeouts", "etcd.external", "nodeRegistration.imagePullSerial"];
+const KNOWN_UNUSED: &[&str] = &[
+    "dryRun",
+    "skipPhases",
+    "timeouts.kubernetesAPICall",
+    "timeouts.etcdAPICall",
+    "timeouts.discovery",
+    "timeouts.upgradeManifests",
+    "etcd.external",
+    "nodeRegistration.imagePullSerial",
+];
 
 /// One configuration document translated to `cfg`'s keys.
 #[derive(Debug)]
@@ -269,7 +277,7 @@ mod tests {
     #[test]
     fn reads_a_v1beta4_init_and_cluster_configuration() {
         let (cfg, warnings) = load(
-            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nlocalAPIEndpoint:\n  advertiseAddress: 192.168.56.10\nnodeRegistration:\n  name: k8s-ctr\n  kubeletExtraArgs:\n  - name: node-ip\n    value: 192.168.56.10\ntimeouts:\n  kubeletHealthCheck: 4m0s\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.33.2\nnetworking:\n  podSubnet: 10.10.0.0/16\n---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\n",
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nlocalAPIEndpoint:\n  advertiseAddress: 192.168.56.10\nnodeRegistration:\n  name: k8s-ctr\n  kubeletExtraArgs:\n  - name: node-ip\n    value: 192.168.56.10\ntimeouts:\n  kubeletHealthCheck: 2m0s\n  discovery: 5m0s\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.33.2\nnetworking:\n  podSubnet: 10.10.0.0/16\n---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\n",
         )
         .unwrap();
         assert_eq!(get(&cfg, "localAPIEndpoint.advertiseAddress").to_string(), "192.168.56.10");
@@ -278,13 +286,14 @@ mod tests {
         assert_eq!(get(&cfg, "networking.podSubnet").to_string(), "10.10.0.0/16");
         assert_eq!(get(&cfg, "networking.serviceSubnet").to_string(), "10.96.0.0/12");
         assert_eq!(get(&cfg, "kubelet.cgroupDriver").to_string(), "systemd");
-        assert_eq!(warnings, ["kscript does not use the kubeadm field `timeouts`; it is ignored"]);
+        assert_eq!(get(&cfg, "timeouts.kubeletHealthCheck").to_string(), "2m0s");
+        assert_eq!(warnings, ["kscript does not use the kubeadm field `timeouts.discovery`; it is ignored"]);
     }
 
     #[test]
     fn converts_v1beta3() {
         let (cfg, warnings) = load(
-            "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\napiServer:\n  timeoutForControlPlane: 4m0s\n  extraArgs:\n    audit-log-maxage: \"30\"\n---\napiVersion: kubeadm.k8s.io/v1beta3\nkind: InitConfiguration\nnodeRegistration:\n  kubeletExtraArgs:\n    node-ip: 10.0.0.5\n",
+            "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\napiServer:\n  timeoutForControlPlane: 6m0s\n  extraArgs:\n    audit-log-maxage: \"30\"\n---\napiVersion: kubeadm.k8s.io/v1beta3\nkind: InitConfiguration\nnodeRegistration:\n  kubeletExtraArgs:\n    node-ip: 10.0.0.5\n",
         )
         .unwrap();
         let args = get(&cfg, "apiServer.extraArgs").cast::<rhai::Array>();
@@ -296,7 +305,9 @@ mod tests {
         let kargs = get(&cfg, "nodeRegistration.kubeletExtraArgs").cast::<rhai::Array>();
         assert_eq!(kargs[0].clone().cast::<rhai::Map>()["value"].to_string(), "10.0.0.5");
         assert!(warnings.iter().any(|w| w.contains("converted")));
-        assert!(warnings.iter().any(|w| w.contains("`timeouts`")));
+        // apiServer.timeoutForControlPlane moved to where v1beta4 keeps it, and is used.
+        assert_eq!(get(&cfg, "timeouts.controlPlaneComponentHealthCheck").to_string(), "6m0s");
+        assert!(!warnings.iter().any(|w| w.contains("timeouts")), "{warnings:?}");
     }
 
     #[test]

@@ -211,6 +211,18 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         });
 
     let c = ctx.clone();
+    FuncRegistration::new("unit_diagnosis")
+        .with_comments([
+            "/// What to show when `unit` misbehaves: `systemctl status` and its last journal lines;",
+            "/// `()` when rendering or in a dry run.",
+        ])
+        .with_params_info(["unit: &str", "Dynamic"])
+        .register_into_engine(engine, move |unit: &str| -> R<Dynamic> {
+            check_unit(unit)?;
+            Ok(c.host.systemd.diagnosis(unit).map_or(Dynamic::UNIT, Dynamic::from))
+        });
+
+    let c = ctx.clone();
     FuncRegistration::new("unit_wait_active")
         .with_comments([
             "/// Waits up to `timeout` seconds for `unit` to be active, with progress. If it fails or",

@@ -40,6 +40,8 @@ pub trait Systemd {
     fn state(&self, unit: &str) -> io::Result<Option<String>>;
     /// Waits until the unit is active; on timeout or failure, its state and diagnosis.
     fn wait_active(&self, unit: &str, timeout: Duration) -> io::Result<Result<UnitChange, UnitFailure>>;
+    /// `systemctl status` and the last journal lines of `unit`; `None` when recording.
+    fn diagnosis(&self, unit: &str) -> Option<String>;
 }
 
 /// `systemctl` on this host.
@@ -98,6 +100,10 @@ impl RealSystemd {
 }
 
 impl Systemd for RealSystemd {
+    fn diagnosis(&self, unit: &str) -> Option<String> {
+        Some(RealSystemd::diagnosis(unit))
+    }
+
     fn daemon_reload(&self) -> io::Result<UnitChange> {
         check(&["daemon-reload"])?;
         Ok(UnitChange::Changed)
@@ -187,6 +193,9 @@ impl Systemd for RecordingSystemd {
     }
     fn state(&self, _unit: &str) -> io::Result<Option<String>> {
         Ok(None)
+    }
+    fn diagnosis(&self, _unit: &str) -> Option<String> {
+        None
     }
     fn wait_active(&self, _unit: &str, _timeout: Duration) -> io::Result<Result<UnitChange, UnitFailure>> {
         Ok(Ok(UnitChange::Recorded))

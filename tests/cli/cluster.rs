@@ -531,3 +531,52 @@ fn a_worker_joins_by_token_discovery() {
     let run = worker.kscript(&[&args[..], &["--set", &pin]].concat()).code(1);
     assert!(run.message().contains("give discovery.file.kubeConfigPath"), "{}", run.stderr);
 }
+
+/// wait-control-plane gives up after `timeouts.controlPlaneComponentHealthCheck` with a
+/// diagnosis: the wait's error, the kubelet, the control-plane containers the runtime runs,
+/// and what to run next.
+#[test]
+fn wait_control_plane_times_out_with_a_diagnosis() {
+    let cp = ControlPlane::up();
+    cp.fake.not_ready_for(usize::MAX);
+    let run = cp
+        .run(&["init/wait-control-plane"], &["--set", "timeouts.controlPlaneComponentHealthCheck=2s"])
+        .code(1);
+    // miette wraps the message: compare with runs of white space as one space.
+    let flat = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let message = flat(&run.message());
+    for want in [
+        "is not ready after 2s",
+        "[-]poststarthook/rbac/bootstrap-roles failed",
+        "The kubelet:\n  (not known here)",
+        "Control-plane containers seen through the CRI (unix:///var/run/containerd/containerd.sock):\n  none: the kubelet has not started the static Pods",
+        "Next: journalctl -u kubelet -n 100; crictl --runtime-endpoint unix:///var/run/containerd/",
+        "ps -a; crictl logs <container id> (kube-apiserver, then etcd)",
+    ] {
+        assert!(message.contains(&flat(want)), "no `{want}` in:\n{}", run.stderr);
+    }
+    // With what a real node reports: the kubelet's status and the containers it started.
+    cp.sb.write(
+        "diagnose.rhai",
+        r#"import "cluster" as cluster;
+stage("s", "x", [ step("d", "d", || {
+    let containers = [
+        #{ name: "etcd", state: "running", attempt: 0, id: "0123456789abcdef0123" },
+        #{ name: "kube-apiserver", state: "exited", attempt: 4, id: "fedcba9876543210fedc" },
+        #{ name: "coredns", state: "running", attempt: 0, id: "aaaaaaaaaaaaaaaaaaaa" },
+    ];
+    info(cluster::control_plane_diagnosis("not ready", "● kubelet.service - active (running)", containers, "unix:///run/c.sock"));
+    info(cluster::control_plane_diagnosis("not ready", (), "connection refused", "unix:///run/c.sock"));
+}) ]);"#,
+    );
+    let run = cp.sb.kscript(&["run", "diagnose.rhai", "--root", "r"]).ok();
+    for want in [
+        "The kubelet:\n● kubelet.service - active (running)",
+        "  etcd: running (attempt 0, id 0123456789abc)",
+        "  kube-apiserver: exited (attempt 4, id fedcba9876543)",
+        "the runtime did not answer: connection refused",
+    ] {
+        assert!(run.stdout.contains(want), "no `{want}` in:\n{}", run.stdout);
+    }
+    assert!(!run.stdout.contains("coredns"), "only control-plane containers: {}", run.stdout);
+}
