@@ -303,7 +303,16 @@ fn control_planes_join_and_form_a_stacked_etcd_cluster() {
     for (n, ip) in [(2, "127.0.10.2"), (3, "127.0.10.3")] {
         let name = format!("cp-{n}");
         let node = Sandbox::new();
+        c.fake.forget_requests();
         let run = c.join(&node, &name, ip, &key).ok();
+        if n == 2 {
+            // Every API request of a control-plane join, in order (etcd is asked directly).
+            let token = fs::read_to_string(first.join("var/lib/kscript/bootstrap-token")).unwrap();
+            let id = token.split_once('.').unwrap().0;
+            let requests: Vec<String> =
+                c.fake.seen().iter().map(|s| s.line().replace(id, "[TOKEN ID]")).collect();
+            insta::assert_snapshot!("control_plane_join_requests", requests.join("\n"));
+        }
         assert!(run.stdout.contains(&format!("adding {name} (https://{ip}:2380) to etcd")), "{}", run.stdout);
         let root = node.root();
         for (_, file) in SHARED {

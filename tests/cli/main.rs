@@ -667,6 +667,7 @@ fn no_unreferenced_snapshots() {
         include_str!("flows.rs"),
         include_str!("nodes.rs"),
         include_str!("cluster.rs"),
+        include_str!("ha.rs"),
     ]
     .concat();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/snapshots");
@@ -679,6 +680,7 @@ fn no_unreferenced_snapshots() {
                     .or_else(|| n.strip_prefix("cluster__"))
                     .or_else(|| n.strip_prefix("flows__"))
                     .or_else(|| n.strip_prefix("nodes__"))
+                    .or_else(|| n.strip_prefix("ha__"))
                     .unwrap_or(n)
             })
             .and_then(|n| n.strip_suffix(".snap"))
