@@ -281,7 +281,32 @@ fn init_against_the_real_api_server(cp: &ControlPlane) {
     // A rerun converges: every apply answers unchanged.
     let again = cp.kscript(&args);
     assert_eq!(again.code, 0, "{}", again.stderr);
-    assert!(!again.stdout.contains("+ api apply"), "{}", again.stdout);
+    assert!(
+        !again.stdout.contains("+ api apply") && !again.stdout.contains("~ api apply"),
+        "{}",
+        again.stdout
+    );
+    assert!(again.stdout.contains("= api apply ConfigMap kube-system/coredns"), "{}", again.stdout);
+
+    // Server-side apply: a field someone else set survives a rerun; a field kscript manages
+    // is put back.
+    let out = cp.kubectl(&["label", "configmap", "coredns", "-n", "kube-system", "site=ours"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cp.kubectl(&[
+        "patch",
+        "configmap",
+        "coredns",
+        "-n",
+        "kube-system",
+        "-p",
+        r#"{"data":{"Corefile":"edited"}}"#,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    cp.kscript(&["--only", "init/addon/coredns"]).ok();
+    let out = cp.kubectl(&["get", "configmap", "coredns", "-n", "kube-system", "-o", "json"]);
+    let cm: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cm["metadata"]["labels"]["site"], "ours");
+    assert!(cm["data"]["Corefile"].as_str().unwrap().contains("kubernetes cluster.local"), "{cm}");
 
     // mark-control-plane, once the Node is there (posted here as its kubelet would).
     let node = r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"e2e-cp"}}"#;
