@@ -255,6 +255,65 @@ fn strings(function: &str, what: &str, list: Array) -> R<Vec<String>> {
         .collect()
 }
 
+/// A duration as `kubectl` and `kubeadm token list` print it: `45s`, `12m`, `23h`, `6d`, `2y`.
+fn short_duration(secs: i64) -> String {
+    match secs {
+        s if s < -1 => "<invalid>".into(),
+        s if s < 0 => "0s".into(),
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s if s < 365 * 86_400 => format!("{}d", s / 86_400),
+        s => format!("{}y", s / (365 * 86_400)),
+    }
+}
+
+/// What `kubeadm token list` shows of a bootstrap-token Secret (an object as `api_get` or
+/// `api_list` return it); `()` when it is not one.
+fn token_info(ctx: &Ctx, secret: &Map) -> R<Dynamic> {
+    let object = to_json("token_info", secret.clone())?;
+    if object["type"] != "bootstrap.kubernetes.io/token" {
+        return Ok(Dynamic::UNIT);
+    }
+    let field = |k: &str| -> Option<String> {
+        let v = object.pointer(&format!("/data/{k}"))?.as_str()?;
+        String::from_utf8(STANDARD.decode(v).ok()?).ok()
+    };
+    let (Some(id), Some(secret_part)) = (field("token-id"), field("token-secret")) else {
+        return Ok(Dynamic::UNIT);
+    };
+    let mut m = Map::new();
+    m.insert("token".into(), format!("{id}.{secret_part}").into());
+    m.insert("id".into(), id.into());
+    let now = ctx.pki.context.now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    let expires = field("expiration").map(|e| {
+        let at = time::OffsetDateTime::parse(&e, &time::format_description::well_known::Rfc3339)
+            .map(time::OffsetDateTime::unix_timestamp);
+        (e, at.ok())
+    });
+    let (ttl, expired, shown) = match &expires {
+        None => ("<forever>".to_string(), false, "<never>".to_string()),
+        Some((text, None)) => ("<invalid>".to_string(), false, text.clone()),
+        Some((text, Some(at))) => (short_duration(at - now), *at <= now, text.clone()),
+    };
+    m.insert("ttl".into(), ttl.into());
+    m.insert("expires".into(), shown.into());
+    m.insert("expired".into(), expired.into());
+    let usages: Array = ["authentication", "signing"]
+        .iter()
+        .filter(|u| field(&format!("usage-bootstrap-{u}")).as_deref() == Some("true"))
+        .map(|u| Dynamic::from(u.to_string()))
+        .collect();
+    m.insert("usages".into(), usages.into());
+    m.insert("description".into(), field("description").unwrap_or_default().into());
+    let groups: Array = field("auth-extra-groups")
+        .map(|g| g.split(',').filter(|s| !s.is_empty()).map(|s| Dynamic::from(s.to_string())).collect())
+        .unwrap_or_default();
+    m.insert("groups".into(), groups.into());
+    Ok(m.into())
+}
+
 fn check_pins(function: &str, pins: &[String]) -> R<()> {
     for p in pins {
         let hex = p.strip_prefix("sha256:").unwrap_or("");
@@ -636,6 +695,16 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
                 token_secret(&c, token, ttl, description, usages, groups)
             },
         );
+
+    let c = ctx.clone();
+    FuncRegistration::new("token_info")
+        .with_comments([
+            "/// What `kubeadm token list` shows of a bootstrap-token Secret (as `api_get` or",
+            "/// `api_list` return it): `#{ token, id, ttl (`23h`, `<forever>`), expires (RFC 3339 or",
+            "/// `<never>`), expired, usages, description, groups }`; `()` for any other object.",
+        ])
+        .with_params_info(["secret: Map", "Dynamic"])
+        .register_into_engine(engine, move |secret: Map| token_info(&c, &secret));
 
     let c = ctx.clone();
     FuncRegistration::new("join_command")

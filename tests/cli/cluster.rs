@@ -569,3 +569,43 @@ stage("s", "x", [ step("d", "d", || {
     }
     assert!(!run.stdout.contains("coredns"), "only control-plane containers: {}", run.stdout);
 }
+
+/// token.rhai against the fake: create a token with its options, list it as `kubeadm token
+/// list` does, delete it; deleting it again is an error naming it.
+#[test]
+fn token_create_list_delete() {
+    let cp = ControlPlane::up();
+    cp.run(&["init/wait-control-plane", "init/cluster-admins", "init/bootstrap-token"], &[]).ok();
+    let token = "rack04.0123456789abcdef";
+    let options = format!(
+        "bootstrapTokens=[{{token: {token}, ttl: 2h0m0s, description: rack 4, usages: [authentication], groups: [system:bootstrappers:rack4]}}]"
+    );
+    let run = cp.run_script("token.rhai", &[], &["--set", &options]).ok();
+    assert!(run.stdout.contains(&format!("--token {token}")), "{}", run.stdout);
+    let secret = cp.fake.object("/api/v1/namespaces/kube-system/secrets/bootstrap-token-rack04").unwrap();
+    assert_eq!(decoded(&secret, "description"), "rack 4");
+    assert_eq!(decoded(&secret, "auth-extra-groups"), "system:bootstrappers:rack4");
+    assert!(secret["data"].get("usage-bootstrap-signing").is_none());
+
+    let run = cp.run_script("token.rhai", &["list"], &[]).ok();
+    let table: Vec<&str> =
+        run.stdout.lines().map(str::trim).filter(|l| l.contains("TOKEN") || l.contains('.')).collect();
+    let header = table.iter().find(|l| l.starts_with("TOKEN")).unwrap();
+    assert!(header.contains("TTL") && header.contains("EXTRA GROUPS"), "{}", run.stdout);
+    let row = table.iter().find(|l| l.starts_with(token)).unwrap_or_else(|| panic!("{}", run.stdout));
+    let cells: Vec<&str> = row.split("   ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert!(["1h", "2h"].contains(&cells[1]), "{row}");
+    assert_eq!(&cells[3..], ["authentication", "rack 4", "system:bootstrappers:rack4"], "{row}");
+    let init = cp.token();
+    let row = table.iter().find(|l| l.starts_with(&init)).unwrap_or_else(|| panic!("{}", run.stdout));
+    assert!(row.contains("authentication,signing") && row.contains("<none>"), "{row}");
+
+    cp.run_script("token.rhai", &["delete"], &["--set", "token.delete=[rack04]"]).ok();
+    assert!(cp.fake.object("/api/v1/namespaces/kube-system/secrets/bootstrap-token-rack04").is_none());
+    let run = cp.run_script("token.rhai", &["list"], &[]).ok();
+    assert!(!run.stdout.contains(token), "{}", run.stdout);
+    let run = cp.run_script("token.rhai", &["delete"], &["--set", "token.delete=[rack04]"]).code(1);
+    assert!(run.message().contains("there is no bootstrap token rack04"), "{}", run.stderr);
+    let run = cp.run_script("token.rhai", &["delete"], &["--set", "token.delete=[nope]"]).code(1);
+    assert!(run.message().contains("'nope' is not a token ID"), "{}", run.stderr);
+}
