@@ -255,6 +255,21 @@ fn strings(function: &str, what: &str, list: Array) -> R<Vec<String>> {
         .collect()
 }
 
+/// kubeadm's checksum of a `ConfigMap`'s `data`: SHA-256 over the values in the order of their
+/// sorted keys, as `sha256:<hex>`.
+fn config_map_checksum(data: &rhai::Map) -> String {
+    // A rhai::Map is a BTreeMap: its values come in the order of their sorted keys.
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for value in data.values() {
+        ctx.update(value.to_string().as_bytes());
+    }
+    ctx.finish().as_ref().iter().fold(String::from("sha256:"), |mut s, b| {
+        use std::fmt::Write as _;
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
 /// A duration as `kubectl` and `kubeadm token list` print it: `45s`, `12m`, `23h`, `6d`, `2y`.
 fn short_duration(secs: i64) -> String {
     match secs {
@@ -695,6 +710,14 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
                 token_secret(&c, token, ttl, description, usages, groups)
             },
         );
+
+    FuncRegistration::new("config_map_checksum")
+        .with_comments([
+            "/// kubeadm's checksum of a ConfigMap's `data` (the `kubeadm.kubernetes.io/component-config.hash`",
+            "/// annotation): SHA-256 over the values in the order of their sorted keys, `sha256:<hex>`.",
+        ])
+        .with_params_info(["data: Map", "String"])
+        .register_into_engine(engine, |data: rhai::Map| config_map_checksum(&data));
 
     let c = ctx.clone();
     FuncRegistration::new("token_info")
