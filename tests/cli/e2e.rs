@@ -241,6 +241,21 @@ fn real_control_plane_a_worker_and_a_second_control_plane() {
         || cp.logs(),
     );
 
+    // token.rhai lists the tokens the real API server holds: init's and upload-certs' owner.
+    let list: Vec<String> = ["run", "token.rhai", "--root", root.to_str().unwrap(), "--only", "list"]
+        .map(String::from)
+        .into_iter()
+        .chain(cp.node_args())
+        .collect();
+    let list: Vec<&str> = list.iter().map(String::as_str).collect();
+    let run = cp.sb.kscript_env(&[("KSCRIPT_TEST_CLUSTER_API", "real")], &list).ok();
+    assert!(
+        run.stdout.lines().any(|l| l.trim().starts_with(&token) && l.contains("authentication,signing")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("Proxy for managing TTL for the kubeadm-certs secret"), "{}", run.stdout);
+
     let pin =
         kscript::pki::ca_pin(&fs::read_to_string(root.join("etc/kubernetes/pki/ca.crt")).unwrap()).unwrap();
     a_worker_bootstraps_its_kubelet(&cp, &token, &id, &pin);
