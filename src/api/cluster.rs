@@ -742,3 +742,30 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             join_command(&c, server, token, pins)
         });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against `printf 'hello world' | sha256sum`: the values concatenated in key order.
+    #[test]
+    fn config_map_checksum_hashes_values_in_key_order() {
+        let mut m = Map::new();
+        m.insert("b".into(), "world".into());
+        m.insert("a".into(), "hello ".into());
+        assert_eq!(
+            config_map_checksum(&m),
+            "sha256:b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+        );
+    }
+
+    #[test]
+    fn short_durations_read_as_kubeadm_prints_them() {
+        let cases =
+            [(-5, "<invalid>"), (-1, "0s"), (59, "59s"), (3599, "59m"), (7200, "2h"), (86_400 * 3, "3d")];
+        for (secs, shown) in cases {
+            assert_eq!(short_duration(secs), shown, "{secs}");
+        }
+        assert_eq!(short_duration(400 * 86_400), "1y");
+    }
+}
