@@ -364,6 +364,25 @@ fn discover(ctx: &Ctx, server: &str, token: &str, pins: Array, opts: &Map) -> R<
     };
     let target = format!("discover {server}");
     ctx.attempt(&target);
+    let key = format!("{server}\n{}\n{pins:?}\n{skip}", token.expose());
+    if let Some(found) = ctx.discovered.borrow().get(&key) {
+        let pin = found.get("pin").map(ToString::to_string).unwrap_or_default();
+        let line = EffectLine {
+            sign: '=',
+            target: format!("api {target}"),
+            detail: format!("CA {pin}, verified earlier in this run"),
+            diff: None,
+            body: None,
+        };
+        ctx.record(
+            "api",
+            &target,
+            Outcome::Ok,
+            Some(format!("verified earlier in this run, CA {pin}")),
+            Some(line),
+        );
+        return Ok(Dynamic::from_map(found.clone()));
+    }
     let failed = |e: String| {
         ctx.record("api", &target, Outcome::Failed, Some("refused".into()), None);
         effect_error(format!("discovery from {server}: {e}"))
@@ -406,6 +425,7 @@ fn discover(ctx: &Ctx, server: &str, token: &str, pins: Array, opts: &Map) -> R<
     m.insert("ca_pem".into(), found.ca_pem.into());
     m.insert("server".into(), found.server.into());
     m.insert("pin".into(), found.pin.into());
+    ctx.discovered.borrow_mut().insert(key, m.clone());
     Ok(Dynamic::from_map(m))
 }
 
@@ -666,7 +686,8 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             "/// `jws-kubeconfig-<token id>` with the bootstrap `token` (`id.secret`); checks the CA it",
             "/// holds against the `pins` (`sha256:...`, any one matching); then fetches it again over",
             "/// TLS verified with that CA and checks both copies agree. Returns `#{ ca_pem, server,",
-            "/// pin }`, or `()` when rendering or in a dry run. Options: `unsafe_skip_ca_verification`",
+            "/// pin }`, or `()` when rendering or in a dry run; a second call with the same arguments in",
+            "/// one run answers what the first verified. Options: `unsafe_skip_ca_verification`",
             "/// (trust the CA without pins: only with no pins given), `timeout` (seconds per fetch,",
             "/// default 10). Fails with what was refused: an unknown or expired token, a pin that",
             "/// does not match (both hashes named), an unreachable server (its address and timeout).",

@@ -83,6 +83,9 @@ pub struct Ctx {
     pub can_chown: bool,
     /// Keys made ahead, and the clock certificates are dated by.
     pub pki: pki::PkiState,
+    /// What token discovery verified in this run, by server, token, pins and trust: a later
+    /// step asking the same is answered without fetching cluster-info again.
+    pub discovered: RefCell<std::collections::HashMap<String, rhai::Map>>,
 }
 
 impl Ctx {
@@ -96,6 +99,7 @@ impl Ctx {
             current: RefCell::default(),
             can_chown: nix::unistd::geteuid().is_root(),
             pki: pki::PkiState::from_env(),
+            discovered: RefCell::default(),
         }
     }
 

@@ -527,8 +527,8 @@ fn a_worker_joins_by_token_discovery() {
     let boot = fs::read_to_string(root.join("etc/kubernetes/bootstrap-kubelet.conf")).unwrap();
     assert!(boot.contains(&format!("server: https://127.0.0.1:{}", cp.fake.port)), "{boot}");
     // Every request of the join, in order: discovery's two cluster-info fetches (anonymous:
-    // first trusting nothing, then over verified TLS) for each of the two steps that discover,
-    // then the cluster's configuration with the bootstrap token.
+    // first trusting nothing, then over verified TLS; the second step that discovers is
+    // answered from the first), then the cluster's configuration with the bootstrap token.
     let requests: Vec<String> = cp.fake.seen().iter().map(|s| cp.stable(&s.line())).collect();
     insta::assert_snapshot!("join_requests", requests.join("\n"));
     let uploaded = cp.fake.object("/api/v1/namespaces/kube-system/configmaps/kubelet-config").unwrap();
