@@ -282,7 +282,7 @@ fn init_against_the_real_api_server(cp: &ControlPlane) {
         args.extend(["--only", s]);
     }
     let run = cp.kscript(&args);
-    assert_eq!(run.code, 0, "{}\n{}\n{}", run.stdout, run.stderr, cp.logs());
+    assert_eq!(run.code, 0, "stderr:\n{}\nstdout:\n{}\n{}", run.stderr, run.stdout, cp.logs());
     let objects = applied(&run.stdout);
     assert!(objects.len() > 30, "{}", run.stdout);
     for (kind, ns, name) in &objects {
@@ -481,7 +481,7 @@ fn a_second_control_plane_serves(cp: &ControlPlane, token: &str, pin: &str) {
     }
     let cargs: Vec<&str> = cargs.iter().map(String::as_str).collect();
     let run = second.kscript_env(&[("KSCRIPT_TEST_CLUSTER_API", "real")], &cargs);
-    assert_eq!(run.code, 0, "{}\n{}\n{}", run.stdout, run.stderr, cp.logs());
+    assert_eq!(run.code, 0, "stderr:\n{}\nstdout:\n{}\n{}", run.stderr, run.stdout, cp.logs());
     let mut etcd2 = pod_args(&sroot, "etcd.yaml");
     set_arg(&mut etcd2, "data-dir", &second.path().join("etcd-data").display().to_string());
     set_arg(&mut etcd2, "listen-client-urls", &format!("https://{IP2}:2379"));
