@@ -542,7 +542,8 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         .with_comments([
             "/// Applies `object` (a map with `apiVersion`, `kind`, `metadata.name`, and",
             "/// `metadata.namespace` unless cluster-scoped) by server-side apply, as field manager",
-            "/// `kscript`, forcing conflicts, with the kubeconfig at node path `kubeconfig`. Returns",
+            "/// `kscript`, forcing conflicts, with strict field validation (a field the API does not",
+            "/// have is an error), with the kubeconfig at node path `kubeconfig`. Returns",
             "/// `created`, `configured`, `unchanged` (the object's resourceVersion did not move), or",
             "/// `recorded` when rendering or in a dry run (a dry run prints the object, with a",
             "/// Secret's values replaced by `[REDACTED]`).",

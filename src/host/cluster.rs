@@ -553,7 +553,9 @@ impl Cluster for RealCluster {
         let r = ObjectRef::of(object).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let conn = self.connect(kubeconfig)?;
         let before = self.get_on(&conn, &r)?;
-        let params = PatchParams::apply(FIELD_MANAGER).force();
+        // Strict: a field the server does not know is an error, not silently dropped (a typo in a
+        // forked script fails loudly).
+        let params = PatchParams::apply(FIELD_MANAGER).force().validation_strict();
         let request = Request::new(r.collection_path())
             .patch(&r.name, &params, &Patch::Apply(object))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;

@@ -303,6 +303,25 @@ fn init_against_the_real_api_server(cp: &ControlPlane) {
     );
     assert!(again.stdout.contains("= api apply ConfigMap kube-system/coredns"), "{}", again.stdout);
 
+    // Applies are strict: a field the API does not have is refused, not dropped.
+    let root = cp.sb.root();
+    cp.sb.write(
+        "typo.rhai",
+        r#"stage("s", "x", [ step("a", "a", || {
+    api_apply("/etc/kubernetes/admin.conf", #{ apiVersion: "v1", kind: "ConfigMap",
+        metadata: #{ name: "typo", namespace: "default" }, dataa: #{ k: "v" } });
+}) ]);"#,
+    );
+    let run = cp
+        .sb
+        .kscript_env(
+            &[("KSCRIPT_TEST_CLUSTER_API", "real")],
+            &["run", "typo.rhai", "--root", root.to_str().unwrap()],
+        )
+        .code(1);
+    assert!(run.message().contains("dataa"), "{}", run.stderr);
+    assert!(!cp.kubectl(&["get", "configmap", "typo", "-n", "default"]).status.success());
+
     // Server-side apply: a field someone else set survives a rerun; a field kscript manages
     // is put back.
     let out = cp.kubectl(&["label", "configmap", "coredns", "-n", "kube-system", "site=ours"]);
