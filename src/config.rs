@@ -182,10 +182,18 @@ impl Config {
             };
             let part = part.as_str();
             walked.push(part.to_string());
+            let is_null = matches!(node.value, Value::Null);
             let Value::Map(entries) = &mut node.value else {
-                return Err(Error::Usage {
-                    message: format!("--set {key}: `{}` is not a map", walked[..walked.len() - 1].join(".")),
-                });
+                let parent = walked[..walked.len() - 1].join(".");
+                let message = if is_null {
+                    format!(
+                        "--set {key}: `{parent}` is unset (null), so it has no keys yet: give it whole, as YAML, such as --set '{parent}={{{}: ...}}'",
+                        walked[walked.len() - 1]
+                    )
+                } else {
+                    format!("--set {key}: `{parent}` is not a map")
+                };
+                return Err(Error::Usage { message });
             };
             let open = is_open(&self.open, &walked[..walked.len() - 1]);
             let pos = entries.iter().position(|(k, _)| matches!(&k.value, Value::Str(s) if s == part));
@@ -586,6 +594,19 @@ mod tests {
         assert!(c.set("a=x").is_err());
         assert!(c.set("nope=1").is_err());
         assert!(c.set("b.c").is_err());
+    }
+
+    #[test]
+    fn setting_a_key_inside_an_unset_value_says_to_give_it_whole() {
+        let mut c = Config::from_defaults(&src(DEFAULTS)).unwrap();
+        let Err(Error::Usage { message }) = c.set("any.k=1") else { panic!("expected a usage error") };
+        assert!(
+            message.contains("`any` is unset (null)") && message.contains("--set 'any={k: ...}'"),
+            "{message}"
+        );
+        c.set("any={k: 1}").unwrap();
+        let Err(Error::Usage { message }) = c.set("a.k=1") else { panic!("expected a usage error") };
+        assert!(message.contains("`a` is not a map"), "{message}");
     }
 
     #[test]
