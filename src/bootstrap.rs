@@ -193,11 +193,7 @@ pub fn check_cluster_info(
 pub fn generate_certificate_key() -> Result<String, String> {
     let mut key = [0u8; 32];
     SystemRandom::new().fill(&mut key).map_err(|_| "no randomness available".to_string())?;
-    Ok(key.iter().fold(String::with_capacity(64), |mut s, b| {
-        use std::fmt::Write as _;
-        let _ = write!(s, "{b:02x}");
-        s
-    }))
+    Ok(crate::pki::hex(&key))
 }
 
 fn key_bytes(hex: &str) -> Result<[u8; 32], String> {

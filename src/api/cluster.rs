@@ -263,11 +263,7 @@ fn config_map_checksum(data: &rhai::Map) -> String {
     for value in data.values() {
         ctx.update(value.to_string().as_bytes());
     }
-    ctx.finish().as_ref().iter().fold(String::from("sha256:"), |mut s, b| {
-        use std::fmt::Write as _;
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    format!("sha256:{}", crate::pki::hex(ctx.finish().as_ref()))
 }
 
 /// A duration as `kubectl` and `kubeadm token list` print it: `45s`, `12m`, `23h`, `6d`, `2y`.

@@ -186,10 +186,7 @@ impl CertInfo {
             not_before: system_time(cert.validity().not_before.timestamp()),
             not_after: system_time(cert.validity().not_after.timestamp()),
             key_algorithm: spki_algorithm(cert.public_key()),
-            serial: cert.raw_serial().iter().fold(String::new(), |mut hex, b| {
-                let _ = write!(hex, "{b:02x}");
-                hex
-            }),
+            serial: hex(cert.raw_serial()),
         })
     }
 
@@ -316,11 +313,15 @@ pub fn ca_pin(ca_cert_pem: &str) -> Result<String> {
     let der = pem_to_cert_der(ca_cert_pem, "CA certificate")?;
     let cert = parse_cert_der(&der, "CA certificate")?;
     let hash = digest::digest(&digest::SHA256, cert.public_key().raw);
-    let mut pin = String::from("sha256:");
-    for byte in hash.as_ref() {
-        let _ = write!(pin, "{byte:02x}");
-    }
-    Ok(pin)
+    Ok(format!("sha256:{}", hex(hash.as_ref())))
+}
+
+/// `bytes` as lower-case hex, two digits each.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }
 
 /// Whether `key` is the private half of the certificate's public key. An

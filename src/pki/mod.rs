@@ -19,7 +19,7 @@ mod spec;
 
 pub use context::{Clock, Context, FixedClock, RandomSerials, SequentialSerials, SerialSource, SystemClock};
 pub use error::{PkiError, Result};
-pub use inspect::{CertInfo, KeyUsage, ca_pin, inspect, key_matches_cert, summary, verify_signed_by};
+pub use inspect::{CertInfo, KeyUsage, ca_pin, hex, inspect, key_matches_cert, summary, verify_signed_by};
 pub use issue::{self_signed_ca, sign_leaf};
 pub use key::{KeyAlgorithm, PrivateKey, generate_key, generate_keys};
 pub use kubeconfig::{
