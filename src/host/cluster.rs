@@ -16,19 +16,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use kube::core::Request;
 use kube::core::params::{DeleteParams, GetParams, ListParams, Patch, PatchParams};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
 
 use super::cri::{io_kind_of, root_cause};
 use super::etcd::{self, EtcdTls};
+use super::https::{self, Endpoint};
 
 /// The field manager of every server-side apply kscript makes.
 pub const FIELD_MANAGER: &str = "kscript";
@@ -626,7 +626,7 @@ impl Cluster for RealCluster {
     }
 
     fn cluster_info(&self, server: &str, trust: Trust<'_>, timeout: Duration) -> io::Result<Option<Value>> {
-        let endpoint = Endpoint::parse(server)?;
+        let endpoint = Endpoint::parse(server, 6443, API_SERVER_EXAMPLE)?;
         let config = tls_config(trust)?;
         let rt = self.runtime()?;
         let answer =
@@ -646,50 +646,9 @@ impl Cluster for RealCluster {
     }
 }
 
-/// Where discovery connects.
-#[derive(Debug)]
-struct Endpoint {
-    /// `https://host:port`, for messages.
-    url: String,
-    /// The host as TLS names it: a DNS name or an IP address, without brackets.
-    host: String,
-    port: u16,
-    /// `host:port` for the `Host` header.
-    authority: String,
-}
-
-impl Endpoint {
-    /// `https://host:port`, `host:port` or `host` (port 6443, the API server's).
-    fn parse(server: &str) -> io::Result<Self> {
-        let bad = |why: &str| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "`{server}` is not an API server address such as 192.168.56.10:6443 or https://cp.example:6443: {why}"
-                ),
-            )
-        };
-        let with_scheme =
-            if server.contains("://") { server.to_string() } else { format!("https://{server}") };
-        let uri: http::Uri = with_scheme.parse().map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
-        if uri.scheme_str() != Some("https") {
-            return Err(bad("the API server speaks https"));
-        }
-        if uri.path() != "/" && !uri.path().is_empty() {
-            return Err(bad("give no path"));
-        }
-        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
-        let port = authority.port_u16().unwrap_or(6443);
-        let shown_host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
-        Ok(Self {
-            url: format!("https://{shown_host}:{port}"),
-            authority: format!("{shown_host}:{port}"),
-            host,
-            port,
-        })
-    }
-}
+/// What a server address looks like, for errors.
+const API_SERVER_EXAMPLE: &str =
+    "an API server address such as 192.168.56.10:6443 or https://cp.example:6443";
 
 /// Why a `cluster-info` fetch failed.
 enum FetchError {
@@ -699,6 +658,17 @@ enum FetchError {
     Http(String),
     Status(http::StatusCode, String),
     NotJson(String),
+}
+
+impl From<https::Failure> for FetchError {
+    fn from(f: https::Failure) -> Self {
+        match f {
+            https::Failure::Connect(e) => Self::Connect(e),
+            https::Failure::BadName => Self::BadName,
+            https::Failure::Tls(e) => Self::Tls(e),
+            https::Failure::Http(e) => Self::Http(e),
+        }
+    }
 }
 
 impl FetchError {
@@ -768,21 +738,7 @@ fn tls_config(trust: Trust<'_>) -> io::Result<Arc<rustls::ClientConfig>> {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyServerCertificate(provider)))
             .with_no_client_auth(),
-        Trust::Ca(pem) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                let cert = cert.map_err(|e| {
-                    io::Error::new(io::ErrorKind::InvalidData, format!("the CA is not PEM: {e}"))
-                })?;
-                roots.add(cert).map_err(|e| {
-                    io::Error::new(io::ErrorKind::InvalidData, format!("the CA is not usable: {e}"))
-                })?;
-            }
-            if roots.is_empty() {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "the CA holds no certificate"));
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
+        Trust::Ca(pem) => builder.with_root_certificates(https::roots(pem, "CA")?).with_no_client_auth(),
     };
     Ok(Arc::new(config))
 }
@@ -792,24 +748,11 @@ async fn fetch_cluster_info(
     endpoint: &Endpoint,
     config: Arc<rustls::ClientConfig>,
 ) -> Result<Value, FetchError> {
-    let tcp = tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port))
-        .await
-        .map_err(FetchError::Connect)?;
-    let name = ServerName::try_from(endpoint.host.clone()).map_err(|_| FetchError::BadName)?;
-    let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.map_err(FetchError::Tls)?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .map_err(|e| FetchError::Http(root_cause(&e)))?;
-    let driver = tokio::spawn(connection);
     let request = http::Request::get(CLUSTER_INFO_PATH)
-        .header(http::header::HOST, &endpoint.authority)
         .header(http::header::ACCEPT, "application/json")
-        .body(Empty::<Bytes>::new())
+        .body(Full::new(Bytes::new()))
         .map_err(|e| FetchError::Http(e.to_string()))?;
-    let response = sender.send_request(request).await.map_err(|e| FetchError::Http(root_cause(&e)))?;
-    let status = response.status();
-    let body = response.into_body().collect().await.map_err(|e| FetchError::Http(root_cause(&e)))?.to_bytes();
-    driver.abort();
+    let (status, body) = https::exchange(endpoint, config, request).await?;
     if !status.is_success() {
         return Err(FetchError::Status(status, String::from_utf8_lossy(&body).into_owned()));
     }
@@ -1013,20 +956,6 @@ mod tests {
         assert!(rec.objects().is_empty());
         assert_eq!(rec.wait_ready(k, Duration::from_secs(100)).unwrap(), Readiness::Recorded);
         assert_eq!(rec.cluster_info("x:6443", Trust::Nothing, Duration::from_secs(1)).unwrap(), None);
-    }
-
-    #[test]
-    fn endpoints() {
-        let e = Endpoint::parse("192.168.56.10:6443").unwrap();
-        assert_eq!(
-            (e.host.as_str(), e.port, e.url.as_str()),
-            ("192.168.56.10", 6443, "https://192.168.56.10:6443")
-        );
-        let e = Endpoint::parse("https://[fd00::10]:8443").unwrap();
-        assert_eq!((e.host.as_str(), e.port, e.authority.as_str()), ("fd00::10", 8443, "[fd00::10]:8443"));
-        assert_eq!(Endpoint::parse("cp.example").unwrap().port, 6443);
-        assert!(Endpoint::parse("http://x:6443").unwrap_err().to_string().contains("https"));
-        assert!(Endpoint::parse("https://x:6443/api").is_err());
     }
 
     #[test]

@@ -8,13 +8,13 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 
-use super::cri::root_cause;
+use super::https;
 
 /// PEM texts of the etcd CA and a client certificate and key it signed.
 #[derive(Debug, Clone)]
@@ -35,41 +35,11 @@ pub struct Member {
     pub client_urls: Vec<String>,
 }
 
-/// `https://host:port` of an etcd client URL, as host, port and `Host` header.
-struct Target {
-    url: String,
-    host: String,
-    port: u16,
-    authority: String,
-}
-
-fn target(endpoint: &str) -> io::Result<Target> {
-    let bad = |why: String| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("`{endpoint}` is not an etcd client URL such as https://192.168.56.10:2379: {why}"),
-        )
-    };
-    let uri: http::Uri = endpoint.parse().map_err(|e: http::uri::InvalidUri| bad(e.to_string()))?;
-    if uri.scheme_str() != Some("https") {
-        return Err(bad("kubeadm's etcd serves clients over https".into()));
-    }
-    let authority = uri.authority().ok_or_else(|| bad("no host".into()))?;
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
-    let port = authority.port_u16().unwrap_or(2379);
-    let shown = if host.contains(':') { format!("[{host}]") } else { host.clone() };
-    Ok(Target { url: format!("https://{shown}:{port}"), authority: format!("{shown}:{port}"), host, port })
-}
-
 fn tls_config(tls: &EtcdTls) -> io::Result<Arc<rustls::ClientConfig>> {
     let invalid = |what: &str, e: &dyn std::fmt::Display| {
         io::Error::new(io::ErrorKind::InvalidData, format!("the etcd {what} is not usable: {e}"))
     };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(tls.ca_pem.as_bytes()) {
-        roots.add(cert.map_err(|e| invalid("CA", &e))?).map_err(|e| invalid("CA", &e))?;
-    }
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| invalid("client certificate", &e))?;
@@ -77,7 +47,7 @@ fn tls_config(tls: &EtcdTls) -> io::Result<Arc<rustls::ClientConfig>> {
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(io::Error::other)?
-        .with_root_certificates(roots)
+        .with_root_certificates(https::roots(&tls.ca_pem, "etcd CA")?)
         .with_client_auth_cert(chain, key)
         .map_err(|e| invalid("client certificate", &e))?;
     Ok(Arc::new(config))
@@ -85,40 +55,26 @@ fn tls_config(tls: &EtcdTls) -> io::Result<Arc<rustls::ClientConfig>> {
 
 /// POSTs `body` to `path` of the etcd gateway at `endpoint` and returns the JSON answer.
 pub async fn post(endpoint: &str, tls: &EtcdTls, path: &str, body: &Value) -> io::Result<Value> {
-    let t = target(endpoint)?;
-    let url = &t.url;
-    let config = tls_config(tls)?;
-    let tcp = tokio::net::TcpStream::connect((t.host.as_str(), t.port))
-        .await
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot connect to etcd at {url}: {e}")))?;
-    let name = ServerName::try_from(t.host.clone()).map_err(|_| {
-        io::Error::new(io::ErrorKind::InvalidInput, format!("`{}` is not a TLS name", t.host))
-    })?;
-    let stream = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.map_err(|e| {
-        io::Error::new(
+    let target =
+        https::Endpoint::parse(endpoint, 2379, "an etcd client URL such as https://192.168.56.10:2379")?;
+    let url = &target.url;
+    let request = http::Request::post(path)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .map_err(io::Error::other)?;
+    let (status, bytes) = https::exchange(&target, tls_config(tls)?, request).await.map_err(|f| match f {
+        https::Failure::Connect(e) => io::Error::new(e.kind(), format!("cannot connect to etcd at {url}: {e}")),
+        https::Failure::BadName => {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("`{}` is not a TLS name", target.host))
+        }
+        https::Failure::Tls(e) => io::Error::new(
             e.kind(),
             format!(
                 "TLS with etcd at {url} failed (is its certificate signed by the etcd CA, and this client's too?): {e}"
             ),
-        )
+        ),
+        https::Failure::Http(e) => io::Error::other(format!("HTTP with etcd at {url}: {e}")),
     })?;
-    let http_error = |e: &(dyn std::error::Error + 'static)| {
-        io::Error::other(format!("HTTP with etcd at {url}: {}", root_cause(e)))
-    };
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| http_error(&e))?;
-    let driver = tokio::spawn(connection);
-    let request = http::Request::post(path)
-        .header(http::header::HOST, &t.authority)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .map_err(|e| http_error(&e))?;
-    let response = sender.send_request(request).await.map_err(|e| http_error(&e))?;
-    let status = response.status();
-    let bytes = response.into_body().collect().await.map_err(|e| http_error(&e))?.to_bytes();
-    driver.abort();
     let answer: Value = serde_json::from_slice(&bytes).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -196,12 +152,5 @@ mod tests {
                 client_urls: vec![]
             }
         );
-    }
-
-    #[test]
-    fn endpoints_must_be_https_client_urls() {
-        assert!(target("http://10.0.0.1:2379").is_err());
-        let t = target("https://[fd00::1]:2379").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.authority.as_str()), ("fd00::1", 2379, "[fd00::1]:2379"));
     }
 }

@@ -8,6 +8,7 @@ pub mod cri;
 pub mod etcd;
 pub mod facts;
 pub mod files;
+mod https;
 pub mod systemd;
 
 pub use cluster::{Cluster, RealCluster, RecordingCluster};
