@@ -272,7 +272,8 @@ impl Files for PlannedFiles {
         let Some(mut state) = self.state(path)? else {
             return Err(io::Error::from(io::ErrorKind::NotFound));
         };
-        let content = self.read(path)?;
+        // Only a file has content to carry over (reading a folder fails).
+        let content = if state.kind == FileKind::File { self.read(path)? } else { None };
         state.mode = mode;
         if let Some(o) = owner {
             state.owner = o;

@@ -314,6 +314,16 @@ fn dry_run_changes_nothing_and_shows_the_plan() {
     assert!(run.stdout.contains("-replicas: 2") && run.stdout.contains("+replicas: 3"), "{}", run.stdout);
     assert!(run.stdout.contains("= /etc/demo/app.env (0600)"), "{}", run.stdout);
     assert!(fs::read_to_string(sb.root().join("etc/demo/app.yaml")).unwrap().contains("replicas: 2"));
+    // A folder that exists with another mode: planned as changed, and left as it is.
+    fs::create_dir_all(sb.root().join("srv/data")).unwrap();
+    sb.write(
+        "mode.rhai",
+        r#"stage("s", "x", [ step("d", "d", || { dir("/srv/data", #{ mode: 0o700 }); }) ]);"#,
+    );
+    let run = sb.render("mode.rhai", &["--dry-run"]).ok();
+    assert!(run.stdout.contains("/srv/data/ (mode 0755 -> 0700)"), "{}", run.stdout);
+    let mode = fs::metadata(sb.root().join("srv/data")).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o755);
 }
 
 #[test]
