@@ -39,17 +39,6 @@ fn kubeconfig(ctx: &Ctx, function: &str, path: &str) -> R<PathBuf> {
     Ok(r.host)
 }
 
-fn secs(function: &str, timeout: f64) -> R<Duration> {
-    match Duration::try_from_secs_f64(timeout) {
-        Ok(d) if timeout > 0.0 => Ok(d),
-        _ => Err(script_error(format!("{function}(): the timeout must be a positive number of seconds"))),
-    }
-}
-
-fn int_secs(timeout: rhai::INT) -> f64 {
-    f64::from(i32::try_from(timeout).unwrap_or(if timeout < 0 { -1 } else { i32::MAX }))
-}
-
 fn to_json(function: &str, object: Map) -> R<Value> {
     serde_json::to_value(Dynamic::from_map(object)).map_err(|e| script_error(format!("{function}(): {e}")))
 }
@@ -163,7 +152,7 @@ fn delete(ctx: &Ctx, kubeconfig_path: &str, r: &ObjectRef) -> R<bool> {
 fn wait_ready(ctx: &Ctx, kubeconfig_path: &str, timeout: f64) -> R<bool> {
     const F: &str = "api_wait_ready";
     ctx.require_step(F)?;
-    let timeout = secs(F, timeout)?;
+    let timeout = super::timeout(&format!("{F}(): the timeout"), timeout)?;
     let host = kubeconfig(ctx, F, kubeconfig_path)?;
     let target = "wait-ready";
     ctx.attempt(target);
@@ -188,7 +177,7 @@ fn wait_ready(ctx: &Ctx, kubeconfig_path: &str, timeout: f64) -> R<bool> {
 fn wait_for(ctx: &Ctx, kubeconfig_path: &str, r: &ObjectRef, timeout: f64) -> R<Dynamic> {
     const F: &str = "api_wait_for";
     ctx.require_step(F)?;
-    let timeout = secs(F, timeout)?;
+    let timeout = super::timeout(&format!("{F}(): the timeout"), timeout)?;
     let host = kubeconfig(ctx, F, kubeconfig_path)?;
     let target = format!("wait-for {r}");
     ctx.attempt(&target);
@@ -212,7 +201,7 @@ fn wait_for(ctx: &Ctx, kubeconfig_path: &str, r: &ObjectRef, timeout: f64) -> R<
 fn wait_condition(ctx: &Ctx, kubeconfig_path: &str, r: &ObjectRef, kind: &str, timeout: f64) -> R<Dynamic> {
     const F: &str = "api_wait_condition";
     ctx.require_step(F)?;
-    let timeout = secs(F, timeout)?;
+    let timeout = super::timeout(&format!("{F}(): the timeout"), timeout)?;
     let host = kubeconfig(ctx, F, kubeconfig_path)?;
     let target = format!("wait-condition {r} {kind}");
     ctx.attempt(&target);
@@ -352,11 +341,7 @@ fn discover(ctx: &Ctx, server: &str, token: &str, pins: Array, opts: &Map) -> R<
     }
     let timeout = match opts.get("timeout") {
         None => DISCOVERY_TIMEOUT,
-        Some(t) if t.is_int() => secs(F, int_secs(t.as_int().unwrap_or(0)))?,
-        Some(t) => secs(
-            F,
-            t.as_float().map_err(|_| script_error(format!("{F}(): `timeout` is a number of seconds")))?,
-        )?,
+        Some(t) => super::timeout_option(&format!("{F}(): option `timeout`"), t)?,
     };
     let target = format!("discover {server}");
     ctx.attempt(&target);
@@ -530,7 +515,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         .with_comments(READY_DOC)
         .with_params_info(["kubeconfig: &str", "timeout: i64", "bool"])
         .register_into_engine(engine, move |k: &str, timeout: rhai::INT| {
-            wait_ready(&c, k, int_secs(timeout))
+            wait_ready(&c, k, super::int_seconds(timeout))
         });
 
     let c = ctx.clone();
@@ -639,7 +624,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
                     &what.get("namespace").map(ToString::to_string).unwrap_or_default(),
                     &field("name")?,
                 )?;
-                wait_condition(&c, k, &r, condition, f64::from(i32::try_from(timeout).unwrap_or(i32::MAX)))
+                wait_condition(&c, k, &r, condition, super::int_seconds(timeout))
             },
         );
 
@@ -670,7 +655,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
                   timeout: rhai::INT|
                   -> R<Dynamic> {
                 let r = object_ref("api_wait_for", api_version, kind, namespace, name)?;
-                wait_for(&c, k, &r, int_secs(timeout))
+                wait_for(&c, k, &r, super::int_seconds(timeout))
             },
         );
 

@@ -1,7 +1,6 @@
 //! Running host programs.
 
 use std::rc::Rc;
-use std::time::Duration;
 
 use rhai::{Array, Engine, EvalAltResult, FuncRegistration, ImmutableString, Map};
 
@@ -61,24 +60,11 @@ fn spec_of(argv: Array, opts: &Map) -> R<CommandSpec> {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let timeout =
-        match opts.get("timeout").filter(|v| !v.is_unit()) {
-            None => None,
-            Some(v) => {
-                let secs = v
-                    .as_float()
-                    .or_else(|_| v.as_int().map(|i| f64::from(i32::try_from(i).unwrap_or(i32::MAX))))
-                    .ok()
-                    .filter(|s| *s > 0.0)
-                    .ok_or_else(|| {
-                        script_error("run(): option `timeout` must be a positive number of seconds")
-                    })?;
-                // Past about 585 billion years (or infinite) a float does not fit a Duration.
-                Some(Duration::try_from_secs_f64(secs).map_err(|_| {
-                    script_error(format!("run(): option `timeout` is too long: {secs} seconds"))
-                })?)
-            }
-        };
+    let timeout = opts
+        .get("timeout")
+        .filter(|v| !v.is_unit())
+        .map(|v| super::timeout_option("run(): option `timeout`", v))
+        .transpose()?;
     Ok(CommandSpec {
         argv,
         env,
@@ -161,6 +147,8 @@ fn run(ctx: &Ctx, argv: Array, opts: &Map) -> R<Map> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn timeout(v: rhai::Dynamic) -> R<Option<Duration>> {

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::rc::Rc;
-use std::time::Duration;
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableString, Map};
 
@@ -49,18 +48,6 @@ fn id_arg(function: &str, id: &Dynamic) -> R<String> {
 
 fn shown_id(id: &str) -> &str {
     if id.is_empty() { "(id not known)" } else { id }
-}
-
-fn secs(function: &str, timeout: f64) -> R<Duration> {
-    if timeout > 0.0 && timeout.is_finite() {
-        Ok(Duration::from_secs_f64(timeout))
-    } else {
-        Err(script_error(format!("{function}(): the timeout must be a positive number of seconds")))
-    }
-}
-
-fn int_secs(timeout: rhai::INT) -> f64 {
-    f64::from(i32::try_from(timeout).unwrap_or(if timeout < 0 { -1 } else { i32::MAX }))
 }
 
 /// Records one runtime operation and turns its result into `changed`.
@@ -356,7 +343,7 @@ fn containers(ctx: &Ctx, endpoint: &str, filter: &Map) -> R<Array> {
 fn wait_ready(ctx: &Ctx, endpoint: &str, timeout: f64) -> R<Dynamic> {
     const F: &str = "cri_wait_ready";
     ctx.require_step(F)?;
-    let timeout = secs(F, timeout)?;
+    let timeout = super::timeout(&format!("{F}(): the timeout"), timeout)?;
     let cri = runtime(ctx, F, endpoint)?;
     let target = "wait-ready";
     ctx.attempt(target);
@@ -409,7 +396,7 @@ fn wait_running(ctx: &Ctx, endpoint: &str, name: &str, timeout: f64) -> R<Dynami
     if name.is_empty() {
         return Err(script_error(format!("{F}(): give the container's name (`kube-apiserver`)")));
     }
-    let duration = secs(F, timeout)?;
+    let duration = super::timeout(&format!("{F}(): the timeout"), timeout)?;
     let cri = runtime(ctx, F, endpoint)?;
     let target = format!("wait-running {name}");
     ctx.attempt(&target);
@@ -658,7 +645,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         .with_comments(READY_DOC)
         .with_params_info(["endpoint: &str", "timeout: i64", "Dynamic"])
         .register_into_engine(engine, move |endpoint: &str, timeout: rhai::INT| {
-            wait_ready(&c, endpoint, int_secs(timeout))
+            wait_ready(&c, endpoint, super::int_seconds(timeout))
         });
 
     const RUNNING_DOC: &[&str] = &[
@@ -679,6 +666,6 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         .with_comments(RUNNING_DOC)
         .with_params_info(["endpoint: &str", "name: &str", "timeout: i64", "Dynamic"])
         .register_into_engine(engine, move |endpoint: &str, name: &str, timeout: rhai::INT| {
-            wait_running(&c, endpoint, name, int_secs(timeout))
+            wait_running(&c, endpoint, name, super::int_seconds(timeout))
         });
 }

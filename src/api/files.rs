@@ -438,6 +438,7 @@ pub(crate) fn remove(ctx: &Ctx, path: &str) -> R<bool> {
 
 fn wait_for_file(ctx: &Ctx, path: &str, timeout: i64) -> R<bool> {
     ctx.require_step("wait_for_file")?;
+    let limit = super::timeout("wait_for_file(): the timeout", super::int_seconds(timeout))?;
     let r = resolve(ctx, path, true)?;
     if ctx.host.mode != crate::host::Mode::Apply {
         let line = EffectLine {
@@ -450,7 +451,6 @@ fn wait_for_file(ctx: &Ctx, path: &str, timeout: i64) -> R<bool> {
         ctx.record("wait", &r.node, Outcome::Recorded, None, Some(line));
         return Ok(false);
     }
-    let limit = std::time::Duration::from_secs(u64::try_from(timeout.max(0)).unwrap_or(0));
     let start = std::time::Instant::now();
     let tty = ctx.report.borrow().tty;
     let found = crate::report::wait(&format!("waiting for {}", r.node), tty, || {

@@ -208,6 +208,31 @@ pub fn opt<T: Clone + 'static>(
 }
 
 /// Refuses keys an options map does not know.
+/// A timeout a script gives in seconds, as a `Duration`: positive, and small enough for one.
+/// `what` names it in errors (`"api_wait_ready(): the timeout"`, ``"run(): option `timeout`"``).
+pub fn timeout(what: &str, secs: f64) -> Result<std::time::Duration, Box<EvalAltResult>> {
+    if secs.is_nan() || secs <= 0.0 {
+        return Err(script_error(format!("{what} must be a positive number of seconds")));
+    }
+    // Past about 585 billion years (or infinite) a float does not fit a Duration.
+    std::time::Duration::try_from_secs_f64(secs)
+        .map_err(|_| script_error(format!("{what} is too long: {secs} seconds")))
+}
+
+/// Whole seconds as [`timeout`] takes them: past `i32::MAX` (68 years) they are that.
+pub fn int_seconds(secs: rhai::INT) -> f64 {
+    f64::from(i32::try_from(secs).unwrap_or(if secs < 0 { -1 } else { i32::MAX }))
+}
+
+/// A timeout option (a whole number or a decimal of seconds) as [`timeout`] reads it.
+pub fn timeout_option(what: &str, value: &Dynamic) -> Result<std::time::Duration, Box<EvalAltResult>> {
+    let secs = value
+        .as_float()
+        .or_else(|_| value.as_int().map(int_seconds))
+        .map_err(|t| script_error(format!("{what} must be a positive number of seconds, not {t}")))?;
+    timeout(what, secs)
+}
+
 pub fn check_opts(opts: &rhai::Map, known: &[&str], function: &str) -> Result<(), Box<EvalAltResult>> {
     for k in opts.keys() {
         if !known.contains(&k.as_str()) {

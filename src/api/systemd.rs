@@ -2,12 +2,12 @@
 //! stop, restart, daemon-reload, state, wait until active.
 
 use std::rc::Rc;
-use std::time::Duration;
 
 use rhai::{Dynamic, Engine, EvalAltResult, FuncRegistration};
 
 use super::files::{make_symlink, read_bytes, remove};
 use super::{Ctx, effect_error, script_error};
+use crate::host::cluster::seconds;
 use crate::host::systemd::{UnitChange, parse_install};
 use crate::journal::Outcome;
 use crate::report::{self, EffectLine};
@@ -103,12 +103,10 @@ fn disable(ctx: &Ctx, unit: &str) -> R<bool> {
 fn wait_active(ctx: &Ctx, unit: &str, timeout: f64) -> R<bool> {
     ctx.require_step("unit_wait_active")?;
     check_unit(unit)?;
-    if !(timeout > 0.0 && timeout.is_finite()) {
-        return Err(script_error("unit_wait_active(): the timeout must be a positive number of seconds"));
-    }
+    let timeout = super::timeout("unit_wait_active(): the timeout", timeout)?;
     let tty = ctx.report.borrow().tty;
     let result = report::wait(&format!("waiting for {unit} to be active"), tty, || {
-        ctx.host.systemd.wait_active(unit, Duration::from_secs_f64(timeout))
+        ctx.host.systemd.wait_active(unit, timeout)
     })
     .map_err(|e| effect_error(format!("systemd wait {unit}: {e}")))?;
     match result {
@@ -124,8 +122,8 @@ fn wait_active(ctx: &Ctx, unit: &str, timeout: f64) -> R<bool> {
             // A failed unit ends the wait at once: "after {timeout}s" would not be true.
             let what = match failure.state.as_str() {
                 "failed" => "has failed (state: failed)".to_string(),
-                "" => format!("is not active (state: unknown) after {timeout:.0}s"),
-                state => format!("is not active (state: {state}) after {timeout:.0}s"),
+                "" => format!("is not active (state: unknown) after {}", seconds(timeout)),
+                state => format!("is not active (state: {state}) after {}", seconds(timeout)),
             };
             Err(effect_error(format!("{unit} {what}\n{}", failure.diagnosis)))
         }
@@ -238,6 +236,6 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         ])
         .with_params_info(["unit: &str", "timeout: i64", "bool"])
         .register_into_engine(engine, move |unit: &str, timeout: rhai::INT| {
-            wait_active(&c, unit, f64::from(i32::try_from(timeout).unwrap_or(i32::MAX)))
+            wait_active(&c, unit, super::int_seconds(timeout))
         });
 }

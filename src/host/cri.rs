@@ -334,7 +334,7 @@ pub trait Cri {
             if start.elapsed() >= timeout {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("not ready after {:.0}s: {why}", timeout.as_secs_f64()),
+                    format!("not ready after {}: {why}", super::cluster::seconds(timeout)),
                 ));
             }
             std::thread::sleep(POLL / 2);

@@ -885,3 +885,27 @@ fn etcdctl_with(endpoint: &str, [ca, cert, key]: [&Path; 3], args: &[&str]) -> O
         .output()
         .expect("etcdctl is installed (Debian's etcd-client)")
 }
+
+/// Every wait refuses a timeout too long for a Duration with a message, instead of panicking
+/// (found for `run` by the property tests, then for the other waits by review).
+#[test]
+fn huge_timeouts_are_refused_by_every_wait() {
+    let sb = Sandbox::new();
+    for (call, name) in [
+        (r#"cri_wait_ready("unix:///run/none.sock", 1.0e300)"#, "cri_wait_ready(): the timeout"),
+        (r#"unit_wait_active("x.service", 1.0e300)"#, "unit_wait_active(): the timeout"),
+        (r#"api_wait_ready("/etc/kubernetes/admin.conf", 1.0e300)"#, "api_wait_ready(): the timeout"),
+        (r#"wait_for_file("/etc/x", -5)"#, "wait_for_file(): the timeout"),
+    ] {
+        sb.write("wait.rhai", &format!(r#"stage("s", "x", [ step("w", "w", || {{ {call}; }}) ]);"#));
+        let run = sb.render("wait.rhai", &[]);
+        assert!(run.code == 1 || run.code == 2, "{call}: {}", run.stderr);
+        let message = run.message();
+        assert!(
+            message.contains(&format!("{name} is too long"))
+                || message.contains(&format!("{name} must be a positive")),
+            "{call}: {}",
+            run.stderr
+        );
+    }
+}
