@@ -197,7 +197,8 @@ pub fn generate_certificate_key() -> Result<String, String> {
 }
 
 fn key_bytes(hex: &str) -> Result<[u8; 32], String> {
-    if hex.len() != 64 {
+    // `from_str_radix` alone would take a sign (`+f`).
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err("a certificate key is 64 hex digits (32 bytes)".into());
     }
     let mut out = [0u8; 32];
@@ -379,5 +380,6 @@ mod tests {
         *tampered.last_mut().unwrap() ^= 1;
         assert!(decrypt(&tampered, &key).is_err());
         assert!(encrypt(b"x", "abc").is_err());
+        assert!(encrypt(b"x", &"+f".repeat(32)).is_err(), "a sign is not a hex digit");
     }
 }

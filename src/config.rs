@@ -247,11 +247,6 @@ impl Config {
     pub fn to_dynamic(&self) -> rhai::Dynamic {
         to_dynamic(&self.root)
     }
-
-    /// The merged tree.
-    pub fn root(&self) -> &Node {
-        &self.root
-    }
 }
 
 fn str_node(s: &str) -> Node {
@@ -385,7 +380,7 @@ fn strsim_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-fn config_error(src: &Source, span: (usize, usize), message: &str, help: Option<String>) -> Error {
+pub(crate) fn config_error(src: &Source, span: (usize, usize), message: &str, help: Option<String>) -> Error {
     Error::Config(Box::new(ConfigError {
         message: format!("{}: {message}", src.name),
         src: NamedSource::new(&src.name, src.text.clone()),

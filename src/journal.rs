@@ -76,10 +76,6 @@ impl Journal {
         self.entries.push(entry);
     }
 
-    pub fn entries(&self) -> &[Entry] {
-        &self.entries
-    }
-
     /// Appends the entries not yet written to the journal file at `host_path`.
     pub fn flush_to(&mut self, host_path: &Path) -> io::Result<()> {
         if self.flushed == self.entries.len() {

@@ -7,8 +7,8 @@
 //! maps become `{name, value}` lists, timeouts move), and fields kubeadm knows but kscript does
 //! not use are passed over with a warning.
 
-use crate::config::{Node, Source, Value};
-use crate::error::{ConfigError, Error};
+use crate::config::{Node, Source, Value, config_error};
+use crate::error::Error;
 
 const KUBEADM_GROUP: &str = "kubeadm.k8s.io/";
 
@@ -91,15 +91,6 @@ pub fn known_unused(path: &[String]) -> Option<String> {
         .then(|| format!("kscript does not use the kubeadm field `{joined}`; it is ignored"))
 }
 
-fn error(src: &Source, span: (usize, usize), message: &str, help: Option<String>) -> Error {
-    Error::Config(Box::new(ConfigError {
-        message: format!("{}: {message}", src.name),
-        src: miette::NamedSource::new(&src.name, src.text.clone()),
-        span: miette::SourceSpan::new(span.0.into(), span.1),
-        help,
-    }))
-}
-
 fn str_node(s: &str, span: (usize, usize)) -> Node {
     Node { value: Value::Str(s.into()), span }
 }
@@ -165,7 +156,7 @@ pub fn translate(mut doc: Node, src: &Source) -> Result<Translated, Error> {
     let (_, api) = take(entries, "apiVersion").expect("is_typed checked apiVersion");
     let (_, kind) = take(entries, "kind").expect("is_typed checked kind");
     let (Value::Str(api_version), Value::Str(kind_name)) = (&api.value, &kind.value) else {
-        return Err(error(src, api.span, "apiVersion and kind must be strings", None));
+        return Err(config_error(src, api.span, "apiVersion and kind must be strings", None));
     };
     let what = format!("{kind_name} ({api_version})");
     let wrap = |key: &str, doc: Node| Node { value: Value::Map(vec![(str_node(key, span), doc)]), span };
@@ -179,7 +170,7 @@ pub fn translate(mut doc: Node, src: &Source) -> Result<Translated, Error> {
         _ => {}
     }
     let Some(version) = api_version.strip_prefix(KUBEADM_GROUP) else {
-        return Err(error(
+        return Err(config_error(
             src,
             api.span,
             &format!("`{api_version}` is not a configuration kscript reads"),
@@ -187,7 +178,7 @@ pub fn translate(mut doc: Node, src: &Source) -> Result<Translated, Error> {
         ));
     };
     if version != "v1beta4" && version != "v1beta3" {
-        return Err(error(
+        return Err(config_error(
             src,
             api.span,
             &format!("kubeadm's `{version}` API is not supported"),
@@ -199,7 +190,7 @@ pub fn translate(mut doc: Node, src: &Source) -> Result<Translated, Error> {
         "InitConfiguration" => INIT_FIELDS,
         "JoinConfiguration" => JOIN_FIELDS,
         other => {
-            return Err(error(
+            return Err(config_error(
                 src,
                 kind.span,
                 &format!("kscript does not read kubeadm's `{other}`"),
@@ -211,7 +202,7 @@ pub fn translate(mut doc: Node, src: &Source) -> Result<Translated, Error> {
         if let Value::Str(name) = &k.value
             && !fields.contains(&name.as_str())
         {
-            return Err(error(
+            return Err(config_error(
                 src,
                 k.span,
                 &format!("`{name}` is not a field of {kind_name}"),

@@ -424,10 +424,6 @@ impl RealCri {
         Self { socket: socket.to_path_buf(), channel: RefCell::default(), runtime: OnceCell::new() }
     }
 
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-
     fn runtime(&self) -> io::Result<&tokio::runtime::Runtime> {
         if let Some(rt) = self.runtime.get() {
             return Ok(rt);

@@ -76,32 +76,30 @@ fn check(args: &[&str]) -> io::Result<()> {
 /// being able to run systemctl at all is left as it is.
 fn with_diagnosis(error: io::Error, unit: &str) -> io::Error {
     if error.kind() == io::ErrorKind::Other {
-        io::Error::other(format!("{error}\n{}", RealSystemd::diagnosis(unit)))
+        io::Error::other(format!("{error}\n{}", diagnose(unit)))
     } else {
         error
     }
 }
 
-impl RealSystemd {
-    /// `systemctl status` and the last journal lines of `unit`, for an error message.
-    pub fn diagnosis(unit: &str) -> String {
-        let status = systemctl(&["status", "--no-pager", "--lines=0", unit])
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim_end().to_string())
-            .unwrap_or_default();
-        let journal = Command::new("journalctl")
-            .args(["--no-pager", "-n", "20", "-u", unit])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim_end().to_string())
-            .unwrap_or_default();
-        format!(
-            "{status}\n\nlast journal lines (journalctl -u {unit}):\n{journal}\n\nlook further with: systemctl status {unit}; journalctl -u {unit}"
-        )
-    }
+/// `systemctl status` and the last journal lines of `unit`, for an error message.
+fn diagnose(unit: &str) -> String {
+    let status = systemctl(&["status", "--no-pager", "--lines=0", unit])
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim_end().to_string())
+        .unwrap_or_default();
+    let journal = Command::new("journalctl")
+        .args(["--no-pager", "-n", "20", "-u", unit])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim_end().to_string())
+        .unwrap_or_default();
+    format!(
+        "{status}\n\nlast journal lines (journalctl -u {unit}):\n{journal}\n\nlook further with: systemctl status {unit}; journalctl -u {unit}"
+    )
 }
 
 impl Systemd for RealSystemd {
     fn diagnosis(&self, unit: &str) -> Option<String> {
-        Some(RealSystemd::diagnosis(unit))
+        Some(diagnose(unit))
     }
 
     fn daemon_reload(&self) -> io::Result<UnitChange> {
@@ -161,7 +159,7 @@ impl Systemd for RealSystemd {
                 return Ok(Ok(UnitChange::Unchanged));
             }
             if state == "failed" || start.elapsed() >= timeout {
-                return Ok(Err(UnitFailure { state, diagnosis: Self::diagnosis(unit) }));
+                return Ok(Err(UnitFailure { state, diagnosis: diagnose(unit) }));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
