@@ -26,7 +26,9 @@ use serde_json::Value;
 
 use super::cri::Containerd;
 use super::ha::CONTROL_PLANE_JOIN_STEPS;
-use super::{KillOnDrop, Run, Sandbox, etcdctl_as_healthcheck, wait_until_etcd_healthy};
+use super::{
+    KillOnDrop, Run, Sandbox, etcdctl_as_healthcheck, pod_args, set_arg, start_etcd_member, static_pod,
+};
 
 const IP: &str = "127.0.20.1";
 /// The second control-plane node's address.
@@ -77,27 +79,9 @@ fn eventually(what: &str, secs: u64, mut check: impl FnMut() -> bool, why: impl 
     }
 }
 
-/// The command of a node's static Pod, its paths mapped into the node's folder.
-fn pod_args(root: &Path, manifest: &str) -> Vec<String> {
-    let text = fs::read_to_string(root.join("etc/kubernetes/manifests").join(manifest)).unwrap();
-    let pod: Value = serde_saphyr::from_str(&text).unwrap();
-    let host = root.join("etc/kubernetes").display().to_string();
-    pod["spec"]["containers"][0]["command"].as_array().unwrap()[1..]
-        .iter()
-        .map(|a| a.as_str().unwrap().replace("/etc/kubernetes", &host))
-        .collect()
-}
-
 /// `etcdctl ARGS` against the member at `ip`, as the node's healthcheck client.
 fn etcdctl(root: &Path, ip: &str, args: &[&str]) -> Output {
     etcdctl_as_healthcheck(root, &format!("https://{ip}:2379"), args)
-}
-
-/// `args` with the value of `--name` replaced.
-fn set_arg(args: &mut [String], name: &str, value: &str) {
-    let prefix = format!("--{name}=");
-    let slot = args.iter_mut().find(|a| a.starts_with(&prefix)).unwrap_or_else(|| panic!("no --{name}"));
-    *slot = format!("{prefix}{value}");
 }
 
 struct ControlPlane {
@@ -176,14 +160,8 @@ impl ControlPlane {
         cp.sb.render("control-plane.rhai", &render).ok();
         let root = cp.sb.root();
 
-        let mut etcd = pod_args(&root, "etcd.yaml");
-        set_arg(&mut etcd, "data-dir", &cp.sb.path().join("etcd-data").display().to_string());
-        set_arg(&mut etcd, "listen-client-urls", &format!("https://{IP}:2379"));
-        set_arg(&mut etcd, "listen-metrics-urls", &format!("http://{IP}:2381"));
-        cp.procs.push(Proc::start(Path::new("etcd"), &etcd, cp.sb.path().join("etcd.log")));
-        wait_until_etcd_healthy("etcd", &cp.sb.path().join("etcd.log"), || {
-            etcdctl(&root, IP, &["endpoint", "health"])
-        });
+        let (etcd, log) = start_etcd_member(&cp.sb, IP);
+        cp.procs.push(Proc { _process: etcd, log });
 
         let mut apiserver = pod_args(&root, "kube-apiserver.yaml");
         set_arg(&mut apiserver, "etcd-servers", &format!("https://{IP}:2379"));
@@ -462,8 +440,7 @@ fn a_second_control_plane_serves(cp: &ControlPlane, token: &str, pin: &str) {
     // A second control plane joins at 127.0.20.2 with the certificate key: the shared
     // certificates come from the real kubeadm-certs Secret (read with the bootstrap token),
     // the member add goes to the real etcd, and its own etcd and API server then serve.
-    let etcd_pod = fs::read_to_string(root.join("etc/kubernetes/manifests/etcd.yaml")).unwrap();
-    let mut mirror: Value = serde_saphyr::from_str(&etcd_pod).unwrap();
+    let mut mirror = static_pod(&root, "etcd.yaml");
     mirror["metadata"]["name"] = "etcd-e2e-cp".into();
     mirror["spec"]["nodeName"] = "e2e-cp".into();
     fs::write(cp.sb.path().join("mirror.json"), mirror.to_string()).unwrap();
@@ -502,14 +479,7 @@ fn a_second_control_plane_serves(cp: &ControlPlane, token: &str, pin: &str) {
     let cargs: Vec<&str> = cargs.iter().map(String::as_str).collect();
     let run = second.kscript_env(&[("KSCRIPT_TEST_CLUSTER_API", "real")], &cargs);
     assert_eq!(run.code, 0, "stderr:\n{}\nstdout:\n{}\n{}", run.stderr, run.stdout, cp.logs());
-    let mut etcd2 = pod_args(&sroot, "etcd.yaml");
-    set_arg(&mut etcd2, "data-dir", &second.path().join("etcd-data").display().to_string());
-    set_arg(&mut etcd2, "listen-client-urls", &format!("https://{IP2}:2379"));
-    set_arg(&mut etcd2, "listen-metrics-urls", &format!("http://{IP2}:2381"));
-    let etcd2 = Proc::start(Path::new("etcd"), &etcd2, second.path().join("etcd.log"));
-    wait_until_etcd_healthy("the second etcd member", &etcd2.log, || {
-        etcdctl(&sroot, IP2, &["endpoint", "health"])
-    });
+    let _etcd2 = start_etcd_member(&second, IP2);
     let out = etcdctl(&sroot, IP2, &["member", "list"]);
     let members = String::from_utf8_lossy(&out.stdout);
     assert_eq!(members.lines().filter(|l| l.contains(", started, ")).count(), 2, "{members}");

@@ -11,14 +11,14 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use super::fake_apiserver::FakeApiServer;
-use super::{KillOnDrop, Run, Sandbox, etcdctl_as_healthcheck, wait_until_etcd_healthy};
+use super::{KillOnDrop, Run, Sandbox, etcdctl_as_healthcheck, start_etcd_member, static_pod};
 
 /// The steps of a control-plane join up to its etcd Pod (what follows waits on its kubelet).
 pub(super) const CONTROL_PLANE_JOIN_STEPS: &[&str] = &[
@@ -55,46 +55,12 @@ fn etcdctl(root: &Path, endpoint: &str, args: &[&str]) -> std::process::Output {
 
 /// The etcd Pod kscript wrote on a node.
 fn etcd_pod(root: &Path) -> Value {
-    let text = fs::read_to_string(root.join("etc/kubernetes/manifests/etcd.yaml")).unwrap();
-    serde_saphyr::from_str(&text).unwrap()
+    static_pod(root, "etcd.yaml")
 }
 
-/// Starts the node's etcd member as its Pod's command says, with the node's files: paths
-/// under /etc/kubernetes and the data folder are mapped into the sandbox, and the listeners
-/// on 127.0.0.1 are left out (see the module comment). Waits until it is healthy.
+/// Starts the node's etcd member (see `start_etcd_member`) and waits until it is healthy.
 fn start_member(sb: &Sandbox, ip: &str) -> Member {
-    let root = sb.root();
-    let pod = etcd_pod(&root);
-    let command: Vec<String> = pod["spec"]["containers"][0]["command"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(command[0], "etcd");
-    let mut args = Vec::new();
-    for a in &command[1..] {
-        let (name, value) = a.trim_start_matches("--").split_once('=').unwrap();
-        let value = match name {
-            "data-dir" => sb.path().join("etcd-data").display().to_string(),
-            "listen-client-urls" => format!("https://{ip}:2379"),
-            "listen-metrics-urls" => format!("http://{ip}:2381"),
-            _ => value.replace("/etc/kubernetes", &root.join("etc/kubernetes").display().to_string()),
-        };
-        args.push(format!("--{name}={value}"));
-    }
-    let child = Command::new("etcd")
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(sb.path().join("etcd.log")).unwrap())
-        .spawn()
-        .expect("etcd is installed (Debian's etcd-server)");
-    let member = KillOnDrop(child);
-    let endpoint = format!("https://{ip}:2379");
-    wait_until_etcd_healthy(&format!("etcd on {ip}"), &sb.path().join("etcd.log"), || {
-        etcdctl(&root, &endpoint, &["endpoint", "health"])
-    });
-    member
+    start_etcd_member(sb, ip).0
 }
 
 /// The members as `name peer-url` lines, sorted, as `etcdctl member list` prints them.

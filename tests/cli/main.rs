@@ -909,3 +909,51 @@ fn huge_timeouts_are_refused_by_every_wait() {
         );
     }
 }
+
+/// A node's static Pod (`file` under /etc/kubernetes/manifests of `root`), parsed.
+fn static_pod(root: &Path, file: &str) -> serde_json::Value {
+    let text = fs::read_to_string(root.join("etc/kubernetes/manifests").join(file)).unwrap();
+    serde_saphyr::from_str(&text).unwrap()
+}
+
+/// The arguments of a node's static Pod (its command without the program), paths under
+/// /etc/kubernetes mapped into `root`.
+fn pod_args(root: &Path, file: &str) -> Vec<String> {
+    let host = root.join("etc/kubernetes").display().to_string();
+    static_pod(root, file)["spec"]["containers"][0]["command"].as_array().unwrap()[1..]
+        .iter()
+        .map(|a| a.as_str().unwrap().replace("/etc/kubernetes", &host))
+        .collect()
+}
+
+/// `args` with the value of `--name` replaced.
+fn set_arg(args: &mut [String], name: &str, value: &str) {
+    let prefix = format!("--{name}=");
+    let slot = args.iter_mut().find(|a| a.starts_with(&prefix)).unwrap_or_else(|| panic!("no --{name}"));
+    *slot = format!("{prefix}{value}");
+}
+
+/// Starts the etcd member of the node rendered in `sb` as its Pod's command says, with the
+/// node's files, its data folder in the sandbox, and serving at `ip` only: the Pod's listeners
+/// on 127.0.0.1 (clients, metrics) are left out, as several members and other tests share this
+/// host. Waits until it is healthy; returns the process and its log.
+fn start_etcd_member(sb: &Sandbox, ip: &str) -> (KillOnDrop, PathBuf) {
+    let root = sb.root();
+    assert_eq!(static_pod(&root, "etcd.yaml")["spec"]["containers"][0]["command"][0], "etcd");
+    let mut args = pod_args(&root, "etcd.yaml");
+    set_arg(&mut args, "data-dir", &sb.path().join("etcd-data").display().to_string());
+    set_arg(&mut args, "listen-client-urls", &format!("https://{ip}:2379"));
+    set_arg(&mut args, "listen-metrics-urls", &format!("http://{ip}:2381"));
+    let log = sb.path().join("etcd.log");
+    let child = Command::new("etcd")
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("etcd is installed (Debian's etcd-server)");
+    let member = KillOnDrop(child);
+    wait_until_etcd_healthy(&format!("etcd on {ip}"), &log, || {
+        etcdctl_as_healthcheck(&root, &format!("https://{ip}:2379"), &["endpoint", "health"])
+    });
+    (member, log)
+}
