@@ -63,6 +63,14 @@ pub struct Entry {
     pub detail: Option<String>,
 }
 
+impl Entry {
+    /// Whether it records kscript writing its target (a file, a folder, a parent folder).
+    pub fn is_write(&self) -> bool {
+        matches!(self.action.as_str(), "file" | "dir" | "parent")
+            && matches!(self.outcome, Outcome::Ok | Outcome::Changed)
+    }
+}
+
 /// The entries of one run, in order.
 #[derive(Debug, Default)]
 pub struct Journal {
@@ -74,6 +82,11 @@ pub struct Journal {
 impl Journal {
     pub fn push(&mut self, entry: Entry) {
         self.entries.push(entry);
+    }
+
+    /// Whether this run wrote node path `path`.
+    pub fn wrote(&self, path: &str) -> bool {
+        self.entries.iter().any(|e| e.target == path && e.is_write())
     }
 
     /// Appends the entries not yet written to the journal file at `host_path`.

@@ -85,14 +85,19 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         ])
         .with_params_info(["path: &str", "bool"])
         .register_into_engine(engine, move |path: &str| -> Result<bool, Box<EvalAltResult>> {
-            let journal =
-                c.root.resolve(crate::journal::JOURNAL_PATH).map_err(|e| effect_error(e.to_string()))?;
-            let entries = crate::journal::read(&journal.host)
-                .map_err(|e| effect_error(format!("cannot read the journal: {e}")))?;
-            Ok(entries.iter().any(|e| {
-                e.target == path
-                    && matches!(e.action.as_str(), "file" | "dir" | "parent")
-                    && matches!(e.outcome, crate::journal::Outcome::Ok | crate::journal::Outcome::Changed)
-            }))
+            if c.journal.borrow().wrote(path) {
+                return Ok(true);
+            }
+            // The journal file is read once per run, not once per question.
+            if c.earlier_writes.get().is_none() {
+                let journal =
+                    c.root.resolve(crate::journal::JOURNAL_PATH).map_err(|e| effect_error(e.to_string()))?;
+                let entries = crate::journal::read(&journal.host)
+                    .map_err(|e| effect_error(format!("cannot read the journal: {e}")))?;
+                let _ = c.earlier_writes.set(
+                    entries.into_iter().filter(crate::journal::Entry::is_write).map(|e| e.target).collect(),
+                );
+            }
+            Ok(c.earlier_writes.get().is_some_and(|w| w.contains(path)))
         });
 }

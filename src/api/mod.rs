@@ -86,6 +86,8 @@ pub struct Ctx {
     /// What token discovery verified in this run, by server, token, pins and trust: a later
     /// step asking the same is answered without fetching cluster-info again.
     pub discovered: RefCell<std::collections::HashMap<String, rhai::Map>>,
+    /// The node paths earlier runs' journal records kscript writing, read on first use.
+    pub earlier_writes: std::cell::OnceCell<std::collections::HashSet<String>>,
 }
 
 impl Ctx {
@@ -100,6 +102,7 @@ impl Ctx {
             can_chown: nix::unistd::geteuid().is_root(),
             pki: pki::PkiState::from_env(),
             discovered: RefCell::default(),
+            earlier_writes: std::cell::OnceCell::new(),
         }
     }
 
