@@ -54,25 +54,14 @@ const TOOLS: &[(&str, &str)] = &[
     ("umount", "mount"),
 ];
 
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-}
-
 /// Fails the test, saying what to install, unless every tool is there and we are root.
 #[track_caller]
 fn require_tools() {
-    let missing: Vec<String> = TOOLS
-        .iter()
-        .filter(|(p, _)| !on_path(p))
-        .map(|(p, pkg)| format!("{p} (Debian package {pkg})"))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "the CRI tests run a real containerd and need: {}; `.ci/run` installs them",
-        missing.join(", ")
+    super::require_tools(
+        TOOLS,
+        "the CRI tests run a real containerd",
+        "the CRI tests run containerd, which needs root",
     );
-    assert!(nix::unistd::geteuid().is_root(), "the CRI tests run containerd, which needs root");
 }
 
 #[track_caller]

@@ -981,3 +981,21 @@ fn kscript_wrote_knows_this_run_and_earlier_ones() {
     let run = sb.render("wrote.rhai", &[]).ok();
     assert!(run.stdout.contains("before: true false"), "the journal of the first run: {}", run.stdout);
 }
+
+/// Fails the test, saying what to install, unless every program of `tools` (each with its
+/// Debian package) is on PATH or in /usr/sbin, and we are root. `what` says what the tests do,
+/// `why_root` why that needs root.
+#[track_caller]
+fn require_tools(tools: &[(&str, &str)], what: &str, why_root: &str) {
+    let on_path = |program: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+    };
+    let missing: Vec<String> = tools
+        .iter()
+        .filter(|(p, _)| !on_path(p) && !Path::new("/usr/sbin").join(p).is_file())
+        .map(|(p, pkg)| format!("{p} (Debian package {pkg})"))
+        .collect();
+    assert!(missing.is_empty(), "{what} and need: {}; `.ci/run` installs them", missing.join(", "));
+    assert!(nix::unistd::geteuid().is_root(), "{why_root}");
+}

@@ -53,25 +53,14 @@ const TOOLS: &[(&str, &str)] = &[
 /// PATH inside the container.
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-}
-
 /// Fails the test, saying what to install, unless every tool is there and we are root.
 #[track_caller]
 fn require_tools() {
-    let missing: Vec<String> = TOOLS
-        .iter()
-        .filter(|(p, _)| !on_path(p) && !Path::new("/usr/sbin").join(p).is_file())
-        .map(|(p, pkg)| format!("{p} (Debian package {pkg})"))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "the systemd tests boot a Debian container with systemd-nspawn and need: {}; `.ci/run` installs them",
-        missing.join(", ")
+    super::require_tools(
+        TOOLS,
+        "the systemd tests boot a Debian container with systemd-nspawn",
+        "the systemd tests boot containers, which needs root",
     );
-    assert!(nix::unistd::geteuid().is_root(), "the systemd tests boot containers, which needs root");
 }
 
 /// The recipe of the root file system, and a short stable hash of it (FNV-1a) that names its
