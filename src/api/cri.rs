@@ -584,10 +584,13 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             },
         );
 
-    let ids: [(&'static str, &'static str, &[&str]); 3] = [
+    // Each function with the operation it performs (no catch-all: a row names its own).
+    type Operation = fn(&dyn Cri, &str) -> io::Result<CriChange>;
+    let ids: [(&'static str, &'static str, Operation, &[&str]); 3] = [
         (
             "cri_start_container",
             "start-container",
+            |cri, id| cri.start_container(id),
             &[
                 "/// Starts the container `id` unless it is running (recorded when rendering). Returns `true` if it started.",
             ],
@@ -595,6 +598,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         (
             "cri_stop_pod",
             "stop-pod",
+            |cri, id| cri.stop_pod(id),
             &[
                 "/// Stops the pod sandbox `id` and its containers, unless it is stopped or gone (recorded",
                 "/// when rendering). Returns `true` if it stopped.",
@@ -603,13 +607,14 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         (
             "cri_remove_pod",
             "remove-pod",
+            |cri, id| cri.remove_pod(id),
             &[
                 "/// Removes the pod sandbox `id` and its containers (stopping them first), unless it is",
                 "/// gone (recorded when rendering). Returns `true` if it was removed.",
             ],
         ),
     ];
-    for (name, what, doc) in ids {
+    for (name, what, operation, doc) in ids {
         let c = ctx.clone();
         FuncRegistration::new(name)
             .with_comments(doc)
@@ -619,12 +624,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
                 let id = id_arg(name, &id)?;
                 let cri = runtime(&c, name, endpoint)?;
                 let target = format!("{what} {}", shown_id(&id));
-                let result = match what {
-                    "start-container" => cri.start_container(&id),
-                    "stop-pod" => cri.stop_pod(&id),
-                    _ => cri.remove_pod(&id),
-                };
-                record(&c, endpoint, &target, result)
+                record(&c, endpoint, &target, operation(cri.as_ref(), &id))
             });
     }
 

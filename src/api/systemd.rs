@@ -8,7 +8,7 @@ use rhai::{Dynamic, Engine, EvalAltResult, FuncRegistration};
 use super::files::{make_symlink, read_bytes, remove};
 use super::{Ctx, effect_error, script_error};
 use crate::host::cluster::seconds;
-use crate::host::systemd::{UnitChange, parse_install};
+use crate::host::systemd::{Systemd, UnitChange, parse_install};
 use crate::journal::Outcome;
 use crate::report::{self, EffectLine};
 
@@ -161,23 +161,29 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             record(&c, "daemon-reload", "", c.host.systemd.daemon_reload())
         });
 
-    for (name, what, doc) in [
+    // Each function with the operation it performs (no catch-all: a row names its own).
+    type Operation = fn(&dyn Systemd, &str) -> std::io::Result<UnitChange>;
+    let operations: [(&str, &str, Operation, &str); 3] = [
         (
             "unit_start",
             "start",
+            |s, unit| s.start(unit),
             "/// Starts `unit` unless it is active (recorded when rendering). Returns `true` if it started.",
         ),
         (
             "unit_stop",
             "stop",
+            |s, unit| s.stop(unit),
             "/// Stops `unit` if it is active (recorded when rendering). Returns `true` if it stopped.",
         ),
         (
             "unit_restart",
             "restart",
+            |s, unit| s.restart(unit),
             "/// Restarts `unit` (recorded when rendering): what a handler does after a change.",
         ),
-    ] {
+    ];
+    for (name, what, operation, doc) in operations {
         let c = ctx.clone();
         FuncRegistration::new(name)
             .with_comments([doc])
@@ -185,12 +191,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             .register_into_engine(engine, move |unit: &str| -> R<bool> {
                 c.require_step(name)?;
                 check_unit(unit)?;
-                let result = match what {
-                    "start" => c.host.systemd.start(unit),
-                    "stop" => c.host.systemd.stop(unit),
-                    _ => c.host.systemd.restart(unit),
-                };
-                record(&c, what, unit, result)
+                record(&c, what, unit, operation(c.host.systemd.as_ref(), unit))
             });
     }
 
