@@ -7,7 +7,7 @@ use rhai::{Dynamic, Engine, EvalAltResult, FuncRegistration};
 
 use super::files::{make_symlink, read_bytes, remove};
 use super::{Ctx, effect_error, script_error};
-use crate::host::cluster::seconds;
+use crate::host::seconds;
 use crate::host::systemd::{Systemd, UnitChange, parse_install};
 use crate::journal::Outcome;
 use crate::report::{self, EffectLine};

@@ -26,9 +26,9 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
 
-use super::cri::{io_kind_of, root_cause};
 use super::etcd::{self, EtcdTls};
 use super::https::{self, Endpoint};
+use super::{io_kind_of, root_cause, seconds};
 
 /// The field manager of every server-side apply kscript makes.
 pub const FIELD_MANAGER: &str = "kscript";
@@ -233,11 +233,6 @@ pub fn redacted(object: &Value) -> Value {
 
 fn resource_version(object: &Value) -> Option<&str> {
     object.pointer("/metadata/resourceVersion").and_then(Value::as_str)
-}
-
-/// A duration as messages give it: `30s`, `0.5s`.
-pub fn seconds(d: Duration) -> String {
-    if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{:.1}s", d.as_secs_f64()) }
 }
 
 /// How often the waits look again.

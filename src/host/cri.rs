@@ -17,6 +17,8 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use super::{io_kind_of, root_cause};
+
 /// What an operation did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CriChange {
@@ -334,7 +336,7 @@ pub trait Cri {
             if start.elapsed() >= timeout {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("not ready after {}: {why}", super::cluster::seconds(timeout)),
+                    format!("not ready after {}: {why}", super::seconds(timeout)),
                 ));
             }
             std::thread::sleep(POLL / 2);
@@ -388,26 +390,6 @@ impl fmt::Debug for RealCri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RealCri").field("socket", &self.socket).finish_non_exhaustive()
     }
-}
-
-/// The innermost cause of an error (tonic wraps the connector's `io::Error` twice).
-pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
-}
-
-pub(crate) fn io_kind_of(e: &(dyn std::error::Error + 'static)) -> Option<io::ErrorKind> {
-    let mut cur = Some(e);
-    while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<io::Error>() {
-            return Some(io.kind());
-        }
-        cur = e.source();
-    }
-    None
 }
 
 fn map_to_wire(m: &BTreeMap<String, String>) -> HashMap<String, String> {

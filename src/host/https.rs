@@ -10,7 +10,7 @@ use hyper::body::Bytes;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
-use super::cri::root_cause;
+use super::root_cause;
 
 /// Where a request goes.
 #[derive(Debug)]

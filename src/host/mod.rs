@@ -66,7 +66,6 @@ fn rendering_cluster() -> Box<dyn Cluster> {
 }
 
 impl Host {
-    /// The backends for `mode`.
     /// Lets a dry run against this host's own `/` read the host for preflight checks (a dry
     /// run into a folder, like a render, does not).
     #[must_use]
@@ -75,35 +74,53 @@ impl Host {
         self
     }
 
+    /// The backends for `mode`: all real on a real run; when rendering, real files (under the
+    /// root) and the rest recorded (the API real with `KSCRIPT_TEST_CLUSTER_API=real`); in a
+    /// dry run, files planned and the rest recorded.
     pub fn for_mode(mode: Mode) -> Self {
-        match mode {
-            Mode::Apply => Self {
-                mode,
-                files: Box::new(RealFiles::new()),
-                commands: Box::new(RealCommands),
-                facts: Box::new(RealFacts { probes_host: mode == Mode::Apply }),
-                systemd: Box::new(RealSystemd),
-                cri: CriSockets::real(),
-                cluster: Box::new(RealCluster::new()),
+        let real = mode == Mode::Apply;
+        Self {
+            mode,
+            files: if mode == Mode::DryRun {
+                Box::new(PlannedFiles::default())
+            } else {
+                Box::new(RealFiles::new())
             },
-            Mode::Render => Self {
-                mode,
-                files: Box::new(RealFiles::new()),
-                commands: Box::new(RecordingCommands),
-                facts: Box::new(RealFacts { probes_host: mode == Mode::Apply }),
-                systemd: Box::new(RecordingSystemd),
-                cri: CriSockets::recording(),
-                cluster: rendering_cluster(),
-            },
-            Mode::DryRun => Self {
-                mode,
-                files: Box::new(PlannedFiles::default()),
-                commands: Box::new(RecordingCommands),
-                facts: Box::new(RealFacts { probes_host: mode == Mode::Apply }),
-                systemd: Box::new(RecordingSystemd),
-                cri: CriSockets::recording(),
-                cluster: Box::new(RecordingCluster::default()),
+            commands: if real { Box::new(RealCommands) } else { Box::new(RecordingCommands) },
+            facts: Box::new(RealFacts { probes_host: real }),
+            systemd: if real { Box::new(RealSystemd) } else { Box::new(RecordingSystemd) },
+            cri: if real { CriSockets::real() } else { CriSockets::recording() },
+            cluster: match mode {
+                Mode::Apply => Box::new(RealCluster::new()),
+                Mode::Render => rendering_cluster(),
+                Mode::DryRun => Box::new(RecordingCluster::default()),
             },
         }
     }
+}
+
+/// The innermost cause of an error (tonic wraps the connector's `io::Error` twice).
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// The kind of the first `io::Error` in an error's chain of causes.
+pub(crate) fn io_kind_of(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// A duration as messages give it: `30s`, `0.5s`.
+pub fn seconds(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{:.1}s", d.as_secs_f64()) }
 }
