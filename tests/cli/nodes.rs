@@ -329,3 +329,32 @@ fn tls_bootstrap_is_waited_for_on_a_real_run_only() {
     let run = worker.kscript(&["run", "never.rhai", "--journal", journal.to_str().unwrap()]).code(1);
     assert!(run.message().contains("did not appear within 1s"), "{}", run.stderr);
 }
+
+/// `manifests::pod(name, cfg, distro)` mounts the CA folders a stock install of that
+/// distribution has, whatever the node root holds (for forks that render for another host).
+#[test]
+fn static_pods_for_a_named_distribution() {
+    let sb = Sandbox::new();
+    sb.write(
+        "distro.rhai",
+        r#"import "manifests" as manifests;
+stage("s", "x", [ step("p", "p", || {
+    for d in ["rhel", "debian", "none"] {
+        let names = manifests::pod("kube-apiserver", cfg, d).spec.volumes.map(|v| v.name);
+        info(`${d}: ${names}`);
+    }
+    manifests::pod("kube-apiserver", cfg, "plan9");
+}) ]);"#,
+    );
+    let run = sb.render("distro.rhai", &["--set", "localAPIEndpoint.advertiseAddress=10.0.0.1"]).code(1);
+    for (d, has, lacks) in [
+        ("rhel", "etc-pki-ca-trust", "usr-share-ca-certificates"),
+        ("debian", "usr-share-ca-certificates", "etc-pki-ca-trust"),
+    ] {
+        let line = run.stdout.lines().find(|l| l.trim().starts_with(&format!("{d}:"))).unwrap();
+        assert!(line.contains(has) && !line.contains(lacks), "{line}");
+    }
+    let none = run.stdout.lines().find(|l| l.trim().starts_with("none:")).unwrap();
+    assert!(!none.contains("etc-pki") && !none.contains("ca-certificates"), "{none}");
+    assert!(run.message().contains(r#"unknown distro "plan9""#), "{}", run.stderr);
+}
