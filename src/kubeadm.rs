@@ -114,7 +114,14 @@ fn get_mut<'a>(node: &'a mut Node, path: &[&str]) -> Option<&'a mut Node> {
 /// Turns a v1beta3 `map[string]string` of arguments into v1beta4's `[{name, value}]`.
 fn args_map_to_list(node: &mut Node) {
     if let Value::Map(entries) = &mut node.value {
-        let list = std::mem::take(entries)
+        let mut entries = std::mem::take(entries);
+        // Sorted by name, then value, as kubeadm's conversion sorts them.
+        let text = |n: &Node| match &n.value {
+            Value::Str(s) => s.clone(),
+            other => other.to_string(),
+        };
+        entries.sort_by_key(|(k, v)| (text(k), text(v)));
+        let list = entries
             .into_iter()
             .map(|(k, v)| {
                 let span = k.span;
@@ -284,7 +291,7 @@ mod tests {
     #[test]
     fn converts_v1beta3() {
         let (cfg, warnings) = load(
-            "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\napiServer:\n  timeoutForControlPlane: 6m0s\n  extraArgs:\n    audit-log-maxage: \"30\"\n---\napiVersion: kubeadm.k8s.io/v1beta3\nkind: InitConfiguration\nnodeRegistration:\n  kubeletExtraArgs:\n    node-ip: 10.0.0.5\n",
+            "apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\napiServer:\n  timeoutForControlPlane: 6m0s\n  extraArgs:\n    v: \"2\"\n    audit-log-maxage: \"30\"\n---\napiVersion: kubeadm.k8s.io/v1beta3\nkind: InitConfiguration\nnodeRegistration:\n  kubeletExtraArgs:\n    node-ip: 10.0.0.5\n",
         )
         .unwrap();
         let args = get(&cfg, "apiServer.extraArgs").cast::<rhai::Array>();
@@ -293,6 +300,8 @@ mod tests {
             (first["name"].to_string(), first["value"].to_string()),
             ("audit-log-maxage".into(), "30".into())
         );
+        // Sorted by name, as kubeadm converts them, not in the file's order.
+        assert_eq!(args[1].clone().cast::<rhai::Map>()["name"].to_string(), "v");
         let kargs = get(&cfg, "nodeRegistration.kubeletExtraArgs").cast::<rhai::Array>();
         assert_eq!(kargs[0].clone().cast::<rhai::Map>()["value"].to_string(), "10.0.0.5");
         assert!(warnings.iter().any(|w| w.contains("converted")));
