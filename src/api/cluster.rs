@@ -21,7 +21,7 @@ use crate::bootstrap::{self, Token};
 use crate::host::Mode;
 use crate::host::cluster::{Applied, ObjectRef, Readiness, Removed, Trust, redacted};
 use crate::journal::Outcome;
-use crate::report::{self, EffectLine};
+use crate::report::EffectLine;
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
@@ -156,9 +156,8 @@ fn wait_ready(ctx: &Ctx, kubeconfig_path: &str, timeout: f64) -> R<bool> {
     let host = kubeconfig(ctx, F, kubeconfig_path)?;
     let target = "wait-ready";
     ctx.attempt(target);
-    let tty = ctx.report.borrow().tty;
     let label = format!("waiting for the API server of {kubeconfig_path} to be ready");
-    match report::wait(&label, tty, || ctx.host.cluster.wait_ready(&host, timeout)) {
+    match ctx.wait(&label, || ctx.host.cluster.wait_ready(&host, timeout)) {
         Ok(Readiness::Ready) => {
             record(ctx, kubeconfig_path, target, Outcome::Ok, "ready", '=', None);
             Ok(true)
@@ -181,8 +180,7 @@ fn wait_for(ctx: &Ctx, kubeconfig_path: &str, r: &ObjectRef, timeout: f64) -> R<
     let host = kubeconfig(ctx, F, kubeconfig_path)?;
     let target = format!("wait-for {r}");
     ctx.attempt(&target);
-    let tty = ctx.report.borrow().tty;
-    match report::wait(&format!("waiting for {r}"), tty, || ctx.host.cluster.wait_for(&host, r, timeout)) {
+    match ctx.wait(&format!("waiting for {r}"), || ctx.host.cluster.wait_for(&host, r, timeout)) {
         Ok(found) => {
             if ctx.host.cluster.is_recording() {
                 record(ctx, kubeconfig_path, &target, Outcome::Recorded, "recorded, not run", '!', None);
@@ -205,8 +203,7 @@ fn wait_condition(ctx: &Ctx, kubeconfig_path: &str, r: &ObjectRef, kind: &str, t
     let host = kubeconfig(ctx, F, kubeconfig_path)?;
     let target = format!("wait-condition {r} {kind}");
     ctx.attempt(&target);
-    let tty = ctx.report.borrow().tty;
-    match report::wait(&format!("waiting for {r} to be {kind}"), tty, || {
+    match ctx.wait(&format!("waiting for {r} to be {kind}"), || {
         ctx.host.cluster.wait_condition(&host, r, kind, timeout)
     }) {
         Ok(found) => {
@@ -369,11 +366,11 @@ fn discover(ctx: &Ctx, server: &str, token: &str, pins: Array, opts: &Map) -> R<
         effect_error(format!("discovery from {server}: {e}"))
     };
     let cluster = &ctx.host.cluster;
-    let tty = ctx.report.borrow().tty;
-    let first = report::wait(&format!("fetching cluster-info from {server}"), tty, || {
-        cluster.cluster_info(server, Trust::Nothing, timeout)
-    })
-    .map_err(|e| failed(e.to_string()))?;
+    let first = ctx
+        .wait(&format!("fetching cluster-info from {server}"), || {
+            cluster.cluster_info(server, Trust::Nothing, timeout)
+        })
+        .map_err(|e| failed(e.to_string()))?;
     let Some(first) = first else {
         record(ctx, server, &target, Outcome::Recorded, "recorded, not run", '!', None);
         return Ok(Dynamic::UNIT);

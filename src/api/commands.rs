@@ -7,7 +7,7 @@ use rhai::{Array, Engine, EvalAltResult, FuncRegistration, ImmutableString, Map}
 use super::{Ctx, check_opts, effect_error, opt, script_error};
 use crate::host::CommandSpec;
 use crate::journal::Outcome;
-use crate::report::{self, EffectLine};
+use crate::report::EffectLine;
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
@@ -100,8 +100,8 @@ fn run(ctx: &Ctx, argv: Array, opts: &Map) -> R<Map> {
 
     let label =
         opt::<ImmutableString>(opts, "label", "run")?.map_or_else(|| shown.clone(), |s| s.to_string());
-    let tty = ctx.report.borrow().tty;
-    let out = report::wait(&label, tty, || ctx.host.commands.run(&spec))
+    let out = ctx
+        .wait(&label, || ctx.host.commands.run(&spec))
         .map_err(|e| effect_error(format!("`{shown}`: {e}")))?;
 
     if !out.executed {

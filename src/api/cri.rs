@@ -17,7 +17,7 @@ use crate::host::cri::{
     PodFilter, PodSpec, PodState, RuntimeStatus, RuntimeVersion, WaitFailure,
 };
 use crate::journal::Outcome;
-use crate::report::{self, EffectLine};
+use crate::report::EffectLine;
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
@@ -347,9 +347,8 @@ fn wait_ready(ctx: &Ctx, endpoint: &str, timeout: f64) -> R<Dynamic> {
     let cri = runtime(ctx, F, endpoint)?;
     let target = "wait-ready";
     ctx.attempt(target);
-    let tty = ctx.report.borrow().tty;
     let label = format!("waiting for the container runtime at {endpoint}");
-    match report::wait(&label, tty, || cri.wait_ready(timeout)) {
+    match ctx.wait(&label, || cri.wait_ready(timeout)) {
         Ok(Some(status)) => {
             record(ctx, endpoint, target, Ok(CriChange::Unchanged))?;
             Ok(Dynamic::from_map(status_map(&status)))
@@ -400,9 +399,8 @@ fn wait_running(ctx: &Ctx, endpoint: &str, name: &str, timeout: f64) -> R<Dynami
     let cri = runtime(ctx, F, endpoint)?;
     let target = format!("wait-running {name}");
     ctx.attempt(&target);
-    let tty = ctx.report.borrow().tty;
     let label = format!("waiting for container {name} to run");
-    match report::wait(&label, tty, || cri.wait_running(name, duration)) {
+    match ctx.wait(&label, || cri.wait_running(name, duration)) {
         Ok(Some(c)) => {
             record(ctx, endpoint, &target, Ok(CriChange::Unchanged))?;
             Ok(Dynamic::from_map(container_map(c)))
@@ -534,8 +532,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             }
             let cri = runtime(&c, "cri_pull", endpoint)?;
             let target = format!("pull {image}");
-            let tty = c.report.borrow().tty;
-            let result = report::wait(&format!("pulling {image}"), tty, || cri.pull_image(image));
+            let result = c.wait(&format!("pulling {image}"), || cri.pull_image(image));
             record(&c, endpoint, &target, result)
         });
 

@@ -17,7 +17,7 @@ use super::{Ctx, check_opts, effect_error, script_error};
 use crate::bootstrap;
 use crate::host::etcd::{self, EtcdTls, Member};
 use crate::journal::Outcome;
-use crate::report::{self, EffectLine};
+use crate::report::EffectLine;
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
@@ -80,13 +80,11 @@ fn member_add(ctx: &Ctx, endpoint: &str, certs: &Map, peer_url: &str) -> R<Dynam
     let tls = tls(ctx, F, certs)?;
     let target = format!("etcd member add {peer_url}");
     ctx.attempt(&target);
-    let tty = ctx.report.borrow().tty;
     let label = format!("adding {peer_url} to etcd at {endpoint}");
-    let answer =
-        report::wait(&label, tty, || add_with_retries(ctx, endpoint, &tls, peer_url)).map_err(|e| {
-            ctx.record("etcd", &target, Outcome::Failed, Some(format!("failed ({endpoint})")), None);
-            effect_error(format!("{target}: {e}"))
-        })?;
+    let answer = ctx.wait(&label, || add_with_retries(ctx, endpoint, &tls, peer_url)).map_err(|e| {
+        ctx.record("etcd", &target, Outcome::Failed, Some(format!("failed ({endpoint})")), None);
+        effect_error(format!("{target}: {e}"))
+    })?;
     let (outcome, sign, word) = match &answer {
         Some(_) => (Outcome::Changed, '+', "added"),
         None => (Outcome::Recorded, '!', "recorded, not sent"),

@@ -452,8 +452,7 @@ fn wait_for_file(ctx: &Ctx, path: &str, timeout: i64) -> R<bool> {
         return Ok(false);
     }
     let start = std::time::Instant::now();
-    let tty = ctx.report.borrow().tty;
-    let found = crate::report::wait(&format!("waiting for {}", r.node), tty, || {
+    let found = ctx.wait(&format!("waiting for {}", r.node), || {
         loop {
             if r.host.exists() {
                 return true;

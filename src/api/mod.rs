@@ -119,6 +119,13 @@ impl Ctx {
     }
 
     /// Notes the target an effect is about to work on.
+    /// Runs `work`, showing `label` as progress when it takes long (see `report::wait`). The
+    /// report is not borrowed while `work` runs.
+    pub fn wait<T>(&self, label: &str, work: impl FnOnce() -> T) -> T {
+        let tty = self.report.borrow().tty;
+        crate::report::wait(label, tty, work)
+    }
+
     pub fn attempt(&self, target: &str) {
         if let Some(s) = self.current.borrow_mut().as_mut() {
             s.last_target = Some(target.to_string());

@@ -517,7 +517,8 @@ fn prepare_keys(ctx: &Ctx, rows: &Array) -> R<i64> {
         }
     }
     let algs: Vec<KeyAlgorithm> = wanted.iter().map(|(_, a)| *a).collect();
-    let keys = crate::report::wait("generating keys", ctx.report.borrow().tty, || pki::generate_keys(&algs))
+    let keys = ctx
+        .wait("generating keys", || pki::generate_keys(&algs))
         .map_err(|e| effect_error(format!("key generation failed: {e}")))?;
     let count = keys.len();
     let mut pool = ctx.pki.pool.borrow_mut();

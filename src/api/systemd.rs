@@ -10,7 +10,7 @@ use super::{Ctx, effect_error, script_error};
 use crate::host::seconds;
 use crate::host::systemd::{Systemd, UnitChange, parse_install};
 use crate::journal::Outcome;
-use crate::report::{self, EffectLine};
+use crate::report::EffectLine;
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
@@ -104,11 +104,9 @@ fn wait_active(ctx: &Ctx, unit: &str, timeout: f64) -> R<bool> {
     ctx.require_step("unit_wait_active")?;
     check_unit(unit)?;
     let timeout = super::timeout("unit_wait_active(): the timeout", timeout)?;
-    let tty = ctx.report.borrow().tty;
-    let result = report::wait(&format!("waiting for {unit} to be active"), tty, || {
-        ctx.host.systemd.wait_active(unit, timeout)
-    })
-    .map_err(|e| effect_error(format!("systemd wait {unit}: {e}")))?;
+    let result = ctx
+        .wait(&format!("waiting for {unit} to be active"), || ctx.host.systemd.wait_active(unit, timeout))
+        .map_err(|e| effect_error(format!("systemd wait {unit}: {e}")))?;
     match result {
         Ok(change) => record(ctx, "wait-active", unit, Ok(change)),
         Err(failure) => {
