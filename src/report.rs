@@ -22,6 +22,27 @@ pub struct EffectLine {
     pub body: Option<String>,
 }
 
+impl EffectLine {
+    /// `sign target detail`, with no diff and no body.
+    pub fn new(sign: char, target: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { sign, target: target.into(), detail: detail.into(), diff: None, body: None }
+    }
+
+    /// With a rendered diff (`None`: none).
+    #[must_use]
+    pub fn with_diff(mut self, diff: Option<String>) -> Self {
+        self.diff = diff;
+        self
+    }
+
+    /// With what the effect would send (`None`: nothing to show).
+    #[must_use]
+    pub fn with_body(mut self, body: Option<String>) -> Self {
+        self.body = body;
+        self
+    }
+}
+
 /// Counts for one stage in the recap.
 #[derive(Debug, Clone, Default)]
 pub struct StageRecap {

@@ -62,7 +62,7 @@ fn record(
     sign: char,
     body: Option<String>,
 ) {
-    let line = EffectLine { sign, target: format!("api {target}"), detail: word.into(), diff: None, body };
+    let line = EffectLine::new(sign, format!("api {target}"), word).with_body(body);
     ctx.record("api", target, outcome, Some(format!("{word} ({via})")), Some(line));
 }
 
@@ -345,13 +345,8 @@ fn discover(ctx: &Ctx, server: &str, token: &str, pins: Array, opts: &Map) -> R<
     let key = format!("{server}\n{}\n{pins:?}\n{skip}", token.expose());
     if let Some(found) = ctx.discovered.borrow().get(&key) {
         let pin = found.get("pin").map(ToString::to_string).unwrap_or_default();
-        let line = EffectLine {
-            sign: '=',
-            target: format!("api {target}"),
-            detail: format!("CA {pin}, verified earlier in this run"),
-            diff: None,
-            body: None,
-        };
+        let line =
+            EffectLine::new('=', format!("api {target}"), format!("CA {pin}, verified earlier in this run"));
         ctx.record(
             "api",
             &target,
@@ -391,13 +386,7 @@ fn discover(ctx: &Ctx, server: &str, token: &str, pins: Array, opts: &Map) -> R<
     if again != found.kubeconfig {
         return Err(failed(bootstrap::DiscoveryError::Changed.to_string()));
     }
-    let line = EffectLine {
-        sign: '=',
-        target: format!("api {target}"),
-        detail: format!("CA {}", found.pin),
-        diff: None,
-        body: None,
-    };
+    let line = EffectLine::new('=', format!("api {target}"), format!("CA {}", found.pin));
     ctx.record("api", &target, Outcome::Ok, Some(format!("verified, CA {}", found.pin)), Some(line));
     let mut m = Map::new();
     m.insert("ca_pem".into(), found.ca_pem.into());

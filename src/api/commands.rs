@@ -86,13 +86,7 @@ fn run(ctx: &Ctx, argv: Array, opts: &Map) -> R<Map> {
         let r = ctx.root.resolve(&creates).map_err(|e| effect_error(e.to_string()))?;
         if ctx.host.files.state(&r.host).map_err(|e| effect_error(e.to_string()))?.is_some() {
             let detail = format!("not run: {} exists", r.node);
-            let line = EffectLine {
-                sign: '=',
-                target: shown.clone(),
-                detail: detail.clone(),
-                diff: None,
-                body: None,
-            };
+            let line = EffectLine::new('=', shown.clone(), detail.clone());
             ctx.record("run", &shown, Outcome::Ok, Some(detail), Some(line));
             return Ok(result_map(0, String::new(), String::new(), false));
         }
@@ -105,13 +99,7 @@ fn run(ctx: &Ctx, argv: Array, opts: &Map) -> R<Map> {
         .map_err(|e| effect_error(format!("`{shown}`: {e}")))?;
 
     if !out.executed {
-        let line = EffectLine {
-            sign: '!',
-            target: shown.clone(),
-            detail: "recorded, not run".into(),
-            diff: None,
-            body: None,
-        };
+        let line = EffectLine::new('!', shown.clone(), "recorded, not run");
         ctx.record("run", &shown, Outcome::Recorded, None, Some(line));
         return Ok(result_map(0, String::new(), String::new(), false));
     }
@@ -124,8 +112,7 @@ fn run(ctx: &Ctx, argv: Array, opts: &Map) -> R<Map> {
         Outcome::Ok
     };
     let detail = if out.timed_out { "timed out".to_string() } else { format!("exit {}", out.code) };
-    let line =
-        EffectLine { sign: '!', target: shown.clone(), detail: detail.clone(), diff: None, body: None };
+    let line = EffectLine::new('!', shown.clone(), detail.clone());
     ctx.record("run", &shown, outcome, Some(detail), Some(line));
     if failed {
         let tail: Vec<&str> =

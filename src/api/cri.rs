@@ -59,13 +59,7 @@ fn record(ctx: &Ctx, endpoint: &str, target: &str, result: io::Result<CriChange>
         CriChange::Changed => (Outcome::Changed, "done"),
         CriChange::Recorded => (Outcome::Recorded, "recorded, not run"),
     };
-    let line = EffectLine {
-        sign: '!',
-        target: format!("cri {target}"),
-        detail: word.into(),
-        diff: None,
-        body: None,
-    };
+    let line = EffectLine::new('!', format!("cri {target}"), word);
     ctx.record("cri", target, outcome, Some(format!("{word} ({endpoint})")), Some(line));
     Ok(change == CriChange::Changed)
 }

@@ -89,7 +89,7 @@ fn member_add(ctx: &Ctx, endpoint: &str, certs: &Map, peer_url: &str) -> R<Dynam
         Some(_) => (Outcome::Changed, '+', "added"),
         None => (Outcome::Recorded, '!', "recorded, not sent"),
     };
-    let line = EffectLine { sign, target: target.clone(), detail: word.into(), diff: None, body: None };
+    let line = EffectLine::new(sign, target.clone(), word);
     ctx.record("etcd", &target, outcome, Some(format!("{word} ({endpoint})")), Some(line));
     Ok(answer.map_or(Dynamic::UNIT, |a| to_array(etcd::members(&a)).into()))
 }

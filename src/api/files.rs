@@ -249,13 +249,7 @@ fn ensure_parents(ctx: &Ctx, r: &Resolved) -> R<()> {
             .files
             .mkdir(dir, 0o755, None)
             .map_err(|e| effect_error(format!("cannot create folder {node}: {e}")))?;
-        let line = EffectLine {
-            sign: '+',
-            target: format!("{node}/"),
-            detail: "0755".into(),
-            diff: None,
-            body: None,
-        };
+        let line = EffectLine::new('+', format!("{node}/"), "0755");
         ctx.record("parent", &node, Outcome::Changed, Some("0755".into()), Some(line));
     }
     Ok(())
@@ -343,7 +337,7 @@ pub(crate) fn put(
     } else {
         None
     };
-    let line = EffectLine { sign, target: r.node.clone(), detail: detail.clone(), diff, body: None };
+    let line = EffectLine::new(sign, r.node.clone(), detail.clone()).with_diff(diff);
     ctx.record("file", &r.node, outcome, Some(detail), Some(line));
     Ok(outcome == Outcome::Changed)
 }
@@ -379,13 +373,7 @@ fn ensure_dir(ctx: &Ctx, path: &str, opts: &Map) -> R<bool> {
             return Err(effect_error(format!("cannot create folder {}: something else is there", r.node)));
         }
     };
-    let line = EffectLine {
-        sign,
-        target: format!("{}/", r.node.trim_end_matches('/')),
-        detail: what.clone(),
-        diff: None,
-        body: None,
-    };
+    let line = EffectLine::new(sign, format!("{}/", r.node.trim_end_matches('/')), what.clone());
     ctx.record("dir", &r.node, outcome, Some(what), Some(line));
     Ok(outcome == Outcome::Changed)
 }
@@ -413,7 +401,7 @@ pub(crate) fn make_symlink(ctx: &Ctx, target: &str, link: &str) -> R<bool> {
             (Outcome::Changed, if existing.is_some() { '~' } else { '+' })
         }
     };
-    let line = EffectLine { sign, target: r.node.clone(), detail: detail.clone(), diff: None, body: None };
+    let line = EffectLine::new(sign, r.node.clone(), detail.clone());
     ctx.record("symlink", &r.node, outcome, Some(detail), Some(line));
     Ok(outcome == Outcome::Changed)
 }
@@ -431,7 +419,7 @@ pub(crate) fn remove(ctx: &Ctx, path: &str) -> R<bool> {
         (Outcome::Changed, '-')
     };
     let detail = if outcome == Outcome::Changed { "removed" } else { "absent" };
-    let line = EffectLine { sign, target: r.node.clone(), detail: detail.into(), diff: None, body: None };
+    let line = EffectLine::new(sign, r.node.clone(), detail);
     ctx.record("remove", &r.node, outcome, Some(detail.into()), Some(line));
     Ok(outcome == Outcome::Changed)
 }
@@ -441,13 +429,7 @@ fn wait_for_file(ctx: &Ctx, path: &str, timeout: i64) -> R<bool> {
     let limit = super::timeout("wait_for_file(): the timeout", super::int_seconds(timeout))?;
     let r = resolve(ctx, path, true)?;
     if ctx.host.mode != crate::host::Mode::Apply {
-        let line = EffectLine {
-            sign: '!',
-            target: r.node.clone(),
-            detail: "wait recorded, not done".into(),
-            diff: None,
-            body: None,
-        };
+        let line = EffectLine::new('!', r.node.clone(), "wait recorded, not done");
         ctx.record("wait", &r.node, Outcome::Recorded, None, Some(line));
         return Ok(false);
     }

@@ -147,13 +147,7 @@ fn split_sans(sans: &[San]) -> (Vec<String>, Vec<IpAddr>) {
 }
 
 fn record_kept(ctx: &Ctx, path: &str, detail: &str) {
-    let line = crate::report::EffectLine {
-        sign: '=',
-        target: path.to_string(),
-        detail: detail.to_string(),
-        diff: None,
-        body: None,
-    };
+    let line = crate::report::EffectLine::new('=', path.to_string(), detail.to_string());
     ctx.record("file", path, Outcome::Ok, Some(detail.to_string()), Some(line));
 }
 

@@ -38,13 +38,7 @@ fn record(ctx: &Ctx, what: &str, unit: &str, result: std::io::Result<UnitChange>
         UnitChange::Changed => (Outcome::Changed, "done"),
         UnitChange::Recorded => (Outcome::Recorded, "recorded, not run"),
     };
-    let line = EffectLine {
-        sign: '!',
-        target: format!("systemctl {target}"),
-        detail: detail.into(),
-        diff: None,
-        body: None,
-    };
+    let line = EffectLine::new('!', format!("systemctl {target}"), detail);
     ctx.record("systemd", &target, outcome, Some(detail.into()), Some(line));
     Ok(change == UnitChange::Changed)
 }
