@@ -276,10 +276,8 @@ fn check_cert_pem(text: &str, what: &'static str) -> std::result::Result<(), Str
     parse_cert_der(&der, what).map(|_| ()).map_err(|e| e.to_string())
 }
 
+/// The client key must be a private key kscript can read, by the rule every key is read with
+/// (`PrivateKey::from_pem`: a leading `EC PARAMETERS` block is passed over).
 fn check_key_pem(text: &str) -> std::result::Result<(), String> {
-    match pem::parse(text) {
-        Ok(block) if block.tag().ends_with("PRIVATE KEY") => Ok(()),
-        Ok(block) => Err(format!("the client key PEM block is {:?}, not a private key", block.tag())),
-        Err(e) => Err(format!("the client key is not PEM: {e}")),
-    }
+    super::key::PrivateKey::from_pem(text).map(|_| ()).map_err(|e| format!("the client key: {e}"))
 }

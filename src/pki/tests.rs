@@ -544,6 +544,23 @@ fn embedded_kubeconfig_round_trips_with_the_pems() {
     assert_eq!(parsed, Kubeconfig::from_spec(&spec).unwrap());
     assert_eq!(parsed.to_yaml().unwrap(), yaml);
 
+    // A key as `openssl ecparam -genkey` writes it (EC PARAMETERS first) is a key too; a
+    // certificate is not.
+    let with_params = format!(
+        "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n{}",
+        key.to_pem()
+    );
+    let spec_params = KubeconfigSpec {
+        auth: KubeconfigAuth::Embedded { cert_pem: client.clone(), key_pem: with_params },
+        ..spec.clone()
+    };
+    assert!(Kubeconfig::from_spec(&spec_params).is_ok());
+    let spec_cert = KubeconfigSpec {
+        auth: KubeconfigAuth::Embedded { cert_pem: client.clone(), key_pem: client.clone() },
+        ..spec.clone()
+    };
+    assert!(Kubeconfig::from_spec(&spec_cert).unwrap_err().to_string().contains("the client key"));
+
     let redacted = parsed.redacted().to_yaml().unwrap();
     assert!(!redacted.contains("LS0t"), "{redacted}");
     assert!(redacted.contains("client-key-data: \"[PRIVATE KEY DATA]\""), "{redacted}");
