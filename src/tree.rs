@@ -58,6 +58,19 @@ pub fn render(dir: &Path) -> Result<String, Error> {
     Ok(out)
 }
 
+/// What a row shows of the file at `path`: its kind (`d`, `l`, `f`) and, for a link, its
+/// target.
+fn kind_and_link(meta: &std::fs::Metadata, path: &Path) -> (char, Option<String>) {
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        ('d', None)
+    } else if ft.is_symlink() {
+        ('l', std::fs::read_link(path).ok().map(|t| t.display().to_string()))
+    } else {
+        ('f', None)
+    }
+}
+
 fn walk(dir: &Path, root: &NodeRoot, rows: &mut BTreeMap<String, Row>) -> Result<(), Error> {
     let read = std::fs::read_dir(dir).map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
     let mut children: Vec<_> = read.filter_map(Result::ok).collect();
@@ -73,14 +86,7 @@ fn walk(dir: &Path, root: &NodeRoot, rows: &mut BTreeMap<String, Row>) -> Result
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             continue;
         };
-        let ft = meta.file_type();
-        let kind = if ft.is_dir() {
-            'd'
-        } else if ft.is_symlink() {
-            'l'
-        } else {
-            'f'
-        };
+        let (kind, link) = kind_and_link(&meta, &path);
         if kind == 'd' {
             let is_empty = std::fs::read_dir(&path).is_ok_and(|mut r| r.next().is_none());
             walk(&path, root, rows)?;
@@ -95,7 +101,7 @@ fn walk(dir: &Path, root: &NodeRoot, rows: &mut BTreeMap<String, Row>) -> Result
             row.kind = kind;
         }
         row.mode = Some(meta.mode() & 0o7777);
-        row.link = std::fs::read_link(&path).ok().map(|t| t.display().to_string());
+        row.link = link;
     }
     Ok(())
 }
@@ -112,19 +118,13 @@ fn annotate(root: &NodeRoot, entries: &[Entry], rows: &mut BTreeMap<String, Row>
                 } else if root.is_host_root() {
                     let host = root.host().join(e.target.trim_start_matches('/'));
                     if let Ok(meta) = std::fs::symlink_metadata(&host) {
-                        let kind = if meta.is_dir() {
-                            'd'
-                        } else if meta.file_type().is_symlink() {
-                            'l'
-                        } else {
-                            'f'
-                        };
+                        let (kind, link) = kind_and_link(&meta, &host);
                         rows.insert(
                             e.target.clone(),
                             Row {
                                 kind,
                                 mode: Some(meta.mode() & 0o7777),
-                                link: std::fs::read_link(&host).ok().map(|t| t.display().to_string()),
+                                link,
                                 stage: Some((e.stage_index, e.stage.clone())),
                                 expected: None,
                             },
