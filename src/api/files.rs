@@ -119,10 +119,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             "/// Whether something exists at node path `path` (following symlinks inside the root).",
         ])
         .with_params_info(["path: &str", "bool"])
-        .register_into_engine(engine, move |path: &str| -> R<bool> {
-            let r = resolve(&c, path, true)?;
-            Ok(state(&c, &r)?.is_some())
-        });
+        .register_into_engine(engine, move |path: &str| -> R<bool> { exists(&c, path) });
 
     let c = ctx.clone();
     FuncRegistration::new("expect")
@@ -459,14 +456,26 @@ pub(crate) fn read_bytes(ctx: &Ctx, path: &str) -> R<Option<Vec<u8>>> {
     ctx.host.files.read(&r.host).map_err(|e| effect_error(format!("cannot read {}: {e}", r.node)))
 }
 
-pub(crate) fn read_file(ctx: &Ctx, path: &str) -> R<String> {
+/// Whether something exists at node path `path` (following symlinks inside the root).
+pub(crate) fn exists(ctx: &Ctx, path: &str) -> R<bool> {
     let r = resolve(ctx, path, true)?;
-    let bytes = ctx
-        .host
-        .files
-        .read(&r.host)
-        .map_err(|e| effect_error(format!("cannot read {}: {e}", r.node)))?
-        .ok_or_else(|| effect_error(format!("cannot read {}: no such file", r.node)))?;
-    String::from_utf8(bytes)
-        .map_err(|_| effect_error(format!("cannot read {}: it is not UTF-8 text", r.node)))
+    Ok(state(ctx, &r)?.is_some())
+}
+
+/// The text of the file at node path `path`, or `None` when there is none.
+pub(crate) fn read_text(ctx: &Ctx, path: &str) -> R<Option<String>> {
+    let r = resolve(ctx, path, true)?;
+    let bytes =
+        ctx.host.files.read(&r.host).map_err(|e| effect_error(format!("cannot read {}: {e}", r.node)))?;
+    bytes
+        .map(|b| {
+            String::from_utf8(b)
+                .map_err(|_| effect_error(format!("cannot read {}: it is not UTF-8 text", r.node)))
+        })
+        .transpose()
+}
+
+/// The text of the file at node path `path`; an error when there is none.
+pub(crate) fn read_file(ctx: &Ctx, path: &str) -> R<String> {
+    read_text(ctx, path)?.ok_or_else(|| effect_error(format!("cannot read {path}: no such file")))
 }

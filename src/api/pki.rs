@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableString, Map};
 
-use super::files::{put, read_bytes};
+use super::files::{exists, put, read_text};
 use super::{Ctx, check_opts, effect_error, opt, script_error};
 use crate::journal::Outcome;
 use crate::pki::{
@@ -90,12 +90,6 @@ fn required(opts: &Map, key: &str, function: &str) -> R<String> {
         .map(|s| s.to_string())
         .filter(|s| !s.is_empty())
         .ok_or_else(|| script_error(format!("{function}(): option `{key}` is required")))
-}
-
-fn read_text(ctx: &Ctx, path: &str) -> R<Option<String>> {
-    read_bytes(ctx, path)?
-        .map(|b| String::from_utf8(b).map_err(|_| effect_error(format!("{path} is not PEM text"))))
-        .transpose()
 }
 
 fn pki_err(path: &str) -> impl Fn(pki::PkiError) -> Box<EvalAltResult> + '_ {
@@ -505,7 +499,7 @@ fn prepare_keys(ctx: &Ctx, rows: &Array) -> R<i64> {
             .try_cast::<Map>()
             .ok_or_else(|| script_error("prepare_keys(): each item must be a map #{ path, algorithm }"))?;
         let path = required(&m, "path", "prepare_keys")?;
-        let missing = read_bytes(ctx, &path)?.is_none() && !ctx.pki.pool.borrow().contains_key(&path);
+        let missing = !exists(ctx, &path)? && !ctx.pki.pool.borrow().contains_key(&path);
         if missing {
             wanted.push((path, algorithm(&m)?));
         }
