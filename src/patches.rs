@@ -98,20 +98,7 @@ pub fn apply(target: &str, mut doc: Value, patches: &[PatchFile]) -> Result<Valu
 
 /// RFC 7386: maps merge, `null` deletes, anything else replaces.
 pub fn merge_patch(doc: Value, patch: &Value) -> Value {
-    let Value::Object(patch) = patch else { return patch.clone() };
-    let mut base = match doc {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
-    for (k, v) in patch {
-        if v.is_null() {
-            base.remove(k);
-        } else {
-            let cur = base.remove(k).unwrap_or(Value::Null);
-            base.insert(k.clone(), merge_patch(cur, v));
-        }
-    }
-    Value::Object(base)
+    merge(doc, patch, false)
 }
 
 /// The key a list of objects merges by, in a Pod (Kubernetes' patchMergeKey).
@@ -130,8 +117,13 @@ fn merge_key(field: &str) -> Option<&'static str> {
 /// Strategic merge: as the merge patch, but lists with a merge key merge item by item, and
 /// `$patch: replace` / `$patch: delete` directives apply.
 pub fn strategic(doc: Value, patch: &Value) -> Value {
+    merge(doc, patch, true)
+}
+
+/// The merge patch, and with `strategic` the strategic merge's lists and directives.
+fn merge(doc: Value, patch: &Value, strategic: bool) -> Value {
     let Value::Object(patch) = patch else { return patch.clone() };
-    if patch.get("$patch").and_then(Value::as_str) == Some("replace") {
+    if strategic && patch.get("$patch").and_then(Value::as_str) == Some("replace") {
         let mut p = patch.clone();
         p.remove("$patch");
         return Value::Object(p);
@@ -141,7 +133,7 @@ pub fn strategic(doc: Value, patch: &Value) -> Value {
         _ => Map::new(),
     };
     for (k, v) in patch {
-        if k == "$patch" {
+        if strategic && k == "$patch" {
             continue;
         }
         if v.is_null() {
@@ -149,12 +141,11 @@ pub fn strategic(doc: Value, patch: &Value) -> Value {
             continue;
         }
         let cur = base.remove(k).unwrap_or(Value::Null);
-        let merged = match (merge_key(k), cur, v) {
+        let merged = match (merge_key(k).filter(|_| strategic), cur, v) {
             (Some(key), Value::Array(items), Value::Array(changes)) => {
                 Value::Array(merge_list(items, changes, key))
             }
-            (_, cur, v @ Value::Object(_)) => strategic(cur, v),
-            (_, _, v) => v.clone(),
+            (_, cur, v) => merge(cur, v, strategic),
         };
         base.insert(k.clone(), merged);
     }
@@ -259,6 +250,8 @@ pub fn json_patch(mut doc: Value, patch: &Value) -> Result<Value, String> {
             "remove" => {
                 take(&mut doc, &path)?;
             }
+            // RFC 6902 lets `replace` take the whole document (an empty path).
+            "replace" if path.is_empty() => doc = value()?,
             "replace" => {
                 take(&mut doc, &path)?;
                 add(&mut doc, &path, value()?)?;
@@ -341,6 +334,15 @@ mod tests {
                 .is_err()
         );
         assert!(json_patch(pod(), &json!([{"op": "remove", "path": "/nope"}])).is_err());
+        // The whole document may be replaced (RFC 6902), not removed.
+        let out =
+            json_patch(pod(), &json!([{"op": "replace", "path": "", "value": {"kind": "Pod"}}])).unwrap();
+        assert_eq!(out, json!({"kind": "Pod"}));
+        assert!(json_patch(pod(), &json!([{"op": "remove", "path": ""}])).is_err());
+        // A merge patch does not merge lists by key, as a strategic one does.
+        let change = json!({"spec": {"volumes": [{"name": "b"}]}});
+        assert_eq!(merge_patch(pod(), &change)["spec"]["volumes"], json!([{"name": "b"}]));
+        assert_eq!(strategic(pod(), &change)["spec"]["volumes"].as_array().unwrap().len(), 2);
     }
 
     #[test]
