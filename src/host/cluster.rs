@@ -389,11 +389,7 @@ impl RealCluster {
     }
 
     fn runtime(&self) -> io::Result<&tokio::runtime::Runtime> {
-        if let Some(rt) = self.runtime.get() {
-            return Ok(rt);
-        }
-        let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
-        Ok(self.runtime.get_or_init(|| rt))
+        super::lazy_runtime(&self.runtime)
     }
 
     /// The client for `kubeconfig`, made on first use.

@@ -407,11 +407,7 @@ impl RealCri {
     }
 
     fn runtime(&self) -> io::Result<&tokio::runtime::Runtime> {
-        if let Some(rt) = self.runtime.get() {
-            return Ok(rt);
-        }
-        let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
-        Ok(self.runtime.get_or_init(|| rt))
+        super::lazy_runtime(&self.runtime)
     }
 
     /// Why the socket cannot be reached, named, with what to check.

@@ -124,3 +124,15 @@ pub(crate) fn io_kind_of(e: &(dyn std::error::Error + 'static)) -> Option<std::i
 pub fn seconds(d: std::time::Duration) -> String {
     if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{:.1}s", d.as_secs_f64()) }
 }
+
+/// The current-thread tokio runtime in `cell`, made on first use: the synchronous backends
+/// (cluster, CRI) block on their calls with it.
+pub(crate) fn lazy_runtime(
+    cell: &std::cell::OnceCell<tokio::runtime::Runtime>,
+) -> std::io::Result<&tokio::runtime::Runtime> {
+    if let Some(rt) = cell.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+    Ok(cell.get_or_init(|| rt))
+}
