@@ -92,13 +92,13 @@ const RESET: &str = "\x1b[0m";
 
 impl Reporter {
     /// A reporter on stdout, with colour when stdout is a terminal and `NO_COLOR` is unset.
-    pub fn stdout(show_effects: bool, show_diff: bool) -> Self {
+    pub fn stdout(show_effects: bool, show_diff: bool, show_objects: bool) -> Self {
         let color = io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         Self {
             out: Box::new(io::stdout()),
             show_effects,
             show_diff,
-            show_objects: show_diff,
+            show_objects,
             color,
             tty: io::stderr().is_terminal(),
             silent: false,

@@ -217,9 +217,8 @@ pub fn run(opts: &RunOptions) -> Result<u8, Error> {
     }
     let root = NodeRoot::new_lenient(&root_dir)
         .map_err(|e| Error::io(format!("cannot use {} as the node root", root_dir.display()), e))?;
-    let mut report = Reporter::stdout(opts.dry_run || opts.verbose, opts.diff);
     // With no server to diff against, a dry run shows the API objects themselves.
-    report.show_objects = opts.dry_run || opts.diff;
+    let report = Reporter::stdout(opts.dry_run || opts.verbose, opts.diff, opts.dry_run || opts.diff);
     let probing = mode == Mode::Apply || (mode == Mode::DryRun && root.is_host_root());
     let loaded = Loaded::new(script, &cfg, root, Host::for_mode(mode).probing_host(probing), report)?;
     for w in &warnings {
