@@ -1,8 +1,17 @@
-//! The images kubeadm uses: the pins of every release row.
+//! The images kubeadm uses: the pins of every release row, the list `images.rhai` prints, and
+//! kubeadm's `ImagePull` preflight check and `images.rhai --only pull` against a private
+//! containerd (reached through a render with the test hook `KSCRIPT_TEST_CRI=real`, so the
+//! host's `/` is never touched).
 
 use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use kscript::journal;
 
 use super::Sandbox;
+use super::cri::{Containerd, IMAGE, build_pause_image};
 
 /// One release and the tags kubeadm pins for it: every row of the spec's table, tested at
 /// the patch before a change and at the patch of the change (and one after).
@@ -151,4 +160,253 @@ stage("t", "overrides", [ step("o", "overrides", || {
         "{}",
         run.stdout
     );
+}
+
+/// `images.rhai`'s list, as `kubeadm config images list` prints it: 1.28's order (pause, etcd,
+/// `CoreDNS` last), 1.29's and later (`CoreDNS` before pause), a pre-release, and disabled add-ons.
+#[test]
+fn the_images_script_lists_what_kubeadm_lists() {
+    let sb = Sandbox::new();
+    let mut text = String::new();
+    for args in [
+        &["--set", "kubernetesVersion=v1.28.7"][..],
+        &["--set", "kubernetesVersion=v1.30.5", "--set", "imageRepository=registry.example/k8s"],
+        &["--set", "kubernetesVersion=v1.37.0-rc.0"],
+        &["--set", "kubernetesVersion=v1.36.1", "--set", "dns.disabled=true", "--set", "proxy.disabled=true"],
+    ] {
+        let run = sb.kscript(&[&["run", "images.rhai", "--dry-run"][..], args].concat()).ok();
+        writeln!(text, "$ kscript run images.rhai --dry-run {}", args.join(" ")).unwrap();
+        text.push_str(&sb.stable(&run.stdout));
+        if !run.stderr.is_empty() {
+            text.push_str("stderr:\n");
+            text.push_str(&sb.stable(&run.stderr));
+        }
+        text.push('\n');
+    }
+    insta::assert_snapshot!("images_list", text);
+}
+
+/// `text` without whitespace or miette's frame characters.
+fn squeeze(text: &str) -> String {
+    text.chars().filter(|c| !c.is_whitespace() && *c != '│').collect()
+}
+
+/// The images init needs for v1.28.7 from `registry.invalid/k8s` (a registry that cannot
+/// be reached: DNS fails for `.invalid`).
+const NEEDED: &[&str] = &[
+    "registry.invalid/k8s/kube-apiserver:v1.28.7",
+    "registry.invalid/k8s/kube-controller-manager:v1.28.7",
+    "registry.invalid/k8s/kube-scheduler:v1.28.7",
+    "registry.invalid/k8s/kube-proxy:v1.28.7",
+    "registry.invalid/k8s/pause:3.9",
+    "registry.invalid/k8s/etcd:3.5.10-0",
+    "registry.invalid/k8s/coredns:v1.10.1",
+];
+
+/// `args` for a render of `script` into the sandbox itself, whose runtime is the private
+/// containerd (its socket is `<sandbox>/containerd/containerd.sock`).
+fn cri_render(sb: &Sandbox, script: &str, extra: &[&str]) -> super::Run {
+    let root = sb.path().to_str().unwrap().to_string();
+    let mut args = vec![
+        "run",
+        script,
+        "--root",
+        &root,
+        "--set",
+        "nodeRegistration.criSocket=unix:///containerd/containerd.sock",
+        "--set",
+        "imageRepository=registry.invalid/k8s",
+        "--set",
+        "kubernetesVersion=v1.28.7",
+        "--set",
+        "nodeRegistration.name=k8s-ctr",
+        "--set",
+        "localAPIEndpoint.advertiseAddress=192.0.2.2",
+    ];
+    args.extend_from_slice(extra);
+    sb.kscript_env(&[("KSCRIPT_TEST_CRI", "real")], &args)
+}
+
+/// The CRI operations in the render's journal (under the sandbox, the node root here).
+fn cri_journal(root: &Path) -> Vec<(String, journal::Outcome)> {
+    let path = root.join("var/lib/kscript/journal.jsonl");
+    if !path.exists() {
+        return Vec::new();
+    }
+    journal::read(&path)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "cri")
+        .map(|e| (e.target, e.outcome))
+        .collect()
+}
+
+/// Every image there: `ImagePull` asks for each, pulls none (their registry cannot be reached,
+/// yet the check passes, and the journal holds no pull).
+#[test]
+fn image_pull_passes_without_pulling_when_every_image_is_there() {
+    let sb = Sandbox::new();
+    let containerd = Containerd::start(&sb);
+    for image in NEEDED {
+        containerd.tag(IMAGE, image);
+    }
+    let run = cri_render(&sb, "control-plane.rhai", &["--only", "init/preflight"]).ok();
+    assert!(run.stdout.contains("ok       init/preflight"), "{}\n{}", run.stdout, run.stderr);
+    let pulls: Vec<_> = cri_journal(sb.path()).into_iter().filter(|(t, _)| t.starts_with("pull ")).collect();
+    assert!(pulls.is_empty(), "pulls were attempted: {pulls:?}");
+    assert!(!run.stderr.contains("ImagePull"), "{}", run.stderr);
+}
+
+/// Two images missing and no registry: init stops at preflight, naming both with the
+/// runtime's error, before any file of init is written; ignored by name, it warns.
+#[test]
+fn image_pull_names_every_missing_image_before_init_writes_anything() {
+    let sb = Sandbox::new();
+    let containerd = Containerd::start(&sb);
+    let missing = ["registry.invalid/k8s/etcd:3.5.10-0", "registry.invalid/k8s/coredns:v1.10.1"];
+    for image in NEEDED.iter().filter(|i| !missing.contains(i)) {
+        containerd.tag(IMAGE, image);
+    }
+    let run = cri_render(&sb, "control-plane.rhai", &["--only", "init"]).code(1);
+    let message = squeeze(&run.stderr);
+    for image in missing {
+        // The image, then the runtime's own words: it could not resolve the registry's name.
+        let want = format!(
+            "[ERROR ImagePull]: failed to pull image {image}: CRI pull {image} (unix:///containerd/containerd.sock): PullImage: "
+        );
+        let at =
+            message.find(&squeeze(&want)).unwrap_or_else(|| panic!("{image} is not named:\n{}", run.stderr));
+        let rest = &message[at..];
+        let end = rest[1..].find("[ERROR").map_or(rest.len(), |i| i + 1);
+        assert!(
+            rest[..end].contains("lookupregistry.invalid"),
+            "no runtime error for {image}:\n{}",
+            run.stderr
+        );
+    }
+    assert!(message.contains("togoonanyway:--ignore-preflight-errors=ImagePull"), "{}", run.stderr);
+    assert!(run.stdout.contains("failed   init/preflight"), "{}", run.stdout);
+    for written in ["etc/kubernetes", "var/lib/etcd", "var/lib/kubelet"] {
+        assert!(!sb.path().join(written).exists(), "init wrote {written} although preflight failed");
+    }
+    let journal_path = sb.path().join("var/lib/kscript/journal.jsonl");
+    if journal_path.exists() {
+        let effects: Vec<String> = journal::read(&journal_path)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.step != "preflight")
+            .map(|e| format!("{} {} {} {}", e.step, e.action, e.target, e.outcome))
+            .collect();
+        assert!(effects.is_empty(), "init did this before preflight failed: {effects:?}");
+    }
+
+    let run = cri_render(
+        &sb,
+        "control-plane.rhai",
+        &["--only", "init/preflight", "--ignore-preflight-errors", "ImagePull"],
+    )
+    .ok();
+    assert!(
+        run.message().contains(
+            "warning: [preflight] ImagePull: failed to pull image registry.invalid/k8s/etcd:3.5.10-0"
+        ),
+        "{}",
+        run.stderr
+    );
+}
+
+/// `images.rhai --only pull` against the private containerd: the images there are reported
+/// present and not pulled; the missing ones fail together, each named.
+#[test]
+fn the_images_script_pulls_against_a_real_containerd() {
+    let sb = Sandbox::new();
+    let containerd = Containerd::start(&sb);
+    for image in &NEEDED[..5] {
+        containerd.tag(IMAGE, image);
+    }
+    let run = cri_render(&sb, "images.rhai", &["--only", "pull"]).code(1);
+    for image in &NEEDED[..5] {
+        assert!(run.stdout.contains(&format!("present: {image}")), "{}", run.stdout);
+    }
+    // miette wraps long lines anywhere, even in a path: compare without whitespace.
+    let message = squeeze(&run.stderr);
+    assert!(
+        message.contains(&squeeze("2 image(s) could not be pulled from unix:///containerd/containerd.sock:")),
+        "{}",
+        run.stderr
+    );
+    for image in &NEEDED[5..] {
+        assert!(
+            message.contains(&squeeze(&format!("failed to pull image {image}: CRI pull {image}"))),
+            "{}",
+            run.stderr
+        );
+    }
+    // With every image there, nothing is pulled.
+    for image in &NEEDED[5..] {
+        containerd.tag(IMAGE, image);
+    }
+    let run = cri_render(&sb, "images.rhai", &["--only", "pull"]).ok();
+    assert!(run.stdout.contains("every image was present: nothing to pull"), "{}", run.stdout);
+}
+
+/// A registry on 127.0.0.1 serving the pause image under every name (tests/cli/cri/registry.py).
+struct Registry {
+    child: Child,
+    port: u16,
+}
+
+impl Registry {
+    fn start(sb: &Sandbox) -> Self {
+        let dir = sb.path().join("registry");
+        std::fs::create_dir_all(&dir).unwrap();
+        let archive = build_pause_image(&dir);
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/cri/registry.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(archive)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("registry.log")).unwrap())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port =
+            line.trim().parse().unwrap_or_else(|_| panic!("registry.py printed `{line}`, not its port"));
+        Self { child, port }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `images.rhai --only pull` with the images in a registry: every one is pulled, with the
+/// runtime's answer checked after; a second pull finds them all present.
+#[test]
+fn the_images_script_pulls_the_missing_images_from_a_registry() {
+    let sb = Sandbox::new();
+    let _containerd = Containerd::start(&sb);
+    let registry = Registry::start(&sb);
+    let repo = format!("imageRepository=127.0.0.1:{}/k8s", registry.port);
+    let run = cri_render(&sb, "images.rhai", &["--only", "pull", "--set", &repo]).ok();
+    let images: Vec<String> = NEEDED
+        .iter()
+        .map(|i| i.replace("registry.invalid/k8s", &format!("127.0.0.1:{}/k8s", registry.port)))
+        .collect();
+    for image in &images {
+        assert!(run.stdout.contains(&format!("pulled: {image}")), "{}\n{}", run.stdout, run.stderr);
+    }
+    let pulls: Vec<_> = cri_journal(sb.path()).into_iter().filter(|(t, _)| t.starts_with("pull ")).collect();
+    assert_eq!(pulls.len(), images.len(), "{pulls:?}");
+    assert!(pulls.iter().all(|(_, o)| *o == journal::Outcome::Changed), "{pulls:?}");
+
+    let run = cri_render(&sb, "images.rhai", &["--only", "pull", "--set", &repo]).ok();
+    for image in &images {
+        assert!(run.stdout.contains(&format!("present: {image}")), "{}", run.stdout);
+    }
+    assert!(run.stdout.contains("every image was present: nothing to pull"), "{}", run.stdout);
 }
