@@ -190,18 +190,23 @@ fn check_pki(cfg: &Config) -> Result<(), Error> {
 
 fn check_version(cfg: &Config) -> Result<(), Error> {
     let Some(v) = text(cfg, "kubernetesVersion") else { return Ok(()) };
-    let parts = v.strip_prefix('v').unwrap_or(v).split('.').collect::<Vec<_>>();
+    // `1.37.0`, `v1.37.0-rc.0`, `v1.28.7+build`: the pre-release and build may hold dots.
+    let release = v.strip_prefix('v').unwrap_or(v).split(['-', '+']).next().unwrap_or_default();
+    let parts = release.split('.').collect::<Vec<_>>();
     let ok = parts.len() == 3
         && parts[0] == "1"
         && parts[1].parse::<u32>().is_ok_and(|m| m >= 28)
-        && parts[2].split(['-', '+']).next().is_some_and(|p| p.parse::<u32>().is_ok());
+        && parts[2].parse::<u32>().is_ok();
     if ok {
         Ok(())
     } else {
         Err(cfg.error_at(
             "kubernetesVersion",
             &format!("`{v}` is not a supported version"),
-            Some("kscript supports v1.28.0 and later, written as v1.MINOR.PATCH".into()),
+            Some(
+                "kscript supports v1.28.0 and later, written as v1.MINOR.PATCH (or v1.MINOR.PATCH-rc.N)"
+                    .into(),
+            ),
         ))
     }
 }

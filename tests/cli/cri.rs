@@ -253,6 +253,12 @@ state = "{d}/state"
         check("ctr images import", &out);
     }
 
+    /// Tags the image `source` (imported or pulled already) as `target` too.
+    pub(super) fn tag(&self, source: &str, target: &str) {
+        let out = self.ctr().args(["-n", "k8s.io", "images", "tag", source, target]).output().unwrap();
+        check(&format!("ctr images tag {source} {target}"), &out);
+    }
+
     fn endpoint(&self) -> String {
         format!("unix://{}", self.socket.display())
     }

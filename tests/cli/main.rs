@@ -7,6 +7,7 @@ mod e2e;
 mod fake_apiserver;
 mod flows;
 mod ha;
+mod images;
 mod nodes;
 mod pki;
 mod preflight;

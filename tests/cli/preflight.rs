@@ -126,6 +126,8 @@ fn the_real_host_is_observed_and_errors_can_be_ignored() {
     let port = busy.local_addr().unwrap().port();
     let journal = sb.path().join("journal.jsonl");
     let port_set = format!("localAPIEndpoint.bindPort={port}");
+    // No runtime behind this socket: the test never asks (or pulls through) the host's own.
+    let socket_set = format!("nodeRegistration.criSocket=unix://{}/no-runtime.sock", sb.path().display());
     let args = [
         "run",
         "control-plane.rhai",
@@ -139,16 +141,28 @@ fn the_real_host_is_observed_and_errors_can_be_ignored() {
         "localAPIEndpoint.advertiseAddress=192.0.2.2",
         "--set",
         &port_set,
+        "--set",
+        &socket_set,
     ];
     // A real run on this host: the port this test holds is in use.
     let run = sb.kscript(&args);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert!(run.message().contains(&format!("[ERROR Port-{port}]: port {port} is in use")), "{}", run.stderr);
     assert!(run.message().contains("to go on anyway: --ignore-preflight-errors="), "{}", run.stderr);
-    // Ignored by name, it warns; every error ignored, the step passes.
+    // Ignored by name, it warns; every error ignored, the step passes. ImagePull comes once
+    // the other checks pass (here: are ignored), and says once that the runtime cannot be asked.
     let run = sb.kscript(&[&args[..], &["--ignore-preflight-errors", "all"]].concat()).ok();
     assert!(
         run.stderr.contains(&format!("warning: [preflight] Port-{port}: port {port} is in use")),
+        "{}",
+        run.stderr
+    );
+    let message = run.message();
+    assert_eq!(
+        message
+            .matches("warning: [preflight] ImagePull: cannot ask the container runtime which images it has: ")
+            .count(),
+        1,
         "{}",
         run.stderr
     );
