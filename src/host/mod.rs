@@ -57,6 +57,19 @@ pub struct Host {
 /// steps against a fake API server without touching the host's `/`.
 const REAL_API_WHEN_RENDERING: &str = "KSCRIPT_TEST_CLUSTER_API";
 
+/// Test hook: `KSCRIPT_TEST_CRI=real` makes a render (`--root DIR`) ask the container runtime
+/// for real, at sockets under DIR, so the integration tests can run a node's waits against a
+/// private containerd without touching the host's `/`.
+const REAL_CRI_WHEN_RENDERING: &str = "KSCRIPT_TEST_CRI";
+
+fn rendering_cri() -> CriSockets {
+    if std::env::var(REAL_CRI_WHEN_RENDERING).as_deref() == Ok("real") {
+        CriSockets::real()
+    } else {
+        CriSockets::recording()
+    }
+}
+
 fn rendering_cluster() -> Box<dyn Cluster> {
     if std::env::var(REAL_API_WHEN_RENDERING).as_deref() == Ok("real") {
         Box::new(RealCluster::new())
@@ -75,8 +88,9 @@ impl Host {
     }
 
     /// The backends for `mode`: all real on a real run; when rendering, real files (under the
-    /// root) and the rest recorded (the API real with `KSCRIPT_TEST_CLUSTER_API=real`); in a
-    /// dry run, files planned and the rest recorded.
+    /// root) and the rest recorded (the API real with `KSCRIPT_TEST_CLUSTER_API=real`, the
+    /// runtime with `KSCRIPT_TEST_CRI=real`); in a dry run, files planned and the rest
+    /// recorded.
     pub fn for_mode(mode: Mode) -> Self {
         let real = mode == Mode::Apply;
         Self {
@@ -89,7 +103,11 @@ impl Host {
             commands: if real { Box::new(RealCommands) } else { Box::new(RecordingCommands) },
             facts: Box::new(RealFacts { probes_host: real }),
             systemd: if real { Box::new(RealSystemd) } else { Box::new(RecordingSystemd) },
-            cri: if real { CriSockets::real() } else { CriSockets::recording() },
+            cri: match mode {
+                Mode::Apply => CriSockets::real(),
+                Mode::Render => rendering_cri(),
+                Mode::DryRun => CriSockets::recording(),
+            },
             cluster: match mode {
                 Mode::Apply => Box::new(RealCluster::new()),
                 Mode::Render => rendering_cluster(),
