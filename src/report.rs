@@ -236,29 +236,98 @@ pub fn unified_diff(path: &str, old: Option<&[u8]>, new: &[u8]) -> Option<String
 /// Runs `work`, showing a spinner labelled `label` on stderr if it takes longer than a second
 /// and stderr is a terminal; elsewhere a plain line after a second, and one every 30 seconds.
 pub fn wait<T>(label: &str, tty: bool, work: impl FnOnce() -> T) -> T {
-    let (done_tx, done_rx) = mpsc::channel::<()>();
+    wait_with(label, tty, |_| work())
+}
+
+/// What a wait in progress has seen (see [`wait_with`]).
+pub struct Progress {
+    /// `None` for a wait inside another wait, which shows nothing of its own.
+    seen: Option<mpsc::Sender<String>>,
+}
+
+impl Progress {
+    /// Shows `text` as what is seen now: at once, when it differs from what was shown last
+    /// (in a terminal, as the spinner's message; elsewhere as a line `  ... seen: text`).
+    pub fn show(&self, text: &str) {
+        if let Some(tx) = &self.seen {
+            let _ = tx.send(text.to_string());
+        }
+    }
+}
+
+thread_local! {
+    /// Whether a wait is showing progress on this thread: one inside it (a pull while the
+    /// control plane is waited for) shows nothing of its own.
+    static WAITING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// [`wait`], with a [`Progress`] through which `work` shows what it sees as it goes: one line
+/// per change of what is seen, not one per look.
+pub fn wait_with<T>(label: &str, tty: bool, work: impl FnOnce(&Progress) -> T) -> T {
+    if WAITING.with(std::cell::Cell::get) {
+        return work(&Progress { seen: None });
+    }
+    let (tx, rx) = mpsc::channel::<String>();
     let label = label.to_string();
-    let watcher = thread::spawn(move || {
-        let start = Instant::now();
-        if done_rx.recv_timeout(Duration::from_secs(1)) != Err(mpsc::RecvTimeoutError::Timeout) {
-            return;
-        }
-        if tty {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.set_message(label);
-            bar.enable_steady_tick(Duration::from_millis(100));
-            let _ = done_rx.recv();
-            bar.finish_and_clear();
-        } else {
-            let _ = writeln!(io::stderr(), "  ... waiting: {label}");
-            while done_rx.recv_timeout(Duration::from_secs(30)) == Err(mpsc::RecvTimeoutError::Timeout) {
-                let _ =
-                    writeln!(io::stderr(), "  ... still waiting ({}s): {label}", start.elapsed().as_secs());
-            }
-        }
-    });
-    let result = work();
-    drop(done_tx);
+    let watcher = thread::spawn(move || watch(&label, tty, &rx));
+    WAITING.with(|w| w.set(true));
+    let result = work(&Progress { seen: Some(tx) });
+    WAITING.with(|w| w.set(false));
+    // `work` dropped the only sender: the watcher ends.
     let _ = watcher.join();
     result
+}
+
+/// The watcher of a wait: silent for a second, then a spinner (in a terminal) or lines; it
+/// ends when the wait's sender is dropped.
+fn watch(label: &str, tty: bool, seen: &mpsc::Receiver<String>) {
+    use mpsc::RecvTimeoutError::{Disconnected, Timeout};
+    let start = Instant::now();
+    let mut shown = String::new();
+    // Nothing for a quick wait: what it saw in its first second is shown only after it.
+    loop {
+        match seen.recv_timeout((start + Duration::from_secs(1)).saturating_duration_since(Instant::now())) {
+            Err(Disconnected) => return,
+            Err(Timeout) => break,
+            Ok(text) => shown = text,
+        }
+    }
+    let with_seen =
+        |shown: &str| if shown.is_empty() { label.to_string() } else { format!("{label}: {shown}") };
+    if tty {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(with_seen(&shown));
+        bar.enable_steady_tick(Duration::from_millis(100));
+        while let Ok(text) = seen.recv() {
+            if text != shown {
+                shown = text;
+                bar.set_message(with_seen(&shown));
+            }
+        }
+        bar.finish_and_clear();
+        return;
+    }
+    let _ = writeln!(io::stderr(), "  ... waiting: {label}");
+    if !shown.is_empty() {
+        let _ = writeln!(io::stderr(), "  ... seen: {shown}");
+    }
+    let mut next = start + Duration::from_secs(30);
+    loop {
+        match seen.recv_timeout(next.saturating_duration_since(Instant::now())) {
+            Err(Disconnected) => return,
+            Ok(text) => {
+                if text != shown {
+                    shown = text;
+                    if !shown.is_empty() {
+                        let _ = writeln!(io::stderr(), "  ... seen: {shown}");
+                    }
+                }
+            }
+            Err(Timeout) => {
+                let _ =
+                    writeln!(io::stderr(), "  ... still waiting ({}s): {label}", start.elapsed().as_secs());
+                next += Duration::from_secs(30);
+            }
+        }
+    }
 }

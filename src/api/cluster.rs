@@ -7,13 +7,14 @@
 //! when rendering or in a dry run no API call is made: applies are recorded (a dry run prints
 //! each object, Secrets' values redacted) and reads answer from what was recorded.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use rhai::{Array, Dynamic, Engine, EvalAltResult, FuncRegistration, Map};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, FuncRegistration, Map, NativeCallContext};
 use serde_json::Value;
 
 use super::{Ctx, check_opts, effect_error, opt, script_error};
@@ -149,7 +150,20 @@ fn delete(ctx: &Ctx, kubeconfig_path: &str, r: &ObjectRef) -> R<bool> {
     Ok(removed == Removed::Deleted)
 }
 
-fn wait_ready(ctx: &Ctx, kubeconfig_path: &str, timeout: f64) -> R<bool> {
+/// How often `api_wait_ready`'s check looks at the node while the API server is not ready.
+const CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// A script's look at the node between tries of a wait: the closure, and the call it is made
+/// from.
+struct Check<'a, 'c> {
+    context: &'a NativeCallContext<'c>,
+    look: &'a FnPtr,
+}
+
+/// Waits for the API server; with `check`, calls it at the first try that finds the server
+/// not ready and then every [`CHECK_EVERY`], shows what it returns as progress, and stops
+/// when it throws.
+fn wait_ready(ctx: &Ctx, kubeconfig_path: &str, timeout: f64, check: Option<&Check<'_, '_>>) -> R<bool> {
     const F: &str = "api_wait_ready";
     ctx.require_step(F)?;
     let timeout = super::timeout(&format!("{F}(): the timeout"), timeout)?;
@@ -157,7 +171,37 @@ fn wait_ready(ctx: &Ctx, kubeconfig_path: &str, timeout: f64) -> R<bool> {
     let target = "wait-ready";
     ctx.attempt(target);
     let label = format!("waiting for the API server of {kubeconfig_path} to be ready");
-    match ctx.wait(&label, || ctx.host.cluster.wait_ready(&host, timeout)) {
+    let mut stopped: Option<Box<EvalAltResult>> = None;
+    let waited = ctx.wait_with(&label, |progress| {
+        let mut next = Instant::now();
+        let mut between = || {
+            let Some(check) = check else { return ControlFlow::Continue(()) };
+            if Instant::now() < next {
+                return ControlFlow::Continue(());
+            }
+            match check.look.call_within_context::<Dynamic>(check.context, ()) {
+                Ok(seen) if seen.is_unit() => progress.show(""),
+                Ok(seen) if seen.is_string() => progress.show(&seen.to_string()),
+                Ok(seen) => {
+                    stopped = Some(script_error(format!(
+                        "{F}(): the check must return a string (what it sees) or () (nothing to say), not {}",
+                        seen.type_name()
+                    )));
+                    return ControlFlow::Break(());
+                }
+                Err(e) => {
+                    stopped = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
+            // What the check looked at is not what the step waits for.
+            ctx.attempt(target);
+            next = Instant::now() + CHECK_EVERY;
+            ControlFlow::Continue(())
+        };
+        ctx.host.cluster.wait_ready(&host, timeout, &mut between)
+    });
+    match waited {
         Ok(Readiness::Ready) => {
             record(ctx, kubeconfig_path, target, Outcome::Ok, "ready", '=', None);
             Ok(true)
@@ -165,6 +209,16 @@ fn wait_ready(ctx: &Ctx, kubeconfig_path: &str, timeout: f64) -> R<bool> {
         Ok(Readiness::Recorded) => {
             record(ctx, kubeconfig_path, target, Outcome::Recorded, "recorded, not run", '!', None);
             Ok(false)
+        }
+        Ok(Readiness::Stopped) => {
+            ctx.record(
+                "api",
+                target,
+                Outcome::Failed,
+                Some(format!("stopped by its check ({kubeconfig_path})")),
+                None,
+            );
+            Err(stopped.unwrap_or_else(|| effect_error(format!("{F}(): the wait was stopped"))))
         }
         Err(e) => {
             ctx.record("api", target, Outcome::Failed, Some(format!("not ready ({kubeconfig_path})")), None);
@@ -495,14 +549,48 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     FuncRegistration::new("api_wait_ready")
         .with_comments(READY_DOC)
         .with_params_info(["kubeconfig: &str", "timeout: f64", "bool"])
-        .register_into_engine(engine, move |k: &str, timeout: rhai::FLOAT| wait_ready(&c, k, timeout));
+        .register_into_engine(engine, move |k: &str, timeout: rhai::FLOAT| wait_ready(&c, k, timeout, None));
     let c = ctx.clone();
     FuncRegistration::new("api_wait_ready")
         .with_comments(READY_DOC)
         .with_params_info(["kubeconfig: &str", "timeout: i64", "bool"])
         .register_into_engine(engine, move |k: &str, timeout: rhai::INT| {
-            wait_ready(&c, k, super::int_seconds(timeout))
+            wait_ready(&c, k, super::int_seconds(timeout), None)
         });
+    const CHECKED_DOC: &[&str] = &[
+        "/// `api_wait_ready`, looking at the node while it waits: `check` (a closure of no",
+        "/// arguments) is called when the API server is first found not ready, then every 5",
+        "/// seconds. It returns what it sees, a string shown as progress when it changes (`etcd",
+        "/// exited with code 1: ...`), or `()`; it throws to stop the wait at once, when what it",
+        "/// sees cannot get better by itself (an image that cannot be pulled): the step then fails",
+        "/// with what it threw. When rendering or in a dry run, nothing is asked and `check` is not",
+        "/// called.",
+    ];
+    let c = ctx.clone();
+    FuncRegistration::new("api_wait_ready")
+        .with_comments(CHECKED_DOC)
+        .with_params_info(["kubeconfig: &str", "timeout: f64", "check: FnPtr", "bool"])
+        .register_into_engine(
+            engine,
+            move |context: NativeCallContext, k: &str, timeout: rhai::FLOAT, look: FnPtr| {
+                wait_ready(&c, k, timeout, Some(&Check { context: &context, look: &look }))
+            },
+        );
+    let c = ctx.clone();
+    FuncRegistration::new("api_wait_ready")
+        .with_comments(CHECKED_DOC)
+        .with_params_info(["kubeconfig: &str", "timeout: i64", "check: FnPtr", "bool"])
+        .register_into_engine(
+            engine,
+            move |context: NativeCallContext, k: &str, timeout: rhai::INT, look: FnPtr| {
+                wait_ready(
+                    &c,
+                    k,
+                    super::int_seconds(timeout),
+                    Some(&Check { context: &context, look: &look }),
+                )
+            },
+        );
 
     let c = ctx.clone();
     FuncRegistration::new("api_apply")

@@ -13,8 +13,8 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableStr
 
 use super::{Ctx, check_opts, effect_error, opt, script_error};
 use crate::host::cri::{
-    Container, ContainerFilter, ContainerSpec, ContainerState, Cri, CriChange, ImageLookup, Made, Mount, Pod,
-    PodFilter, PodSpec, PodState, RuntimeStatus, RuntimeVersion, WaitFailure,
+    Container, ContainerFilter, ContainerSpec, ContainerState, ContainerStatus, Cri, CriChange, ImageLookup,
+    LogLine, Made, Mount, Pod, PodFilter, PodSpec, PodState, RuntimeStatus, RuntimeVersion, WaitFailure,
 };
 use crate::journal::Outcome;
 use crate::report::EffectLine;
@@ -138,6 +138,30 @@ fn container_map(c: Container) -> Map {
     m.insert("created_at".into(), c.created_at.into());
     m.insert("labels".into(), string_map(&c.labels).into());
     m.insert("annotations".into(), string_map(&c.annotations).into());
+    m
+}
+
+fn container_status_map(s: ContainerStatus) -> Map {
+    let mut m = Map::new();
+    m.insert("id".into(), s.id.into());
+    m.insert("name".into(), s.name.into());
+    m.insert("attempt".into(), rhai::INT::from(s.attempt).into());
+    m.insert("state".into(), s.state.as_str().into());
+    m.insert("image".into(), s.image.into());
+    m.insert("started_at".into(), s.started_at.into());
+    m.insert("finished_at".into(), s.finished_at.into());
+    m.insert("exit_code".into(), rhai::INT::from(s.exit_code).into());
+    m.insert("reason".into(), s.reason.into());
+    m.insert("message".into(), s.message.into());
+    m.insert("log_path".into(), s.log_path.into());
+    m
+}
+
+fn log_line_map(l: LogLine) -> Map {
+    let mut m = Map::new();
+    m.insert("time".into(), l.time.into());
+    m.insert("stream".into(), l.stream.into());
+    m.insert("text".into(), l.text.into());
     m
 }
 
@@ -482,6 +506,47 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         .with_comments(CONTAINERS_DOC)
         .with_params_info(["endpoint: &str", "Array"])
         .register_into_engine(engine, move |endpoint: &str| containers(&c, endpoint, &Map::new()));
+
+    let c = ctx.clone();
+    FuncRegistration::new("cri_container_status")
+        .with_comments([
+            "/// The runtime's `ContainerStatus` of the container `id`: `#{ id, name, attempt, state,",
+            "/// image, started_at, finished_at, exit_code, reason, message, log_path }` (`exit_code`",
+            "/// once it has exited; `reason` a word such as `Error`, `Completed`, `OOMKilled`,",
+            "/// `StartError`, with `message` the runtime's words; `log_path` its log file on the host,",
+            "/// in the CRI log format). `()` when there is no such container (the kubelet removes",
+            "/// old ones), or when rendering or in a dry run.",
+        ])
+        .with_params_info(["endpoint: &str", "id: &str", "Dynamic"])
+        .register_into_engine(engine, move |endpoint: &str, id: &str| -> R<Dynamic> {
+            const F: &str = "cri_container_status";
+            let status = runtime(&c, F, endpoint)?
+                .container_status(id)
+                .map_err(|e| effect_error(query_error(&format!("container status {id}"), endpoint, &e)))?;
+            Ok(status.map_or(Dynamic::UNIT, |s| Dynamic::from_map(container_status_map(s))))
+        });
+
+    let c = ctx.clone();
+    FuncRegistration::new("cri_container_log")
+        .with_comments([
+            "/// The last `lines` lines the container `id` wrote (stdout and stderr, as `crictl logs",
+            "/// --tail` shows them), oldest first, each `#{ time, stream, text }`; read from the log",
+            "/// file its status names, in kubelet's CRI log format (`TIMESTAMP STREAM TAG MESSAGE`,",
+            "/// partial lines joined). Empty when it wrote nothing (or keeps no log); `()` when there",
+            "/// is no such container, or when rendering or in a dry run.",
+        ])
+        .with_params_info(["endpoint: &str", "id: &str", "lines: i64", "Dynamic"])
+        .register_into_engine(engine, move |endpoint: &str, id: &str, lines: rhai::INT| -> R<Dynamic> {
+            const F: &str = "cri_container_log";
+            let count = usize::try_from(lines)
+                .map_err(|_| script_error(format!("{F}(): `lines` must be 0 or more, not {lines}")))?;
+            let found = runtime(&c, F, endpoint)?
+                .container_log(id, count)
+                .map_err(|e| effect_error(query_error(&format!("container log {id}"), endpoint, &e)))?;
+            Ok(found.map_or(Dynamic::UNIT, |lines| {
+                Dynamic::from_array(lines.into_iter().map(|l| Dynamic::from_map(log_line_map(l))).collect())
+            }))
+        });
 
     let c = ctx.clone();
     FuncRegistration::new("cri_image_status")

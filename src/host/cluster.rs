@@ -12,6 +12,7 @@ use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,6 +67,8 @@ pub enum Readiness {
     Ready,
     /// There is no server to wait for (rendering, dry runs).
     Recorded,
+    /// The caller's look between tries said to stop.
+    Stopped,
 }
 
 /// Which server certificates a `cluster-info` fetch accepts.
@@ -242,8 +245,15 @@ const POLL: Duration = Duration::from_millis(500);
 /// implementation never reads it.
 pub trait Cluster {
     /// Waits until the API server answers 200 on `/livez`, then on `/readyz`; on timeout, an
-    /// error naming the server and the last answer.
-    fn wait_ready(&self, kubeconfig: &Path, timeout: Duration) -> io::Result<Readiness>;
+    /// error naming the server and the last answer. After each try that finds it not ready,
+    /// `between` is called: `Break` ends the wait at once ([`Readiness::Stopped`]). It is never
+    /// called when recording.
+    fn wait_ready(
+        &self,
+        kubeconfig: &Path,
+        timeout: Duration,
+        between: &mut dyn FnMut() -> ControlFlow<()>,
+    ) -> io::Result<Readiness>;
     /// Server-side apply of `object` (field manager `kscript`, conflicts forced).
     fn apply(&self, kubeconfig: &Path, object: &Value) -> io::Result<Applied>;
     /// The object, or `None` when there is none (or, recording, when none was recorded).
@@ -499,7 +509,12 @@ fn parse(text: &str) -> io::Result<Value> {
 }
 
 impl Cluster for RealCluster {
-    fn wait_ready(&self, kubeconfig: &Path, timeout: Duration) -> io::Result<Readiness> {
+    fn wait_ready(
+        &self,
+        kubeconfig: &Path,
+        timeout: Duration,
+        between: &mut dyn FnMut() -> ControlFlow<()>,
+    ) -> io::Result<Readiness> {
         let start = Instant::now();
         let conn = self.connect(kubeconfig)?;
         for probe in ["/livez", "/readyz"] {
@@ -533,6 +548,9 @@ impl Cluster for RealCluster {
                             seconds(timeout)
                         ),
                     ));
+                }
+                if between().is_break() {
+                    return Ok(Readiness::Stopped);
                 }
                 std::thread::sleep(POLL.min(timeout.saturating_sub(start.elapsed())));
             }
@@ -807,7 +825,12 @@ impl RecordingCluster {
 }
 
 impl Cluster for RecordingCluster {
-    fn wait_ready(&self, _kubeconfig: &Path, _timeout: Duration) -> io::Result<Readiness> {
+    fn wait_ready(
+        &self,
+        _kubeconfig: &Path,
+        _timeout: Duration,
+        _between: &mut dyn FnMut() -> ControlFlow<()>,
+    ) -> io::Result<Readiness> {
         Ok(Readiness::Recorded)
     }
 
@@ -945,7 +968,10 @@ mod tests {
         assert_eq!(rec.wait_for(k, &r, Duration::from_secs(100)).unwrap(), Some(cm));
         assert_eq!(rec.delete(k, &r).unwrap(), Removed::Recorded);
         assert!(rec.objects().is_empty());
-        assert_eq!(rec.wait_ready(k, Duration::from_secs(100)).unwrap(), Readiness::Recorded);
+        assert_eq!(
+            rec.wait_ready(k, Duration::from_secs(100), &mut || ControlFlow::Break(())).unwrap(),
+            Readiness::Recorded
+        );
         assert_eq!(rec.cluster_info("x:6443", Trust::Nothing, Duration::from_secs(1)).unwrap(), None);
     }
 
@@ -966,8 +992,29 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
         assert!(err.to_string().contains(&format!("https://{server} within 0.3s")), "{err}");
         let dir = tempfile::tempdir().unwrap();
-        let err = cluster.wait_ready(&dir.path().join("admin.conf"), Duration::from_secs(1)).unwrap_err();
+        let err = cluster
+            .wait_ready(&dir.path().join("admin.conf"), Duration::from_secs(1), &mut || {
+                ControlFlow::Continue(())
+            })
+            .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         assert!(err.to_string().contains("there is no kubeconfig"), "{err}");
+        // Where nothing answers, the look between tries is asked after each one, and ends the
+        // wait when it says so.
+        let kubeconfig = dir.path().join("admin.conf");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:{port}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: c\n  context: {{cluster: k, user: u}}\ncurrent-context: c\nusers:\n- name: u\n  user: {{token: x}}\n"
+            ),
+        )
+        .unwrap();
+        let mut looks = 0;
+        let mut between = || {
+            looks += 1;
+            if looks == 3 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        };
+        let ended = cluster.wait_ready(&kubeconfig, Duration::from_mins(10), &mut between).unwrap();
+        assert_eq!((ended, looks), (Readiness::Stopped, 3));
     }
 }

@@ -296,6 +296,114 @@ pub struct WaitFailure {
     pub last_error: Option<String>,
 }
 
+/// A container's `ContainerStatus`: how it ended, and where its log is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerStatus {
+    pub id: String,
+    pub name: String,
+    pub attempt: u32,
+    pub state: ContainerState,
+    /// The image as the container was created from it.
+    pub image: String,
+    /// Nanoseconds since the Unix epoch; 0 when it has not started (or finished).
+    pub started_at: i64,
+    pub finished_at: i64,
+    /// Meaningful once it has finished.
+    pub exit_code: i32,
+    /// A word for why it is in its state (`Error`, `Completed`, `OOMKilled`, `StartError`).
+    pub reason: String,
+    /// The runtime's words for it (a start error: what runc said).
+    pub message: String,
+    /// The container's log file on this host, in the CRI log format (empty: none).
+    pub log_path: String,
+}
+
+/// One line of a container's log as the runtime writes it: kubelet's CRI log format
+/// `TIMESTAMP STREAM TAG MESSAGE`, a partial line (tag `P`) joined to the lines that complete
+/// it (tag `F`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// RFC 3339 with nanoseconds, as written (`2026-12-06T21:14:03.123456789Z`).
+    pub time: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    pub text: String,
+}
+
+/// How much of a log file's end is read for its last lines.
+const LOG_TAIL_BYTES: u64 = 64 * 1024;
+
+/// The lines of a CRI-format log, a partial line joined to the next line of its stream that
+/// completes it (stdout and stderr are written to one file and may interleave). A line not in
+/// the format (a log written by something else) is kept whole, as text of no stream, and ends
+/// the partial lines before it; a partial line left at the end (still being written) is kept
+/// as it is.
+pub fn parse_log(text: &str) -> Vec<LogLine> {
+    let mut lines: Vec<LogLine> = Vec::new();
+    // The partial line of each stream: stdout, stderr.
+    let mut partial: [Option<LogLine>; 2] = [None, None];
+    for raw in text.lines() {
+        let mut fields = raw.splitn(4, ' ');
+        let (time, stream, tag) = (fields.next().unwrap_or_default(), fields.next(), fields.next());
+        let slot = match stream {
+            Some("stdout") => Some(0),
+            Some("stderr") => Some(1),
+            _ => None,
+        };
+        // The tag may carry more, colon-separated, after its first field (`F`, `P`).
+        let kind = tag.map(|t| t.split(':').next().unwrap_or_default());
+        let (Some(slot), Some(kind @ ("F" | "P"))) = (slot, kind) else {
+            lines.extend(partial.iter_mut().filter_map(Option::take));
+            if !raw.is_empty() {
+                lines.push(LogLine { time: String::new(), stream: String::new(), text: raw.to_string() });
+            }
+            continue;
+        };
+        let text = fields.next().unwrap_or_default();
+        let line = match partial[slot].take() {
+            Some(mut p) => {
+                p.text.push_str(text);
+                p
+            }
+            None => LogLine {
+                time: time.to_string(),
+                stream: stream.unwrap_or_default().to_string(),
+                text: text.to_string(),
+            },
+        };
+        if kind == "P" {
+            partial[slot] = Some(line);
+        } else {
+            lines.push(line);
+        }
+    }
+    lines.extend(partial.into_iter().flatten());
+    lines
+}
+
+/// The last `count` lines of the CRI-format log at `path` (from its last 64 KiB); none when
+/// the file does not exist (the runtime keeps no log for the container, or it was removed).
+pub fn last_log_lines(path: &Path, count: usize) -> io::Result<Vec<LogLine>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+    };
+    let len = file.metadata()?.len();
+    let start = len.saturating_sub(LOG_TAIL_BYTES);
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    if start > 0 {
+        // The first line read is cut: drop it.
+        text = text.split_once('\n').map_or_else(String::new, |(_, rest)| rest.to_string());
+    }
+    let lines = parse_log(&text);
+    Ok(lines[lines.len().saturating_sub(count)..].to_vec())
+}
+
 /// How often the waits look again.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -321,6 +429,18 @@ pub trait Cri {
     fn create_container(&self, pod_id: &str, pod: &PodSpec, container: &ContainerSpec) -> io::Result<Made>;
     /// Starts a container unless it is running.
     fn start_container(&self, id: &str) -> io::Result<CriChange>;
+    /// The container's status; `None` when there is no such container, or no runtime to ask.
+    fn container_status(&self, id: &str) -> io::Result<Option<ContainerStatus>>;
+
+    /// The last `count` lines of the container's log (from the log file its status names);
+    /// `None` when there is no such container, or no runtime to ask.
+    fn container_log(&self, id: &str, count: usize) -> io::Result<Option<Vec<LogLine>>> {
+        match self.container_status(id)? {
+            None => Ok(None),
+            Some(s) if s.log_path.is_empty() => Ok(Some(Vec::new())),
+            Some(s) => last_log_lines(Path::new(&s.log_path), count).map(Some),
+        }
+    }
 
     /// Waits until the runtime answers and reports `RuntimeReady`; on timeout, an error that
     /// says why not. `None` when there is no runtime to wait for.
@@ -787,6 +907,36 @@ impl Cri for RealCri {
         })?;
         Ok(CriChange::Changed)
     }
+
+    fn container_status(&self, id: &str) -> io::Result<Option<ContainerStatus>> {
+        check_id("ContainerStatus", id)?;
+        let container_id = id.to_string();
+        let answer = self.call("ContainerStatus", QUERY_DEADLINE, |mut rs, _| async move {
+            rs.container_status(cri::ContainerStatusRequest { container_id, verbose: false }).await
+        });
+        let status = match answer {
+            Ok(a) => a.status,
+            // Gone (the kubelet removes old containers): nothing to tell.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        Ok(status.map(|s| {
+            let meta = s.metadata.unwrap_or_default();
+            ContainerStatus {
+                id: s.id,
+                name: meta.name,
+                attempt: meta.attempt,
+                state: ContainerState::from_wire(s.state),
+                image: s.image.map(|i| i.image).unwrap_or_default(),
+                started_at: s.started_at,
+                finished_at: s.finished_at,
+                exit_code: s.exit_code,
+                reason: s.reason,
+                message: s.message,
+                log_path: s.log_path,
+            }
+        }))
+    }
 }
 
 /// Records runtime operations without a runtime (rendering, dry runs): queries know nothing.
@@ -826,6 +976,9 @@ impl Cri for RecordingCri {
     }
     fn start_container(&self, _id: &str) -> io::Result<CriChange> {
         Ok(CriChange::Recorded)
+    }
+    fn container_status(&self, _id: &str) -> io::Result<Option<ContainerStatus>> {
+        Ok(None)
     }
     fn wait_ready(&self, _timeout: Duration) -> io::Result<Option<RuntimeStatus>> {
         Ok(None)
@@ -900,6 +1053,71 @@ mod tests {
         assert_eq!(cri.pull_image("x").unwrap(), CriChange::Recorded);
         assert_eq!(cri.run_pod(&PodSpec::default()).unwrap().id, None);
         assert!(cri.wait_running("x", Duration::from_secs(100)).unwrap().is_none());
+    }
+
+    fn line(time: &str, stream: &str, text: &str) -> LogLine {
+        LogLine { time: time.into(), stream: stream.into(), text: text.into() }
+    }
+
+    #[test]
+    fn cri_log_lines_are_parsed_and_partial_lines_joined() {
+        let log = "\
+2026-12-06T21:14:03.000000001Z stdout F I1206 starting
+2026-12-06T21:14:03.000000002Z stderr P Error: cannot open
+2026-12-06T21:14:03.000000003Z stdout F interleaved
+2026-12-06T21:14:03.000000004Z stderr P  /etc/kubernetes/pki/ca.crt
+2026-12-06T21:14:03.000000005Z stderr F : no such file
+2026-12-06T21:14:03.000000006Z stdout F
+2026-12-06T21:14:03.000000007Z stdout F:x spaces  kept  
+";
+        assert_eq!(
+            parse_log(log),
+            vec![
+                line("2026-12-06T21:14:03.000000001Z", "stdout", "I1206 starting"),
+                line("2026-12-06T21:14:03.000000003Z", "stdout", "interleaved"),
+                line(
+                    "2026-12-06T21:14:03.000000002Z",
+                    "stderr",
+                    "Error: cannot open /etc/kubernetes/pki/ca.crt: no such file"
+                ),
+                line("2026-12-06T21:14:03.000000006Z", "stdout", ""),
+                line("2026-12-06T21:14:03.000000007Z", "stdout", "spaces  kept  "),
+            ]
+        );
+    }
+
+    #[test]
+    fn lines_out_of_format_are_kept_whole_and_a_trailing_partial_line_is_kept() {
+        let log = "plain text from elsewhere\n2026-12-06T21:14:03Z stderr P half a li";
+        assert_eq!(
+            parse_log(log),
+            vec![
+                line("", "", "plain text from elsewhere"),
+                line("2026-12-06T21:14:03Z", "stderr", "half a li")
+            ]
+        );
+        // A partial line followed by one out of format is ended there.
+        let log = "2026-12-06T21:14:03Z stderr P cut\nnot a log line\n";
+        assert_eq!(
+            parse_log(log),
+            vec![line("2026-12-06T21:14:03Z", "stderr", "cut"), line("", "", "not a log line")]
+        );
+        assert_eq!(parse_log("2026 stdout X text\n"), vec![line("", "", "2026 stdout X text")]);
+        assert!(parse_log("").is_empty());
+    }
+
+    #[test]
+    fn the_last_lines_come_from_the_end_of_a_long_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let mut text = String::new();
+        for i in 0..5000 {
+            text.push_str(&format!("2026-12-06T21:14:03.{i:09}Z stdout F line {i}\n"));
+        }
+        std::fs::write(&path, &text).unwrap();
+        let last = last_log_lines(&path, 2).unwrap();
+        assert_eq!(last.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), ["line 4998", "line 4999"]);
+        assert!(last_log_lines(&dir.path().join("gone.log"), 1).unwrap().is_empty());
     }
 
     #[test]

@@ -59,8 +59,9 @@ const REAL_API_WHEN_RENDERING: &str = "KSCRIPT_TEST_CLUSTER_API";
 
 /// Test hook: `KSCRIPT_TEST_CRI=real` makes a render (`--root DIR`) talk to the container
 /// runtimes for real, their sockets resolved under DIR, so the integration tests can run
-/// init's `ImagePull` preflight check (and `images.rhai`) against a private containerd
-/// without touching the host's `/`. Not for users: a render never needs a runtime.
+/// init's `ImagePull` preflight check, `images.rhai` and the control plane's wait against a
+/// private containerd without touching the host's `/`. Not for users: a render never needs
+/// a runtime.
 const REAL_CRI_WHEN_RENDERING: &str = "KSCRIPT_TEST_CRI";
 
 fn rendering_cri() -> CriSockets {

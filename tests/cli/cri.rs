@@ -65,7 +65,7 @@ fn require_tools() {
 }
 
 #[track_caller]
-fn check(what: &str, out: &Output) {
+pub(super) fn check(what: &str, out: &Output) {
     assert!(
         out.status.success(),
         "{what} failed ({}):\n{}{}",
@@ -138,7 +138,7 @@ pub(super) struct Containerd {
     dir: PathBuf,
     pub(super) socket: PathBuf,
     /// The cgroup the test's pods go under (`/kscript-test-<pid>-<nanos>`).
-    cgroup_parent: String,
+    pub(super) cgroup_parent: String,
     /// The shim sockets seen, for the clean-up (the state that names them may be gone by then).
     shim_sockets: Vec<PathBuf>,
     /// The ids of the pods and containers seen.
@@ -150,15 +150,23 @@ impl Containerd {
     /// Starts containerd (`SystemdCgroup = false`, `restrict_oom_score_adj = true`, as these
     /// machines need) and imports the pause image.
     pub(super) fn start(sb: &Sandbox) -> Self {
+        let socket = fs::canonicalize(sb.path()).unwrap().join("containerd/containerd.sock");
+        Self::start_at(sb, &socket)
+    }
+
+    /// [`Containerd::start`], serving on `socket` (a node root's
+    /// `/run/containerd/containerd.sock`, for a render that asks the runtime).
+    pub(super) fn start_at(sb: &Sandbox, socket: &Path) -> Self {
         require_tools();
         // Real paths: mounts under it are found in /proc/self/mountinfo by prefix.
         let dir = fs::canonicalize(sb.path()).unwrap().join("containerd");
         for sub in ["root", "state", "opt", "runc", "cni/bin", "cni/conf"] {
             fs::create_dir_all(dir.join(sub)).unwrap();
         }
+        fs::create_dir_all(socket.parent().unwrap()).unwrap();
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
         let cgroup_parent = format!("/kscript-test-{}-{nanos}", std::process::id());
-        let socket = dir.join("containerd.sock");
+        let socket = socket.to_path_buf();
         let d = dir.display();
         fs::write(
             dir.join("config.toml"),
@@ -167,7 +175,7 @@ impl Containerd {
 root = "{d}/root"
 state = "{d}/state"
 [grpc]
-  address = "{d}/containerd.sock"
+  address = "{socket}"
 [ttrpc]
   address = ""
 [metrics]
@@ -191,7 +199,8 @@ state = "{d}/state"
         [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
           SystemdCgroup = false
           Root = "{d}/runc"
-"#
+"#,
+                socket = socket.display(),
             ),
         )
         .unwrap();
@@ -217,7 +226,8 @@ state = "{d}/state"
         me
     }
 
-    fn ctr(&self) -> Command {
+    /// `ctr` against this containerd.
+    pub(super) fn ctr(&self) -> Command {
         let mut cmd = Command::new("ctr");
         cmd.arg("--address").arg(&self.socket).args(["--timeout", "10s"]);
         cmd
@@ -259,7 +269,7 @@ state = "{d}/state"
         check(&format!("ctr images tag {source} {target}"), &out);
     }
 
-    fn endpoint(&self) -> String {
+    pub(super) fn endpoint(&self) -> String {
         format!("unix://{}", self.socket.display())
     }
 

@@ -13,6 +13,7 @@ mod pki;
 mod preflight;
 mod systemd;
 mod systemd_host;
+mod waits;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
