@@ -236,29 +236,186 @@ pub fn unified_diff(path: &str, old: Option<&[u8]>, new: &[u8]) -> Option<String
 /// Runs `work`, showing a spinner labelled `label` on stderr if it takes longer than a second
 /// and stderr is a terminal; elsewhere a plain line after a second, and one every 30 seconds.
 pub fn wait<T>(label: &str, tty: bool, work: impl FnOnce() -> T) -> T {
-    let (done_tx, done_rx) = mpsc::channel::<()>();
+    wait_with(label, tty, |_| work())
+}
+
+/// How long a wait stays quiet: what ends sooner is not worth a line.
+const GRACE: Duration = Duration::from_secs(1);
+/// How often a plain (not a terminal) wait says it is still waiting.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// What a wait tells its watcher: why it is still waiting.
+pub struct Progress {
+    tx: mpsc::Sender<String>,
+    last: std::cell::RefCell<String>,
+}
+
+impl Progress {
+    /// Says why the wait goes on ("API server not answering: connection refused"). Shown once
+    /// each time it changes, not each time it is said.
+    pub fn reason(&self, why: &str) {
+        if *self.last.borrow() != why {
+            why.clone_into(&mut self.last.borrow_mut());
+            let _ = self.tx.send(why.to_string());
+        }
+    }
+}
+
+/// [`wait`] for work that says why it waits: `work` gets a [`Progress`] to tell the reason,
+/// and each new reason is shown once (a line on stderr; in a terminal, a line above the
+/// spinner). Nothing is shown when the work ends within a second.
+pub fn wait_with<T>(label: &str, tty: bool, work: impl FnOnce(&Progress) -> T) -> T {
+    let (tx, rx) = mpsc::channel::<String>();
     let label = label.to_string();
     let watcher = thread::spawn(move || {
-        let start = Instant::now();
-        if done_rx.recv_timeout(Duration::from_secs(1)) != Err(mpsc::RecvTimeoutError::Timeout) {
-            return;
-        }
         if tty {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.set_message(label);
-            bar.enable_steady_tick(Duration::from_millis(100));
-            let _ = done_rx.recv();
-            bar.finish_and_clear();
+            watch_terminal(&label, &rx);
         } else {
-            let _ = writeln!(io::stderr(), "  ... waiting: {label}");
-            while done_rx.recv_timeout(Duration::from_secs(30)) == Err(mpsc::RecvTimeoutError::Timeout) {
-                let _ =
-                    writeln!(io::stderr(), "  ... still waiting ({}s): {label}", start.elapsed().as_secs());
-            }
+            watch_plain(&label, &rx, GRACE, HEARTBEAT, &mut io::stderr());
         }
     });
-    let result = work();
-    drop(done_tx);
+    let progress = Progress { tx, last: std::cell::RefCell::default() };
+    let result = work(&progress);
+    drop(progress);
     let _ = watcher.join();
     result
+}
+
+/// How a wait's grace period ended.
+enum Grace {
+    /// The work ended within it: nothing to show.
+    WorkEnded,
+    /// The wait goes on, with the latest reason given (if any).
+    Lasted(Option<String>),
+}
+
+/// Waits out the grace period, keeping the latest reason.
+fn after_grace(rx: &mpsc::Receiver<String>, grace: Duration) -> Grace {
+    let start = Instant::now();
+    let mut reason = None;
+    loop {
+        let left = grace.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Grace::Lasted(reason);
+        }
+        match rx.recv_timeout(left) {
+            Ok(r) => reason = Some(r),
+            Err(mpsc::RecvTimeoutError::Timeout) => return Grace::Lasted(reason),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Grace::WorkEnded,
+        }
+    }
+}
+
+fn waiting_line(label: &str, reason: Option<&str>) -> String {
+    match reason {
+        Some(r) => format!("{label}; {r}"),
+        None => label.to_string(),
+    }
+}
+
+/// Where stderr is not a terminal: a line when the wait has lasted `grace`, one per new
+/// reason, and one after each `heartbeat` with nothing new.
+fn watch_plain(
+    label: &str,
+    rx: &mpsc::Receiver<String>,
+    grace: Duration,
+    heartbeat: Duration,
+    out: &mut dyn Write,
+) {
+    let start = Instant::now();
+    let Grace::Lasted(mut reason) = after_grace(rx, grace) else { return };
+    let _ = writeln!(out, "  ... waiting: {}", waiting_line(label, reason.as_deref()));
+    loop {
+        match rx.recv_timeout(heartbeat) {
+            Ok(r) if reason.as_deref() != Some(r.as_str()) => {
+                let _ = writeln!(out, "  ... waiting: {}", waiting_line(label, Some(&r)));
+                reason = Some(r);
+            }
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = writeln!(
+                    out,
+                    "  ... still waiting ({}s): {}",
+                    start.elapsed().as_secs(),
+                    waiting_line(label, reason.as_deref())
+                );
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// In a terminal: a spinner with the label and the current reason, and each new reason kept
+/// as a line above it.
+fn watch_terminal(label: &str, rx: &mpsc::Receiver<String>) {
+    let Grace::Lasted(reason) = after_grace(rx, GRACE) else { return };
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(waiting_line(label, reason.as_deref()));
+    bar.enable_steady_tick(Duration::from_millis(100));
+    if let Some(r) = &reason {
+        bar.println(format!("  ... {label}; {r}"));
+    }
+    let mut shown = reason;
+    while let Ok(r) = rx.recv() {
+        if shown.as_deref() != Some(r.as_str()) {
+            bar.println(format!("  ... {label}; {r}"));
+            bar.set_message(waiting_line(label, Some(&r)));
+            shown = Some(r);
+        }
+    }
+    bar.finish_and_clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watched(reasons: &[&str], grace: Duration) -> String {
+        let (tx, rx) = mpsc::channel();
+        for r in reasons {
+            tx.send((*r).to_string()).unwrap();
+        }
+        drop(tx);
+        let mut out = Vec::new();
+        watch_plain("discovery from cp:6443", &rx, grace, Duration::from_hours(1), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Past the grace period: the label, then one line per reason that differs from the last
+    /// shown; a reason said again adds nothing.
+    #[test]
+    fn a_plain_wait_prints_a_line_per_new_reason() {
+        let out = watched(
+            &[
+                "API server not answering: connection refused",
+                "API server not answering: connection refused",
+                "cluster-info not signed for token abcdef yet",
+                "cluster-info not signed for token abcdef yet",
+            ],
+            Duration::ZERO,
+        );
+        assert_eq!(
+            out,
+            "  ... waiting: discovery from cp:6443\n\
+             \x20 ... waiting: discovery from cp:6443; API server not answering: connection refused\n\
+             \x20 ... waiting: discovery from cp:6443; cluster-info not signed for token abcdef yet\n"
+        );
+    }
+
+    /// Work that ends within the grace period prints nothing, whatever reasons it gave.
+    #[test]
+    fn a_short_wait_prints_nothing() {
+        assert_eq!(watched(&["API server not answering: connection refused"], Duration::from_hours(1)), "");
+    }
+
+    #[test]
+    fn progress_sends_a_reason_once_per_change() {
+        let (tx, rx) = mpsc::channel();
+        let p = Progress { tx, last: std::cell::RefCell::default() };
+        for r in ["a", "a", "b", "b", "a"] {
+            p.reason(r);
+        }
+        drop(p);
+        assert_eq!(rx.iter().collect::<Vec<_>>(), ["a", "b", "a"]);
+    }
 }

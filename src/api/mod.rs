@@ -118,7 +118,6 @@ impl Ctx {
         }
     }
 
-    /// Notes the target an effect is about to work on.
     /// Runs `work`, showing `label` as progress when it takes long (see `report::wait`). The
     /// report is not borrowed while `work` runs.
     pub fn wait<T>(&self, label: &str, work: impl FnOnce() -> T) -> T {
@@ -126,6 +125,14 @@ impl Ctx {
         crate::report::wait(label, tty, work)
     }
 
+    /// [`Ctx::wait`] for work that says why it is still waiting: each new reason it gives its
+    /// [`Progress`](crate::report::Progress) is shown once (see `report::wait_with`).
+    pub fn wait_with<T>(&self, label: &str, work: impl FnOnce(&crate::report::Progress) -> T) -> T {
+        let tty = self.report.borrow().tty;
+        crate::report::wait_with(label, tty, work)
+    }
+
+    /// Notes the target an effect is about to work on.
     pub fn attempt(&self, target: &str) {
         if let Some(s) = self.current.borrow_mut().as_mut() {
             s.last_target = Some(target.to_string());
