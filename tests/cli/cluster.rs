@@ -631,6 +631,112 @@ fn a_worker_joins_by_token_discovery() {
     assert!(run.message().contains("give discovery.file.kubeConfigPath"), "{}", run.stderr);
 }
 
+/// A kscript run in the background, its stderr read line by line as it comes, so that a test
+/// can wait for what it says (a condition, not a time) before changing the world under it.
+struct Background {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stdout: Option<std::thread::JoinHandle<String>>,
+    /// The stderr lines read so far.
+    stderr: Vec<String>,
+}
+
+impl Background {
+    /// `kscript ARGS` in `sb`, its API calls sent for real.
+    fn start(sb: &Sandbox, args: &[&str]) -> Self {
+        use std::io::{BufRead, BufReader, Read};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kscript"))
+            .args(args)
+            .env("KSCRIPT_TEST_CLUSTER_API", "real")
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_BACKTRACE")
+            .current_dir(sb.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut text = String::new();
+            out.read_to_string(&mut text).unwrap();
+            text
+        });
+        let (tx, lines) = std::sync::mpsc::channel();
+        let err = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in err.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { child, lines, stdout: Some(stdout), stderr: Vec::new() }
+    }
+
+    /// Waits until it prints `line` on stderr (for two minutes at most: then the test fails).
+    fn wait_for_line(&mut self, line: &str) {
+        let give_up = std::time::Instant::now() + std::time::Duration::from_mins(2);
+        while !self.stderr.iter().any(|l| l == line) {
+            let left = give_up.saturating_duration_since(std::time::Instant::now());
+            let Ok(next) = self.lines.recv_timeout(left) else {
+                let _ = self.child.kill();
+                panic!("no `{line}` on stderr:\n{}", self.stderr.join("\n"));
+            };
+            self.stderr.push(next);
+        }
+    }
+
+    /// Waits for it to end (five minutes at most); its exit status, stdout, and all of stderr.
+    fn finish(mut self) -> (std::process::ExitStatus, String, Vec<String>) {
+        let give_up = std::time::Instant::now() + std::time::Duration::from_mins(5);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > give_up {
+                let _ = self.child.kill();
+                panic!("it did not finish:\n{}", self.stderr.join("\n"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        self.stderr.extend(self.lines.iter());
+        let stdout = self.stdout.take().unwrap().join().unwrap();
+        (status, stdout, self.stderr)
+    }
+}
+
+/// `worker.rhai`'s discovery, bootstrap kubeconfig and kubelet-start, rendered into `worker`
+/// against the API server at `endpoint`, in the background.
+fn background_worker(worker: &Sandbox, endpoint: &str, token: &str, pin: &str) -> Background {
+    let root = worker.root();
+    let endpoint = format!("discovery.bootstrapToken.apiServerEndpoint={endpoint}");
+    let token = format!("discovery.bootstrapToken.token={}", token.trim());
+    let pin = format!("discovery.bootstrapToken.caCertHashes=[{pin}]");
+    Background::start(
+        worker,
+        &[
+            "run",
+            "worker.rhai",
+            "--root",
+            root.to_str().unwrap(),
+            "--only",
+            "join/discovery",
+            "--only",
+            "join/kubeconfig",
+            "--only",
+            "join/kubelet-start",
+            "--set",
+            "nodeRegistration.name=worker-1",
+            "--set",
+            &endpoint,
+            "--set",
+            &token,
+            "--set",
+            &pin,
+        ],
+    )
+}
+
 /// A worker started before its control plane: the API server's port refuses connections, then
 /// the server comes up and init makes its RBAC, configuration, token and cluster-info while the
 /// worker waits. The worker joins in one run, saying once per change why it waits. Nothing is
@@ -638,11 +744,6 @@ fn a_worker_joins_by_token_discovery() {
 /// the server, then for the worker to finish.
 #[test]
 fn a_worker_started_before_its_control_plane_joins_once_it_is_up() {
-    use std::io::{BufRead, BufReader, Read};
-    use std::process::{Command, Stdio};
-    use std::sync::mpsc;
-    use std::time::{Duration, Instant};
-
     // A loopback address of its own, so that no other test takes the port meanwhile.
     let (sb, args, listener) = ControlPlane::render_on("127.0.31.1");
     let port = listener.local_addr().unwrap().port();
@@ -651,49 +752,11 @@ fn a_worker_started_before_its_control_plane_joins_once_it_is_up() {
     let pin = kscript::pki::ca_pin(&fs::read_to_string(sb.root().join("etc/kubernetes/pki/ca.crt")).unwrap())
         .unwrap();
     let worker = Sandbox::new();
-    let root = worker.root();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kscript"))
-        .args(["run", "worker.rhai", "--root", root.to_str().unwrap()])
-        .args(["--only", "join/discovery", "--only", "join/kubeconfig", "--only", "join/kubelet-start"])
-        .args(["--set", "nodeRegistration.name=worker-1"])
-        .args(["--set", &format!("discovery.bootstrapToken.apiServerEndpoint=127.0.31.1:{port}")])
-        .args(["--set", &format!("discovery.bootstrapToken.token={}", token.trim())])
-        .args(["--set", &format!("discovery.bootstrapToken.caCertHashes=[{pin}]")])
-        .env("KSCRIPT_TEST_CLUSTER_API", "real")
-        .env("NO_COLOR", "1")
-        .current_dir(worker.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let stdout = std::thread::spawn(move || {
-        let mut text = String::new();
-        stdout.read_to_string(&mut text).unwrap();
-        text
-    });
-    let (tx, lines_rx) = mpsc::channel::<String>();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let mut stderr_lines = Vec::new();
+    let mut run = background_worker(&worker, &format!("127.0.31.1:{port}"), &token, &pin);
     let refused = format!(
         "  ... waiting: discovery from 127.0.31.1:{port}; API server not answering: connection refused"
     );
-    let give_up = Instant::now() + Duration::from_mins(2);
-    while !stderr_lines.contains(&refused) {
-        let left = give_up.saturating_duration_since(Instant::now());
-        let Ok(line) = lines_rx.recv_timeout(left) else {
-            let _ = child.kill();
-            panic!("no `{refused}` from the worker:\n{}", stderr_lines.join("\n"));
-        };
-        stderr_lines.push(line);
-    }
+    run.wait_for_line(&refused);
 
     // The control plane comes up on that port, and init makes what join needs.
     let listener = std::net::TcpListener::bind(("127.0.31.1", port)).unwrap();
@@ -704,33 +767,87 @@ fn a_worker_started_before_its_control_plane_joins_once_it_is_up() {
     )
     .ok();
 
-    let give_up = Instant::now() + Duration::from_mins(5);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > give_up {
-            let _ = child.kill();
-            panic!("the worker did not finish:\n{}", stderr_lines.join("\n"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    stderr_lines.extend(lines_rx.iter());
-    let stdout = stdout.join().unwrap();
-    assert!(status.success(), "the worker failed:\n{stdout}\n{}", stderr_lines.join("\n"));
+    let (status, stdout, stderr) = run.finish();
+    assert!(status.success(), "the worker failed:\n{stdout}\n{}", stderr.join("\n"));
+    let root = worker.root();
     assert_eq!(fs::read_to_string(root.join("etc/kubernetes/pki/ca.crt")).unwrap(), cp.sb.pki("ca.crt"));
     assert!(root.join("var/lib/kubelet/config.yaml").exists(), "{stdout}");
     // One line per reason, never the same twice in a row.
-    let waits: Vec<&String> =
-        stderr_lines.iter().filter(|l| l.starts_with("  ... waiting: discovery")).collect();
-    assert!(waits.windows(2).all(|w| w[0] != w[1]), "{}", stderr_lines.join("\n"));
-    assert_eq!(waits.iter().filter(|l| **l == &refused).count(), 1, "{}", stderr_lines.join("\n"));
+    let waits: Vec<&String> = stderr.iter().filter(|l| l.starts_with("  ... waiting: discovery")).collect();
+    assert!(waits.windows(2).all(|w| w[0] != w[1]), "{}", stderr.join("\n"));
+    assert_eq!(waits.iter().filter(|l| **l == &refused).count(), 1, "{}", stderr.join("\n"));
     // The join went on from where discovery stopped waiting: its reads with the bootstrap token.
     let seen = cp.fake.seen();
     assert!(
         seen.iter().any(|s| s.path.ends_with("/configmaps/kubelet-config") && s.status == 200),
         "{:?}",
         lines(&seen)
+    );
+}
+
+/// Join's reads with the bootstrap token while the cluster's RBAC for them is not there yet:
+/// discovery passes, reading kube-system/kubeadm-config is forbidden (403), and the worker asks
+/// again, saying why, until init's upload-config makes its Role and `RoleBinding`; then it joins.
+#[test]
+fn join_reads_wait_for_the_rbac_that_allows_them() {
+    let cp = ControlPlane::up();
+    cp.run(&["init/wait-control-plane", "init/cluster-admins", "init/bootstrap-token"], &[]).ok();
+    let pin = kscript::pki::ca_pin(&cp.sb.pki("ca.crt")).unwrap();
+    let worker = Sandbox::new();
+    let mut run = background_worker(&worker, &format!("127.0.0.1:{}", cp.fake.port), &cp.token(), &pin);
+    run.wait_for_line(
+        "  ... waiting: reading ConfigMap kube-system/kubeadm-config (/etc/kubernetes/bootstrap-kubelet.conf); forbidden for now (403): the RBAC rules may not be in place yet",
+    );
+    cp.run(&["init/upload-config"], &[]).ok();
+    let (status, stdout, stderr) = run.finish();
+    assert!(status.success(), "the worker failed:\n{stdout}\n{}", stderr.join("\n"));
+    assert!(worker.root().join("var/lib/kubelet/config.yaml").exists(), "{stdout}");
+    let reads: Vec<u16> = cp
+        .fake
+        .seen()
+        .iter()
+        .filter(|s| s.path.ends_with("/configmaps/kubeadm-config") && s.user.starts_with("system:bootstrap:"))
+        .map(|s| s.status)
+        .collect();
+    assert!(reads.len() >= 2 && reads[0] == 403 && reads.last() == Some(&200), "{reads:?}");
+
+    // Without the time to wait (kubernetesAPICall of 1s), a read still forbidden fails naming why.
+    let other = ControlPlane::up();
+    other.run(&["init/wait-control-plane", "init/cluster-admins", "init/bootstrap-token"], &[]).ok();
+    let pin = kscript::pki::ca_pin(&other.sb.pki("ca.crt")).unwrap();
+    let worker = Sandbox::new();
+    let root = worker.root();
+    let run = worker
+        .kscript_env(
+            &[("KSCRIPT_TEST_CLUSTER_API", "real")],
+            &[
+                "run",
+                "worker.rhai",
+                "--root",
+                root.to_str().unwrap(),
+                "--only",
+                "join/discovery",
+                "--only",
+                "join/kubeconfig",
+                "--only",
+                "join/kubelet-start",
+                "--set",
+                &format!("discovery.bootstrapToken.apiServerEndpoint=127.0.0.1:{}", other.fake.port),
+                "--set",
+                &format!("discovery.bootstrapToken.token={}", other.token()),
+                "--set",
+                &format!("discovery.bootstrapToken.caCertHashes=[{pin}]"),
+                "--set",
+                "timeouts.kubernetesAPICall=1s",
+            ],
+        )
+        .code(1);
+    // miette wraps the message anywhere, even inside a path: compared without white space.
+    let bare = |s: &str| s.split_whitespace().collect::<String>();
+    assert!(
+        bare(&run.message()).contains(&bare("API get ConfigMap kube-system/kubeadm-config (/etc/kubernetes/bootstrap-kubelet.conf): still failing after 1s: get ConfigMap kube-system/kubeadm-config: forbidden by the API server")),
+        "{}",
+        run.stderr
     );
 }
 
@@ -768,7 +885,8 @@ fn the_configured_discovery_timeout_is_the_one_waited() {
         let want = format!(
             "discovery from 127.0.31.2:{closed}: no verified cluster-info after {waited}: cannot connect to the API server at https://127.0.31.2:{closed}: Connection refused"
         );
-        assert!(run.message().contains(&want), "no `{want}` in:\n{}", run.stderr);
+        let bare = |s: &str| s.split_whitespace().collect::<String>();
+        assert!(bare(&run.message()).contains(&bare(&want)), "no `{want}` in:\n{}", run.stderr);
     }
 }
 
