@@ -456,8 +456,8 @@ fn discover(ctx: &Ctx, server: &str, token: &str, pins: Array, opts: &Map) -> R<
         );
         return Ok(Dynamic::from_map(found.clone()));
     }
-    let failed = |e: String| {
-        ctx.record("api", &target, Outcome::Failed, Some("refused".into()), None);
+    let failed = |why: &str, e: String| {
+        ctx.record("api", &target, Outcome::Failed, Some(why.into()), None);
         effect_error(format!("discovery from {server}: {e}"))
     };
     let cluster = &ctx.host.cluster;
@@ -495,9 +495,10 @@ fn discover(ctx: &Ctx, server: &str, token: &str, pins: Array, opts: &Map) -> R<
             record(ctx, server, &target, Outcome::Recorded, "recorded, not run", '!', None);
             return Ok(Dynamic::UNIT);
         }
-        Err(GaveUp::Fatal(e)) => return Err(failed(e)),
+        Err(GaveUp::Fatal(e)) => return Err(failed("refused", e)),
         Err(GaveUp::TimedOut(e)) => {
-            return Err(failed(format!("no verified cluster-info after {}: {e}", seconds(timeout))));
+            let e = format!("no verified cluster-info after {}: {e}", seconds(timeout));
+            return Err(failed("timed out", e));
         }
     };
     if pins.is_empty() {
