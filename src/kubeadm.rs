@@ -56,9 +56,7 @@ const JOIN_FIELDS: &[&str] = &[
 const KNOWN_UNUSED: &[&str] = &[
     "dryRun",
     "skipPhases",
-    "timeouts.kubernetesAPICall",
     "timeouts.etcdAPICall",
-    "timeouts.discovery",
     "timeouts.upgradeManifests",
     "etcd.external",
     "nodeRegistration.imagePullSerial",
@@ -275,7 +273,7 @@ mod tests {
     #[test]
     fn reads_a_v1beta4_init_and_cluster_configuration() {
         let (cfg, warnings) = load(
-            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nlocalAPIEndpoint:\n  advertiseAddress: 192.168.56.10\nnodeRegistration:\n  name: k8s-ctr\n  kubeletExtraArgs:\n  - name: node-ip\n    value: 192.168.56.10\ntimeouts:\n  kubeletHealthCheck: 2m0s\n  discovery: 5m0s\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.33.2\nnetworking:\n  podSubnet: 10.10.0.0/16\n---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\n",
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nlocalAPIEndpoint:\n  advertiseAddress: 192.168.56.10\nnodeRegistration:\n  name: k8s-ctr\n  kubeletExtraArgs:\n  - name: node-ip\n    value: 192.168.56.10\ntimeouts:\n  kubeletHealthCheck: 2m0s\n  etcdAPICall: 3m0s\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.33.2\nnetworking:\n  podSubnet: 10.10.0.0/16\n---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\n",
         )
         .unwrap();
         assert_eq!(get(&cfg, "localAPIEndpoint.advertiseAddress").to_string(), "192.168.56.10");
@@ -285,7 +283,37 @@ mod tests {
         assert_eq!(get(&cfg, "networking.serviceSubnet").to_string(), "10.96.0.0/12");
         assert_eq!(get(&cfg, "kubelet.cgroupDriver").to_string(), "systemd");
         assert_eq!(get(&cfg, "timeouts.kubeletHealthCheck").to_string(), "2m0s");
-        assert_eq!(warnings, ["kscript does not use the kubeadm field `timeouts.discovery`; it is ignored"]);
+        assert_eq!(
+            warnings,
+            ["kscript does not use the kubeadm field `timeouts.etcdAPICall`; it is ignored"]
+        );
+    }
+
+    /// How long join's discovery waits: v1beta4's `timeouts.discovery`, v1beta3's
+    /// `discovery.timeout` (moved there); the API-call timeout join's reads are retried within.
+    #[test]
+    fn the_discovery_timeout_reaches_the_configuration() {
+        let (cfg, warnings) = load(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n    token: abcdef.0123456789abcdef\n    apiServerEndpoint: 10.0.0.1:6443\ntimeouts:\n  discovery: 1m30s\n  kubernetesAPICall: 45s\n",
+        )
+        .unwrap();
+        assert_eq!(get(&cfg, "timeouts.discovery").to_string(), "1m30s");
+        assert_eq!(get(&cfg, "timeouts.kubernetesAPICall").to_string(), "45s");
+        assert_eq!(get(&cfg, "timeouts.tlsBootstrap").to_string(), "5m0s", "the others keep their defaults");
+        assert!(warnings.is_empty(), "{warnings:?}");
+
+        let (cfg, warnings) = load(
+            "apiVersion: kubeadm.k8s.io/v1beta3\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n    token: abcdef.0123456789abcdef\n    apiServerEndpoint: 10.0.0.1:6443\n    unsafeSkipCAVerification: true\n  timeout: 2m0s\n",
+        )
+        .unwrap();
+        assert_eq!(get(&cfg, "timeouts.discovery").to_string(), "2m0s");
+        assert_eq!(get(&cfg, "discovery.bootstrapToken.apiServerEndpoint").to_string(), "10.0.0.1:6443");
+        assert!(!warnings.iter().any(|w| w.contains("timeout")), "{warnings:?}");
+
+        // Unset, kubeadm's defaults.
+        let (cfg, _) = load("apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\n").unwrap();
+        assert_eq!(get(&cfg, "timeouts.discovery").to_string(), "5m0s");
+        assert_eq!(get(&cfg, "timeouts.kubernetesAPICall").to_string(), "1m0s");
     }
 
     #[test]

@@ -239,18 +239,28 @@ pub fn wait<T>(label: &str, tty: bool, work: impl FnOnce() -> T) -> T {
     wait_with(label, tty, |_| work())
 }
 
-/// What a wait in progress has seen (see [`wait_with`]).
+/// How long a wait stays quiet: what ends sooner is not worth a line.
+const GRACE: Duration = Duration::from_secs(1);
+/// How often a plain (not a terminal) wait says it is still waiting.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// What a wait tells its watcher: why it is still waiting.
 pub struct Progress {
     /// `None` for a wait inside another wait, which shows nothing of its own.
-    seen: Option<mpsc::Sender<String>>,
+    tx: Option<mpsc::Sender<String>>,
+    last: std::cell::RefCell<String>,
 }
 
 impl Progress {
-    /// Shows `text` as what is seen now: at once, when it differs from what was shown last
-    /// (in a terminal, as the spinner's message; elsewhere as a line `  ... seen: text`).
-    pub fn show(&self, text: &str) {
-        if let Some(tx) = &self.seen {
-            let _ = tx.send(text.to_string());
+    /// Says why the wait goes on ("API server not answering: connection refused", "etcd:
+    /// running, kube-apiserver exited ..."). Shown once each time it changes, not each time it
+    /// is said.
+    pub fn reason(&self, why: &str) {
+        if *self.last.borrow() != why {
+            why.clone_into(&mut self.last.borrow_mut());
+            if let Some(tx) = &self.tx {
+                let _ = tx.send(why.to_string());
+            }
         }
     }
 }
@@ -261,73 +271,166 @@ thread_local! {
     static WAITING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// [`wait`], with a [`Progress`] through which `work` shows what it sees as it goes: one line
-/// per change of what is seen, not one per look.
+/// [`wait`] for work that says why it waits: `work` gets a [`Progress`] to tell the reason,
+/// and each new reason is shown once (a line on stderr; in a terminal, a line above the
+/// spinner). Nothing is shown when the work ends within a second.
 pub fn wait_with<T>(label: &str, tty: bool, work: impl FnOnce(&Progress) -> T) -> T {
     if WAITING.with(std::cell::Cell::get) {
-        return work(&Progress { seen: None });
+        return work(&Progress { tx: None, last: std::cell::RefCell::default() });
     }
     let (tx, rx) = mpsc::channel::<String>();
     let label = label.to_string();
-    let watcher = thread::spawn(move || watch(&label, tty, &rx));
+    let watcher = thread::spawn(move || {
+        if tty {
+            watch_terminal(&label, &rx);
+        } else {
+            watch_plain(&label, &rx, GRACE, HEARTBEAT, &mut io::stderr());
+        }
+    });
+    let progress = Progress { tx: Some(tx), last: std::cell::RefCell::default() };
     WAITING.with(|w| w.set(true));
-    let result = work(&Progress { seen: Some(tx) });
+    let result = work(&progress);
     WAITING.with(|w| w.set(false));
-    // `work` dropped the only sender: the watcher ends.
+    drop(progress);
     let _ = watcher.join();
     result
 }
 
-/// The watcher of a wait: silent for a second, then a spinner (in a terminal) or lines; it
-/// ends when the wait's sender is dropped.
-fn watch(label: &str, tty: bool, seen: &mpsc::Receiver<String>) {
-    use mpsc::RecvTimeoutError::{Disconnected, Timeout};
+/// How a wait's grace period ended.
+enum Grace {
+    /// The work ended within it: nothing to show.
+    WorkEnded,
+    /// The wait goes on, with the latest reason given (if any).
+    Lasted(Option<String>),
+}
+
+/// Waits out the grace period, keeping the latest reason.
+fn after_grace(rx: &mpsc::Receiver<String>, grace: Duration) -> Grace {
     let start = Instant::now();
-    let mut shown = String::new();
-    // Nothing for a quick wait: what it saw in its first second is shown only after it.
+    let mut reason = None;
     loop {
-        match seen.recv_timeout((start + Duration::from_secs(1)).saturating_duration_since(Instant::now())) {
-            Err(Disconnected) => return,
-            Err(Timeout) => break,
-            Ok(text) => shown = text,
+        let left = grace.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Grace::Lasted(reason);
+        }
+        match rx.recv_timeout(left) {
+            Ok(r) => reason = Some(r),
+            Err(mpsc::RecvTimeoutError::Timeout) => return Grace::Lasted(reason),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Grace::WorkEnded,
         }
     }
-    let with_seen =
-        |shown: &str| if shown.is_empty() { label.to_string() } else { format!("{label}: {shown}") };
-    if tty {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_message(with_seen(&shown));
-        bar.enable_steady_tick(Duration::from_millis(100));
-        while let Ok(text) = seen.recv() {
-            if text != shown {
-                shown = text;
-                bar.set_message(with_seen(&shown));
-            }
-        }
-        bar.finish_and_clear();
-        return;
+}
+
+fn waiting_line(label: &str, reason: Option<&str>) -> String {
+    match reason {
+        Some(r) => format!("{label}; {r}"),
+        None => label.to_string(),
     }
-    let _ = writeln!(io::stderr(), "  ... waiting: {label}");
-    if !shown.is_empty() {
-        let _ = writeln!(io::stderr(), "  ... seen: {shown}");
-    }
-    let mut next = start + Duration::from_secs(30);
+}
+
+/// Where stderr is not a terminal: a line when the wait has lasted `grace`, one per new
+/// reason, and one after each `heartbeat` with nothing new.
+fn watch_plain(
+    label: &str,
+    rx: &mpsc::Receiver<String>,
+    grace: Duration,
+    heartbeat: Duration,
+    out: &mut dyn Write,
+) {
+    let start = Instant::now();
+    let Grace::Lasted(mut reason) = after_grace(rx, grace) else { return };
+    let _ = writeln!(out, "  ... waiting: {}", waiting_line(label, reason.as_deref()));
     loop {
-        match seen.recv_timeout(next.saturating_duration_since(Instant::now())) {
-            Err(Disconnected) => return,
-            Ok(text) => {
-                if text != shown {
-                    shown = text;
-                    if !shown.is_empty() {
-                        let _ = writeln!(io::stderr(), "  ... seen: {shown}");
-                    }
-                }
+        match rx.recv_timeout(heartbeat) {
+            Ok(r) if reason.as_deref() != Some(r.as_str()) => {
+                let _ = writeln!(out, "  ... waiting: {}", waiting_line(label, Some(&r)));
+                reason = Some(r);
             }
-            Err(Timeout) => {
-                let _ =
-                    writeln!(io::stderr(), "  ... still waiting ({}s): {label}", start.elapsed().as_secs());
-                next += Duration::from_secs(30);
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = writeln!(
+                    out,
+                    "  ... still waiting ({}s): {}",
+                    start.elapsed().as_secs(),
+                    waiting_line(label, reason.as_deref())
+                );
             }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
+    }
+}
+
+/// In a terminal: a spinner with the label and the current reason, and each new reason kept
+/// as a line above it.
+fn watch_terminal(label: &str, rx: &mpsc::Receiver<String>) {
+    let Grace::Lasted(reason) = after_grace(rx, GRACE) else { return };
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(waiting_line(label, reason.as_deref()));
+    bar.enable_steady_tick(Duration::from_millis(100));
+    if let Some(r) = &reason {
+        bar.println(format!("  ... {label}; {r}"));
+    }
+    let mut shown = reason;
+    while let Ok(r) = rx.recv() {
+        if shown.as_deref() != Some(r.as_str()) {
+            bar.println(format!("  ... {label}; {r}"));
+            bar.set_message(waiting_line(label, Some(&r)));
+            shown = Some(r);
+        }
+    }
+    bar.finish_and_clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watched(reasons: &[&str], grace: Duration) -> String {
+        let (tx, rx) = mpsc::channel();
+        for r in reasons {
+            tx.send((*r).to_string()).unwrap();
+        }
+        drop(tx);
+        let mut out = Vec::new();
+        watch_plain("discovery from cp:6443", &rx, grace, Duration::from_hours(1), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Past the grace period: the label, then one line per reason that differs from the last
+    /// shown; a reason said again adds nothing.
+    #[test]
+    fn a_plain_wait_prints_a_line_per_new_reason() {
+        let out = watched(
+            &[
+                "API server not answering: connection refused",
+                "API server not answering: connection refused",
+                "cluster-info not signed for token abcdef yet",
+                "cluster-info not signed for token abcdef yet",
+            ],
+            Duration::ZERO,
+        );
+        assert_eq!(
+            out,
+            "  ... waiting: discovery from cp:6443\n\
+             \x20 ... waiting: discovery from cp:6443; API server not answering: connection refused\n\
+             \x20 ... waiting: discovery from cp:6443; cluster-info not signed for token abcdef yet\n"
+        );
+    }
+
+    /// Work that ends within the grace period prints nothing, whatever reasons it gave.
+    #[test]
+    fn a_short_wait_prints_nothing() {
+        assert_eq!(watched(&["API server not answering: connection refused"], Duration::from_hours(1)), "");
+    }
+
+    #[test]
+    fn progress_sends_a_reason_once_per_change() {
+        let (tx, rx) = mpsc::channel();
+        let p = Progress { tx: Some(tx), last: std::cell::RefCell::default() };
+        for r in ["a", "a", "b", "b", "a"] {
+            p.reason(r);
+        }
+        drop(p);
+        assert_eq!(rx.iter().collect::<Vec<_>>(), ["a", "b", "a"]);
     }
 }

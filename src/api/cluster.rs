@@ -7,6 +7,7 @@
 //! when rendering or in a dry run no API call is made: applies are recorded (a dry run prints
 //! each object, Secrets' values redacted) and reads answer from what was recorded.
 
+use std::io;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -18,16 +19,86 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, FuncRegistration, Map, 
 use serde_json::Value;
 
 use super::{Ctx, check_opts, effect_error, opt, script_error};
-use crate::bootstrap::{self, Token};
-use crate::host::Mode;
-use crate::host::cluster::{Applied, ObjectRef, Readiness, Removed, Trust, redacted};
+use crate::bootstrap::{self, Discovered, DiscoveryError, Token};
+use crate::host::cluster::{Applied, ObjectRef, Readiness, Removed, Trust, redacted, retry_reason};
+use crate::host::{Mode, seconds};
 use crate::journal::Outcome;
-use crate::report::EffectLine;
+use crate::report::{EffectLine, Progress};
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
-/// How long each `cluster-info` fetch of discovery may take, unless told.
-const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long discovery keeps trying, unless told: kubeadm's `timeouts.discovery` (5m0s).
+const DISCOVERY_TIMEOUT: Duration = Duration::from_mins(5);
+/// The most one attempt of a retried call may take (one `cluster-info` fetch).
+const ATTEMPT_DEADLINE: Duration = Duration::from_secs(10);
+/// The least an attempt gets, even the last one, when the time allowed is not shorter.
+const ATTEMPT_FLOOR: Duration = Duration::from_secs(1);
+/// The longest pause between attempts: kubeadm's discovery retry interval.
+const LONGEST_PAUSE: Duration = Duration::from_secs(5);
+
+/// What one attempt of a retried call came to.
+#[derive(Debug, PartialEq, Eq)]
+enum Attempt<T> {
+    Done(T),
+    /// Not yet: `reason` in a few words for the wait's progress, `error` the whole story for
+    /// the error if the time runs out.
+    Again {
+        reason: String,
+        error: String,
+    },
+    /// It will not get better by asking again.
+    Fatal(String),
+}
+
+/// How a retried call ended without a result.
+#[derive(Debug)]
+enum GaveUp {
+    Fatal(String),
+    /// The time ran out; the last attempt's error.
+    TimedOut(String),
+}
+
+/// The pause after the `n`th failed attempt (from 0): a quarter of a second, doubling, at most
+/// [`LONGEST_PAUSE`]: quick while a server is about to answer, then kubeadm's pace.
+fn pause(n: u32) -> Duration {
+    Duration::from_millis(250).saturating_mul(1 << n.min(5)).min(LONGEST_PAUSE)
+}
+
+/// An API call's failure as an attempt: again when time may mend it (see `retry_reason`).
+fn failed_call<T>(e: &io::Error) -> Attempt<T> {
+    match retry_reason(e) {
+        Some(reason) => Attempt::Again { reason: reason.to_string(), error: e.to_string() },
+        None => Attempt::Fatal(e.to_string()),
+    }
+}
+
+/// Calls `attempt` (with the time that attempt may take) until it is done or fails for good,
+/// for up to `patience`, pausing between attempts and telling `progress` why it waits. An
+/// attempt that fails when the time is up ends the wait with its error.
+fn keep_trying<T>(
+    progress: &Progress,
+    patience: Duration,
+    mut attempt: impl FnMut(Duration) -> Attempt<T>,
+) -> Result<T, GaveUp> {
+    let start = Instant::now();
+    let mut n = 0;
+    loop {
+        let left = patience.saturating_sub(start.elapsed());
+        match attempt(left.min(ATTEMPT_DEADLINE).max(ATTEMPT_FLOOR.min(patience))) {
+            Attempt::Done(v) => return Ok(v),
+            Attempt::Fatal(e) => return Err(GaveUp::Fatal(e)),
+            Attempt::Again { reason, error } => {
+                let left = patience.saturating_sub(start.elapsed());
+                if left.is_zero() {
+                    return Err(GaveUp::TimedOut(error));
+                }
+                progress.reason(&reason);
+                std::thread::sleep(pause(n).min(left));
+                n += 1;
+            }
+        }
+    }
+}
 
 /// The host path of a kubeconfig named by its node path.
 fn kubeconfig(ctx: &Ctx, function: &str, path: &str) -> R<PathBuf> {
@@ -91,15 +162,29 @@ fn apply(ctx: &Ctx, kubeconfig_path: &str, object: Map) -> R<String> {
     Ok(result.to_string())
 }
 
-fn get(ctx: &Ctx, kubeconfig_path: &str, r: &ObjectRef) -> R<Dynamic> {
+/// `api_get`; with `patience`, asked again through failures time may mend (the API server not
+/// answering yet, 401/403 while its RBAC comes up, 5xx) until then, as kubeadm retries its
+/// API calls within `timeouts.kubernetesAPICall`.
+fn get(ctx: &Ctx, kubeconfig_path: &str, r: &ObjectRef, patience: Option<Duration>) -> R<Dynamic> {
     const F: &str = "api_get";
     let host = kubeconfig(ctx, F, kubeconfig_path)?;
     ctx.attempt(&format!("get {r}"));
-    let found = ctx
-        .host
-        .cluster
-        .get(&host, r)
-        .map_err(|e| effect_error(format!("API get {r} ({kubeconfig_path}): {e}")))?;
+    let failed = |e: String| effect_error(format!("API get {r} ({kubeconfig_path}): {e}"));
+    let cluster = &ctx.host.cluster;
+    let found = match patience {
+        None => cluster.get(&host, r).map_err(|e| failed(e.to_string()))?,
+        Some(patience) => ctx
+            .wait_with(&format!("reading {r} ({kubeconfig_path})"), |progress| {
+                keep_trying(progress, patience, |_| match cluster.get(&host, r) {
+                    Ok(found) => Attempt::Done(found),
+                    Err(e) => failed_call(&e),
+                })
+            })
+            .map_err(|g| match g {
+                GaveUp::Fatal(e) => failed(e),
+                GaveUp::TimedOut(e) => failed(format!("still failing after {}: {e}", seconds(patience))),
+            })?,
+    };
     found.map_or(Ok(Dynamic::UNIT), from_json)
 }
 
@@ -180,8 +265,8 @@ fn wait_ready(ctx: &Ctx, kubeconfig_path: &str, timeout: f64, check: Option<&Che
                 return ControlFlow::Continue(());
             }
             match check.look.call_within_context::<Dynamic>(check.context, ()) {
-                Ok(seen) if seen.is_unit() => progress.show(""),
-                Ok(seen) if seen.is_string() => progress.show(&seen.to_string()),
+                Ok(seen) if seen.is_unit() => progress.reason(""),
+                Ok(seen) if seen.is_string() => progress.reason(&seen.to_string()),
                 Ok(seen) => {
                     stopped = Some(script_error(format!(
                         "{F}(): the check must return a string (what it sees) or () (nothing to say), not {}",
@@ -377,6 +462,21 @@ fn check_pins(function: &str, pins: &[String]) -> R<()> {
     Ok(())
 }
 
+/// What one fetched `cluster-info` comes to. Not signed for the token yet is worth waiting for:
+/// the controller manager's bootstrap signer adds the signature a little after the token's
+/// Secret appears, and kubeadm waits for it too. A signature that does not verify, a CA that
+/// does not match the pins, or a cluster-info that is not kubeadm's end discovery at once.
+fn judge(checked: Result<Discovered, DiscoveryError>, token: &Token) -> Attempt<Option<Discovered>> {
+    match checked {
+        Ok(found) => Attempt::Done(Some(found)),
+        Err(e) if e.may_mend() => Attempt::Again {
+            reason: format!("cluster-info not signed for token {} yet", token.id),
+            error: e.to_string(),
+        },
+        Err(e) => Attempt::Fatal(e.to_string()),
+    }
+}
+
 /// Token discovery, kubeadm's join step 1.
 fn discover(ctx: &Ctx, server: &str, token: &str, pins: Array, opts: &Map) -> R<Dynamic> {
     const F: &str = "discover_cluster_info";
@@ -410,35 +510,56 @@ fn discover(ctx: &Ctx, server: &str, token: &str, pins: Array, opts: &Map) -> R<
         );
         return Ok(Dynamic::from_map(found.clone()));
     }
-    let failed = |e: String| {
-        ctx.record("api", &target, Outcome::Failed, Some("refused".into()), None);
+    let failed = |why: &str, e: String| {
+        ctx.record("api", &target, Outcome::Failed, Some(why.into()), None);
         effect_error(format!("discovery from {server}: {e}"))
     };
     let cluster = &ctx.host.cluster;
-    let first = ctx
-        .wait(&format!("fetching cluster-info from {server}"), || {
-            cluster.cluster_info(server, Trust::Nothing, timeout)
-        })
-        .map_err(|e| failed(e.to_string()))?;
-    let Some(first) = first else {
-        record(ctx, server, &target, Outcome::Recorded, "recorded, not run", '!', None);
-        return Ok(Dynamic::UNIT);
+    let outcome = ctx.wait_with(&format!("discovery from {server}"), |progress| {
+        let start = Instant::now();
+        let found = keep_trying(progress, timeout, |deadline| {
+            match cluster.cluster_info(server, Trust::Nothing, deadline) {
+                Ok(None) => Attempt::Done(None),
+                Ok(Some(cm)) => judge(bootstrap::check_cluster_info(&cm, &token, &pins, skip), &token),
+                Err(e) => failed_call(&e),
+            }
+        })?;
+        let Some(found) = found else { return Ok(None) };
+        // kubeadm's second fetch, over TLS verified with the CA just found: tried again through
+        // what time may mend, for what is left of the time (10 s at least: the server answered).
+        let patience = timeout.saturating_sub(start.elapsed()).max(ATTEMPT_DEADLINE);
+        let again = keep_trying(progress, patience, |deadline| {
+            match cluster.cluster_info(server, Trust::Ca(&found.ca_pem), deadline) {
+                Ok(None) => Attempt::Fatal("the second fetch was not made".into()),
+                Ok(Some(cm)) => match bootstrap::cluster_info_kubeconfig(&cm) {
+                    Ok(k) => Attempt::Done(k.to_string()),
+                    Err(e) => Attempt::Fatal(e.to_string()),
+                },
+                Err(e) => failed_call(&e),
+            }
+        })?;
+        if again != found.kubeconfig {
+            return Err(GaveUp::Fatal(DiscoveryError::Changed.to_string()));
+        }
+        Ok(Some(found))
+    });
+    let found = match outcome {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            record(ctx, server, &target, Outcome::Recorded, "recorded, not run", '!', None);
+            return Ok(Dynamic::UNIT);
+        }
+        Err(GaveUp::Fatal(e)) => return Err(failed("refused", e)),
+        Err(GaveUp::TimedOut(e)) => {
+            let e = format!("no verified cluster-info after {}: {e}", seconds(timeout));
+            return Err(failed("timed out", e));
+        }
     };
-    let found =
-        bootstrap::check_cluster_info(&first, &token, &pins, skip).map_err(|e| failed(e.to_string()))?;
     if pins.is_empty() {
         ctx.report.borrow_mut().warn(&format!(
             "discovery from {server}: the cluster CA ({}) is trusted without a pin (unsafe_skip_ca_verification)",
             found.pin
         ));
-    }
-    let second = cluster
-        .cluster_info(server, Trust::Ca(&found.ca_pem), timeout)
-        .map_err(|e| failed(e.to_string()))?
-        .ok_or_else(|| failed("the second fetch was not made".into()))?;
-    let again = bootstrap::cluster_info_kubeconfig(&second).map_err(|e| failed(e.to_string()))?;
-    if again != found.kubeconfig {
-        return Err(failed(bootstrap::DiscoveryError::Changed.to_string()));
     }
     let line = EffectLine::new('=', format!("api {target}"), format!("CA {}", found.pin));
     ctx.record("api", &target, Outcome::Ok, Some(format!("verified, CA {}", found.pin)), Some(line));
@@ -612,7 +733,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             "/// The object `kind` `name` of `api_version` (`v1`, `apps/v1`) in `namespace` (`\"\"` for",
             "/// cluster-scoped kinds), read with the kubeconfig at node path `kubeconfig`; `()` when",
             "/// there is none. When rendering or in a dry run, the object as applied earlier in the",
-            "/// run, or `()`.",
+            "/// run, or `()`. One request: a server that does not answer is an error at once.",
         ])
         .with_params_info([
             "kubeconfig: &str",
@@ -625,7 +746,43 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         .register_into_engine(
             engine,
             move |k: &str, api_version: &str, kind: &str, namespace: &str, name: &str| -> R<Dynamic> {
-                get(&c, k, &object_ref("api_get", api_version, kind, namespace, name)?)
+                get(&c, k, &object_ref("api_get", api_version, kind, namespace, name)?, None)
+            },
+        );
+    let c = ctx.clone();
+    FuncRegistration::new("api_get")
+        .with_comments([
+            "/// `api_get` with options. `timeout` (seconds): ask again, with progress, through what",
+            "/// time may mend (the API server not answering yet, 401 or 403 while its RBAC rules are",
+            "/// being made, 429, 5xx) until then, as kubeadm retries its API calls within",
+            "/// `timeouts.kubernetesAPICall`; a 404 is an answer (`()`), and other errors end at once.",
+        ])
+        .with_params_info([
+            "kubeconfig: &str",
+            "api_version: &str",
+            "kind: &str",
+            "namespace: &str",
+            "name: &str",
+            "options: Map",
+            "Dynamic",
+        ])
+        .register_into_engine(
+            engine,
+            move |k: &str,
+                  api_version: &str,
+                  kind: &str,
+                  namespace: &str,
+                  name: &str,
+                  opts: Map|
+                  -> R<Dynamic> {
+                const F: &str = "api_get";
+                check_opts(&opts, &["timeout"], F)?;
+                let patience = match opts.get("timeout") {
+                    None => None,
+                    Some(t) if t.is_unit() => None,
+                    Some(t) => Some(super::timeout_option(&format!("{F}(): option `timeout`"), t)?),
+                };
+                get(&c, k, &object_ref(F, api_version, kind, namespace, name)?, patience)
             },
         );
 
@@ -743,10 +900,15 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             "/// holds against the `pins` (`sha256:...`, any one matching); then fetches it again over",
             "/// TLS verified with that CA and checks both copies agree. Returns `#{ ca_pem, server,",
             "/// pin }`, or `()` when rendering or in a dry run; a second call with the same arguments in",
-            "/// one run answers what the first verified. Options: `unsafe_skip_ca_verification`",
-            "/// (trust the CA without pins: only with no pins given), `timeout` (seconds per fetch,",
-            "/// default 10). Fails with what was refused: an unknown or expired token, a pin that",
-            "/// does not match (both hashes named), an unreachable server (its address and timeout).",
+            "/// one run answers what the first verified. As kubeadm, it keeps trying, with progress,",
+            "/// while the control plane comes up: through a server that does not answer, a",
+            "/// cluster-info not there or not readable yet, and one not signed for the token yet. A",
+            "/// signature that does not verify, or a CA that does not match the pins (both hashes",
+            "/// named), ends it at once. Options: `unsafe_skip_ca_verification` (trust the CA without",
+            "/// pins: only with no pins given), `timeout` (seconds to keep trying, default 300:",
+            "/// kubeadm's `timeouts.discovery`; each fetch takes at most 10). When the time runs out,",
+            "/// it fails naming the server and the last reason (an unknown or expired token, a",
+            "/// connection refused...).",
         ])
         .with_params_info(["server: &str", "token: &str", "pins: Array", "options: Map", "Dynamic"])
         .register_into_engine(engine, move |server: &str, token: &str, pins: Array, opts: Map| {
@@ -834,6 +996,81 @@ mod tests {
             config_map_checksum(&m),
             "sha256:b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
         );
+    }
+
+    /// Which outcomes of a fetched cluster-info discovery waits on: only a missing signature.
+    #[test]
+    fn discovery_waits_only_for_a_signature() {
+        let token = Token::parse("abcdef.0123456789abcdef").unwrap();
+        assert_eq!(
+            judge(Err(DiscoveryError::UnknownToken("abcdef".into())), &token),
+            Attempt::Again {
+                reason: "cluster-info not signed for token abcdef yet".into(),
+                error: DiscoveryError::UnknownToken("abcdef".into()).to_string(),
+            }
+        );
+        let mismatch = DiscoveryError::PinMismatch {
+            expected: vec![format!("sha256:{}", "ab".repeat(32))],
+            actual: format!("sha256:{}", "cd".repeat(32)),
+        };
+        match judge(Err(mismatch), &token) {
+            Attempt::Fatal(e) => assert!(e.contains(&"ab".repeat(32)) && e.contains(&"cd".repeat(32)), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        for fatal in [
+            DiscoveryError::BadSignature { id: "abcdef".into(), reason: bootstrap::JwsError::BadSignature },
+            DiscoveryError::NoKubeconfig,
+            DiscoveryError::BadKubeconfig("it names no server".into()),
+        ] {
+            assert!(matches!(judge(Err(fatal.clone()), &token), Attempt::Fatal(_)), "{fatal:?}");
+        }
+    }
+
+    /// An API error is tried again only when the host marked it as one time may mend.
+    #[test]
+    fn only_marked_failures_are_tried_again() {
+        let plain = io::Error::new(io::ErrorKind::InvalidData, "the kubeconfig /x: bad");
+        assert_eq!(failed_call::<()>(&plain), Attempt::Fatal("the kubeconfig /x: bad".into()));
+    }
+
+    #[test]
+    fn pauses_grow_to_kubeadms_interval() {
+        let pauses: Vec<u128> = (0..8).map(|n| pause(n).as_millis()).collect();
+        assert_eq!(pauses, [250, 500, 1000, 2000, 4000, 5000, 5000, 5000]);
+        assert_eq!(pause(u32::MAX), LONGEST_PAUSE);
+    }
+
+    /// The loop: done after failures that may mend; at once on a fatal one; with no time
+    /// left, the last error. Attempts are counted, not timed.
+    #[test]
+    fn keep_trying_stops_on_success_fatal_or_time() {
+        let again = || Attempt::Again { reason: "not yet".into(), error: "no answer".into() };
+        let mut script = vec![again(), again(), Attempt::Done(7)].into_iter();
+        let mut calls = 0;
+        let got = crate::report::wait_with("test", false, |p| {
+            keep_trying(p, Duration::from_mins(10), |_| {
+                calls += 1;
+                script.next().unwrap()
+            })
+        });
+        assert_eq!((got.unwrap(), calls), (7, 3));
+
+        let mut script = vec![again(), Attempt::Fatal("pin".into()), Attempt::Done(1)].into_iter();
+        let got = crate::report::wait_with("test", false, |p| {
+            keep_trying(p, Duration::from_mins(10), |_| script.next().unwrap())
+        });
+        assert!(matches!(got, Err(GaveUp::Fatal(e)) if e == "pin"));
+        assert_eq!(script.len(), 1, "nothing asked after the fatal answer");
+
+        let mut deadlines = Vec::new();
+        let got = crate::report::wait_with("test", false, |p| {
+            keep_trying(p, Duration::ZERO, |d| {
+                deadlines.push(d);
+                again()
+            })
+        });
+        assert!(matches!(got, Err(GaveUp::TimedOut(e)) if e == "no answer"));
+        assert_eq!(deadlines, [Duration::ZERO], "one attempt when no time is allowed");
     }
 
     #[test]

@@ -125,8 +125,8 @@ impl Ctx {
         crate::report::wait(label, tty, work)
     }
 
-    /// [`Ctx::wait`], with a [`crate::report::Progress`] through which `work` shows what it
-    /// sees (see `report::wait_with`).
+    /// [`Ctx::wait`] for work that says why it is still waiting: each new reason it gives its
+    /// [`Progress`](crate::report::Progress) is shown once (see `report::wait_with`).
     pub fn wait_with<T>(&self, label: &str, work: impl FnOnce(&crate::report::Progress) -> T) -> T {
         let tty = self.report.borrow().tty;
         crate::report::wait_with(label, tty, work)

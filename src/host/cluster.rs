@@ -342,6 +342,68 @@ const QUERY_DEADLINE: Duration = Duration::from_secs(30);
 /// What to check when the API server cannot be reached.
 const HINT: &str = "is kube-apiserver running? `crictl ps --name kube-apiserver`";
 
+/// An API call that failed in a way that asking again may mend: the server is not up yet, or
+/// not ready to answer (its RBAC or the object not in place yet, a 5xx while it starts). It
+/// travels inside the `io::Error` the calls return; [`retry_reason`] finds it.
+#[derive(Debug)]
+struct Retryable {
+    /// Why, in a few words, for a wait's progress ("API server not answering: connection refused").
+    reason: String,
+    /// The whole explanation, the error's text.
+    message: String,
+}
+
+impl fmt::Display for Retryable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Retryable {}
+
+/// `error`, marked as worth retrying for `reason` when there is one.
+fn retryable(error: io::Error, reason: Option<String>) -> io::Error {
+    match reason {
+        Some(reason) => io::Error::new(error.kind(), Retryable { reason, message: error.to_string() }),
+        None => error,
+    }
+}
+
+/// Why asking again may succeed, in a few words, when `error` came from an API call that
+/// failed in a way time may mend (see [`Retryable`]); `None` when it will not get better by
+/// itself (a refused certificate, a bad request, a kubeconfig that cannot be read).
+pub fn retry_reason(error: &io::Error) -> Option<&str> {
+    error.get_ref()?.downcast_ref::<Retryable>().map(|r| r.reason.as_str())
+}
+
+/// A connection failure in a few words: `connection refused`, `connection reset`, else its cause.
+fn short_cause(kind: Option<io::ErrorKind>, cause: &str) -> String {
+    match kind {
+        Some(k)
+            if !matches!(
+                k,
+                io::ErrorKind::Other | io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput
+            ) =>
+        {
+            k.to_string()
+        }
+        _ => cause.to_string(),
+    }
+}
+
+/// Why an answer with an error status may get better: the server or what it needs is still
+/// coming up. `None` for the statuses that say the request itself is wrong.
+fn status_reason(code: u16) -> Option<String> {
+    match code {
+        401 => Some("the API server does not accept these credentials yet (401)".into()),
+        403 => Some("forbidden for now (403): the RBAC rules may not be in place yet".into()),
+        404 => Some("not there yet (404)".into()),
+        408 | 429 => Some(format!("the API server is busy ({code})")),
+        500..=599 => Some(format!("the API server answered {code}")),
+        _ => None,
+    }
+}
+
 /// A client made from one kubeconfig.
 #[derive(Clone)]
 struct Connection {
@@ -368,6 +430,21 @@ impl Failure {
         match self {
             Failure::Api(s) => Some(s.code),
             _ => None,
+        }
+    }
+
+    /// Why asking again may succeed; `None` when it will not by itself. A 404 is an answer
+    /// (the object is not there) and never reaches here as a failure of a get.
+    fn retry_reason(&self) -> Option<String> {
+        match self {
+            Failure::Timeout(d) => {
+                Some(format!("API server not answering: no answer within {}", seconds(*d)))
+            }
+            Failure::Transport { kind, cause } => {
+                Some(format!("API server not answering: {}", short_cause(*kind, cause)))
+            }
+            Failure::Api(s) if s.code == 404 => None,
+            Failure::Api(s) => status_reason(s.code),
         }
     }
 }
@@ -459,8 +536,13 @@ impl RealCluster {
         })
     }
 
-    /// A failed request as an error: what, which server, why, and what to check.
+    /// A failed request as an error: what, which server, why, and what to check; marked
+    /// retryable when time may mend it (see [`retry_reason`]).
     fn explain(conn: &Connection, what: &str, failure: &Failure) -> io::Error {
+        retryable(Self::explain_plain(conn, what, failure), failure.retry_reason())
+    }
+
+    fn explain_plain(conn: &Connection, what: &str, failure: &Failure) -> io::Error {
         let server = &conn.server;
         match failure {
             Failure::Timeout(d) => io::Error::new(
@@ -641,12 +723,15 @@ impl Cluster for RealCluster {
         let answer =
             rt.block_on(async { tokio::time::timeout(timeout, fetch_cluster_info(&endpoint, config)).await });
         match answer {
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no answer from the API server at {} within {}", endpoint.url, seconds(timeout)),
+            Err(_) => Err(retryable(
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no answer from the API server at {} within {}", endpoint.url, seconds(timeout)),
+                ),
+                Some(format!("API server not answering: no answer within {}", seconds(timeout))),
             )),
             Ok(Ok(v)) => Ok(Some(v)),
-            Ok(Err(e)) => Err(e.explain(&endpoint, trust)),
+            Ok(Err(e)) => Err(retryable(e.explain(&endpoint, trust), e.retry_reason(trust))),
         }
     }
 
@@ -681,12 +766,49 @@ impl From<https::Failure> for FetchError {
 }
 
 impl FetchError {
+    /// Why fetching again may succeed, as kubeadm's discovery retries every failed fetch;
+    /// `None` for what will not mend: an address TLS cannot check, and a server certificate
+    /// refused by the CA the pins verified (the server is not that cluster's).
+    fn retry_reason(&self, trust: Trust<'_>) -> Option<String> {
+        match self {
+            FetchError::Connect(e) => {
+                Some(format!("API server not answering: {}", short_cause(Some(e.kind()), &e.to_string())))
+            }
+            FetchError::BadName => None,
+            FetchError::Tls(e) => {
+                let refused_certificate = e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                    .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)));
+                match trust {
+                    Trust::Ca(_) if refused_certificate => None,
+                    _ => Some(format!(
+                        "TLS with the API server failed: {}",
+                        short_cause(Some(e.kind()), &e.to_string())
+                    )),
+                }
+            }
+            FetchError::Http(e) => Some(format!("the connection to the API server broke: {e}")),
+            FetchError::Status(code, _) => match code.as_u16() {
+                401 | 403 => Some(format!("cluster-info not readable anonymously yet ({code})")),
+                404 => Some("no cluster-info yet (404)".into()),
+                other => {
+                    Some(status_reason(other).unwrap_or_else(|| format!("the API server answered {code}")))
+                }
+            },
+            FetchError::NotJson(_) => Some("the API server's answer is not a ConfigMap".into()),
+        }
+    }
+
     fn explain(&self, endpoint: &Endpoint, trust: Trust<'_>) -> io::Error {
         let url = &endpoint.url;
         match self {
-            FetchError::Connect(e) => {
-                io::Error::new(e.kind(), format!("cannot connect to the API server at {url}: {e}; {HINT}"))
-            }
+            FetchError::Connect(e) => io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot connect to the API server at {url}: {e}; is the control plane up, and is that its API server's address, open to this node?"
+                ),
+            ),
             FetchError::BadName => io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("`{}` is not a host name TLS can check", endpoint.host),
@@ -973,6 +1095,70 @@ mod tests {
             Readiness::Recorded
         );
         assert_eq!(rec.cluster_info("x:6443", Trust::Nothing, Duration::from_secs(1)).unwrap(), None);
+    }
+
+    /// Which failed cluster-info fetches discovery tries again, as kubeadm does: all but an
+    /// address TLS cannot check and a server certificate the pinned CA refuses.
+    #[test]
+    fn discovery_fetch_failures_that_time_may_mend() {
+        let ca = Trust::Ca("-----BEGIN CERTIFICATE-----");
+        let refused = || io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            FetchError::Connect(refused()).retry_reason(Trust::Nothing).as_deref(),
+            Some("API server not answering: connection refused")
+        );
+        assert!(FetchError::Connect(refused()).retry_reason(ca).is_some());
+        let status = |code: u16| FetchError::Status(http::StatusCode::from_u16(code).unwrap(), String::new());
+        for (code, reason) in [
+            (404, "no cluster-info yet (404)"),
+            (403, "cluster-info not readable anonymously yet (403 Forbidden)"),
+            (401, "cluster-info not readable anonymously yet (401 Unauthorized)"),
+            (503, "the API server answered 503"),
+            (429, "the API server is busy (429)"),
+        ] {
+            assert_eq!(status(code).retry_reason(Trust::Nothing).as_deref(), Some(reason), "{code}");
+        }
+        assert!(FetchError::NotJson("x".into()).retry_reason(Trust::Nothing).is_some());
+        assert!(FetchError::Http("connection closed".into()).retry_reason(Trust::Nothing).is_some());
+        assert_eq!(FetchError::BadName.retry_reason(Trust::Nothing), None);
+        // TLS: a handshake broken off may mend; a certificate the pinned CA refuses does not.
+        let reset = || FetchError::Tls(io::Error::from(io::ErrorKind::ConnectionReset));
+        assert!(reset().retry_reason(Trust::Nothing).is_some());
+        assert!(reset().retry_reason(ca).is_some());
+        let bad_cert = || {
+            FetchError::Tls(io::Error::new(
+                io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+            ))
+        };
+        assert_eq!(bad_cert().retry_reason(ca), None);
+        assert!(bad_cert().retry_reason(Trust::Nothing).is_some());
+    }
+
+    /// Which failed API calls a retried read asks again: no answer, 401/403 while RBAC comes
+    /// up, 429 and 5xx; not a request the server refuses as wrong.
+    #[test]
+    fn api_failures_that_time_may_mend() {
+        let api = |code: u16| Failure::Api(Box::new(kube::core::Status { code, ..Default::default() }));
+        for code in [401, 403, 429, 500, 503] {
+            assert!(api(code).retry_reason().is_some(), "{code}");
+        }
+        for code in [400, 404, 405, 409, 422] {
+            assert_eq!(api(code).retry_reason(), None, "{code}");
+        }
+        let transport =
+            Failure::Transport { kind: Some(io::ErrorKind::ConnectionRefused), cause: "os error 111".into() };
+        assert_eq!(transport.retry_reason().as_deref(), Some("API server not answering: connection refused"));
+        let odd = Failure::Transport { kind: None, cause: "tcp connect error".into() };
+        assert_eq!(odd.retry_reason().as_deref(), Some("API server not answering: tcp connect error"));
+        assert!(Failure::Timeout(Duration::from_secs(30)).retry_reason().is_some());
+        // The mark travels inside the io::Error; an unmarked error has none.
+        let marked = retryable(io::Error::other("get x: forbidden"), Some("forbidden for now".into()));
+        assert_eq!(
+            (retry_reason(&marked), marked.to_string().as_str()),
+            (Some("forbidden for now"), "get x: forbidden")
+        );
+        assert_eq!(retry_reason(&io::Error::other("plain")), None);
     }
 
     #[test]

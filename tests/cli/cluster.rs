@@ -12,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-use super::fake_apiserver::FakeApiServer;
+use super::fake_apiserver::{FakeApiServer, Seen};
 use super::{Run, Sandbox};
 
 /// init's API steps, in the flow's order.
@@ -38,13 +38,20 @@ impl ControlPlane {
     /// Renders the node (ECDSA keys: quick), starts the fake with its certificates, and
     /// registers its Node there, as the kubelet would.
     fn up() -> Self {
-        let listener = FakeApiServer::reserve();
+        let (sb, args, listener) = Self::render_on("127.0.0.1");
+        Self::serve(sb, args, listener)
+    }
+
+    /// Renders the node with its API server on `ip` (a loopback address), at a port held by
+    /// the listener returned, not served yet.
+    fn render_on(ip: &str) -> (Sandbox, Vec<String>, std::net::TcpListener) {
+        let listener = FakeApiServer::reserve_on(ip);
         let port = listener.local_addr().unwrap().port();
         let args: Vec<String> = [
             "--set",
             "nodeRegistration.name=k8s-ctr",
             "--set",
-            "localAPIEndpoint.advertiseAddress=127.0.0.1",
+            &format!("localAPIEndpoint.advertiseAddress={ip}"),
             "--set",
             &format!("localAPIEndpoint.bindPort={port}"),
             "--set",
@@ -55,6 +62,11 @@ impl ControlPlane {
         .collect();
         let sb = Sandbox::new();
         sb.render("control-plane.rhai", &args.iter().map(String::as_str).collect::<Vec<_>>()).ok();
+        (sb, args, listener)
+    }
+
+    /// Serves the rendered node's API with the fake on `listener`.
+    fn serve(sb: Sandbox, args: Vec<String>, listener: std::net::TcpListener) -> Self {
         let fake = FakeApiServer::start(
             listener,
             &sb.pki("apiserver.crt"),
@@ -224,11 +236,7 @@ fn init_against_a_fake_api_server() {
     assert!(run.stdout.contains("= api apply Deployment kube-system/coredns (unchanged)"), "{}", run.stdout);
     assert_eq!(cp.fake.objects(), before, "a rerun changed objects");
     let seen = cp.fake.seen();
-    assert!(
-        seen.iter().all(|s| s.status < 300),
-        "{:?}",
-        seen.iter().map(super::fake_apiserver::Seen::line).collect::<Vec<_>>()
-    );
+    assert!(seen.iter().all(|s| s.status < 300), "{:?}", seen.iter().map(Seen::line).collect::<Vec<_>>());
     assert!(
         !seen.iter().any(|s| s.method == "PATCH" && s.path.contains("/secrets/")),
         "the Secret was sent again"
@@ -288,34 +296,41 @@ fn a_dry_run_prints_the_objects_without_secrets() {
     assert!(!run.stdout.contains("kind: Secret"), "{}", run.stdout);
 }
 
-/// The script that tries discovery; `@...@` are filled in.
-const DISCOVER: &str = r#"
-stage("join", "discovery", [ step("discover", "token discovery", || {
-    let found = discover_cluster_info("@SERVER@", "@TOKEN@", ["@PIN@"], #{});
-    info(`found server=${found.server} pin=${found.pin} ca=${found.ca_pem.starts_with("-----BEGIN CERTIFICATE-----")}`);
-    for t in [["wrong", "@WRONG@", "@PIN@"], ["unknown", "zzzzzz.0123456789abcdef", "@PIN@"], ["pin", "@TOKEN@", "@OTHER_PIN@"]] {
-        try { discover_cluster_info("@SERVER@", t[1], [t[2]], #{}); info(`${t[0]}: accepted`); }
-        catch (e) { info(`${t[0]}: ${e}`); }
-    }
-}) ]);
-"#;
-
-fn discovery_script(cp: &ControlPlane, server: &str, token: &str) -> String {
-    let pin = kscript::pki::ca_pin(&cp.sb.pki("ca.crt")).unwrap();
-    let (id, secret) = token.split_once('.').unwrap();
-    let last = if secret.ends_with('a') { 'b' } else { 'a' };
-    let wrong = format!("{id}.{}{last}", &secret[..15]);
-    DISCOVER
-        .replace("@SERVER@", server)
-        .replace("@TOKEN@", token)
-        .replace("@WRONG@", &wrong)
-        .replace("@PIN@", &pin)
-        .replace("@OTHER_PIN@", &format!("sha256:{}", "ab".repeat(32)))
+/// One `discover_cluster_info` in a script of its own against the fake, as a real run (the
+/// journal kept in the sandbox): what it printed, and the requests the fake got meanwhile.
+fn discover_once(cp: &ControlPlane, token: &str, pins: &[&str], options: &str) -> (Run, Vec<Seen>) {
+    let pins: Vec<String> = pins.iter().map(|p| format!("\"{p}\"")).collect();
+    cp.sb.write(
+        "discover.rhai",
+        &format!(
+            r#"stage("join", "discovery", [ step("discover", "token discovery", || {{
+    let found = discover_cluster_info("127.0.0.1:{port}", "{token}", [{pins}], {options});
+    info(`found server=${{found.server}} pin=${{found.pin}} ca=${{found.ca_pem.starts_with("-----BEGIN CERTIFICATE-----")}}`);
+}}) ]);"#,
+            port = cp.fake.port,
+            pins = pins.join(", "),
+        ),
+    );
+    let journal = cp.sb.path().join("discover.jsonl");
+    cp.fake.forget_requests();
+    let run = cp.sb.kscript(&["run", "discover.rhai", "--journal", journal.to_str().unwrap()]);
+    (run, cp.fake.seen())
 }
 
-/// Token discovery against the fake: the CA is found and checked; a wrong token, an unknown
-/// (or expired) one, a tampered cluster-info, a pin that does not match and a server that
-/// does not answer are refused, each saying why.
+fn lines(seen: &[Seen]) -> Vec<String> {
+    seen.iter().map(Seen::line).collect()
+}
+
+/// Every request was an anonymous GET of cluster-info.
+fn only_cluster_info(seen: &[Seen]) -> bool {
+    seen.iter().all(|s| s.user == "anonymous" && s.path.ends_with("/kube-public/configmaps/cluster-info"))
+}
+
+/// Token discovery against the fake: the CA is found and checked, with two fetches. What can
+/// never get better ends on the first answer, with the default time of 5 minutes: a wrong
+/// secret (the signature does not verify), a pin that does not match (both hashes named), a
+/// cluster-info altered after signing. A token the cluster has not signed for (unknown, or
+/// expired) is waited for, then named with what to do.
 #[test]
 fn token_discovery_against_the_fake() {
     let cp = ControlPlane::up();
@@ -323,57 +338,75 @@ fn token_discovery_against_the_fake() {
     let token = cp.token();
     let pin = kscript::pki::ca_pin(&cp.sb.pki("ca.crt")).unwrap();
     let server = format!("127.0.0.1:{}", cp.fake.port);
-    cp.sb.write("discover.rhai", &discovery_script(&cp, &server, &token));
-    let journal = cp.sb.path().join("discover.jsonl");
-    let journal = journal.to_str().unwrap();
-    cp.fake.forget_requests();
-    let run = cp.sb.kscript(&["run", "discover.rhai", "--journal", journal]).ok();
-    let out = &run.stdout;
-    let url = format!("https://127.0.0.1:{}", cp.fake.port);
-    for want in [
-        format!("found server={url} pin={pin} ca=true"),
-        format!(
-            "wrong: discovery from {server}: cluster-info's signature for token id `{}` is refused: the signature does not match",
-            &token[..6]
-        ),
-        format!("unknown: discovery from {server}: cluster-info holds no signature for token id `zzzzzz`"),
-        "kscript run token.rhai".to_string(),
-        format!(
-            "pin: discovery from {server}: the cluster CA does not match the pins: expected sha256:{}, found {pin}",
-            "ab".repeat(32)
-        ),
-    ] {
-        assert!(out.contains(&want), "no `{want}` in:\n{out}");
-    }
-    // The first fetch of each is anonymous; the good one fetched twice.
-    let seen = cp.fake.seen();
-    assert!(
-        seen.iter()
-            .all(|s| s.user == "anonymous" && s.path.ends_with("/kube-public/configmaps/cluster-info"))
-    );
-    assert_eq!(seen.len(), 5, "{:?}", seen.iter().map(super::fake_apiserver::Seen::line).collect::<Vec<_>>());
+    let url = format!("https://{server}");
 
-    // A machine in the middle changes cluster-info after it was signed.
+    let (run, seen) = discover_once(&cp, &token, &[&pin], "#{}");
+    assert!(run.stdout.contains(&format!("found server={url} pin={pin} ca=true")), "{}", run.stdout);
+    assert_eq!(seen.len(), 2, "first trusting nothing, then over verified TLS: {:?}", lines(&seen));
+    assert!(only_cluster_info(&seen) && seen.iter().all(|s| s.status == 200), "{:?}", lines(&seen));
+
+    // A wrong secret: the signature does not verify. Refused on the first answer.
+    let (id, secret) = token.split_once('.').unwrap();
+    let last = if secret.ends_with('a') { 'b' } else { 'a' };
+    let wrong = format!("{id}.{}{last}", &secret[..15]);
+    let (run, seen) = discover_once(&cp, &wrong, &[&pin], "#{}");
+    let run = run.code(1);
+    assert!(
+        run.message().contains(&format!(
+            "discovery from {server}: cluster-info's signature for token id `{id}` is refused: the signature does not match"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(seen.len(), 1, "{:?}", lines(&seen));
+
+    // A pin that does not match: refused on the first answer, naming both hashes.
+    let other = format!("sha256:{}", "ab".repeat(32));
+    let (run, seen) = discover_once(&cp, &token, &[&other], "#{}");
+    let run = run.code(1);
+    assert!(
+        run.message().contains(&format!(
+            "discovery from {server}: the cluster CA does not match the pins: expected {other}, found {pin}"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(seen.len(), 1, "{:?}", lines(&seen));
+
+    // A machine in the middle changes cluster-info after it was signed: refused at once.
     cp.fake.tamper_with_cluster_info(true);
-    let run = cp.sb.kscript(&["run", "discover.rhai", "--journal", journal]).code(1);
+    let (run, seen) = discover_once(&cp, &token, &[&pin], "#{}");
+    let run = run.code(1);
     assert!(
         run.message().contains("cluster-info's signature for token id")
             && run.message().contains("cluster-info was altered, or the token is wrong"),
         "{}",
         run.stderr
     );
+    assert_eq!(seen.len(), 1, "{:?}", lines(&seen));
     cp.fake.tamper_with_cluster_info(false);
 
+    // A token the cluster has not signed for: asked again until the time is up, then named.
+    let (run, seen) = discover_once(&cp, "zzzzzz.0123456789abcdef", &[&pin], "#{ timeout: 1 }");
+    let run = run.code(1);
+    assert!(
+        run.message().contains(&format!(
+            "discovery from {server}: no verified cluster-info after 1s: cluster-info holds no signature for token id `zzzzzz`"
+        )) && run.message().contains("kscript run token.rhai"),
+        "{}",
+        run.stderr
+    );
+    assert!(seen.len() >= 2 && only_cluster_info(&seen), "asked again: {:?}", lines(&seen));
+
     // An expired token: the bootstrap signer dropped its signature.
-    let (id, secret) = token.split_once('.').unwrap();
     let path = format!("/api/v1/namespaces/kube-system/secrets/bootstrap-token-{id}");
     let mut s = cp.fake.object(&path).unwrap();
     s["data"]["expiration"] = Value::String(STANDARD.encode("2001-01-01T00:00:00Z"));
     cp.fake.put(&path, s);
-    let run = cp.sb.kscript(&["run", "discover.rhai", "--journal", journal]).code(1);
+    let (run, _) = discover_once(&cp, &token, &[&pin], "#{ timeout: 1 }");
+    let run = run.code(1);
     assert!(run.message().contains(&format!("holds no signature for token id `{id}`")), "{}", run.stderr);
     assert!(run.message().contains("kscript run token.rhai"), "{}", run.stderr);
-    let _ = secret;
 
     // What the message advises: a new token, with token.rhai; discovery then succeeds.
     let fresh = "newtok.0123456789abcdef";
@@ -384,12 +417,48 @@ fn token_discovery_against_the_fake() {
         "{}",
         run.stdout
     );
-    cp.sb.write("discover.rhai", &discovery_script(&cp, &server, fresh));
-    let run = cp.sb.kscript(&["run", "discover.rhai", "--journal", journal]).ok();
-    assert!(run.stdout.contains(&format!("found server={url} pin={pin} ca=true")), "{}", run.stdout);
+    let (run, _) = discover_once(&cp, fresh, &[&pin], "#{}");
+    assert!(run.ok().stdout.contains(&format!("found server={url} pin={pin} ca=true")));
 }
 
-/// No API server: discovery and the readiness wait name the address and the time waited.
+/// A cluster-info the bootstrap signer has not signed yet, and a server answering 503 while
+/// it starts: discovery asks again (a line says why) and succeeds once it can; the requests
+/// are counted, not timed.
+#[test]
+fn discovery_waits_for_a_late_signature_and_a_server_still_starting() {
+    let cp = ControlPlane::up();
+    cp.run(API_STEPS, &[]).ok();
+    let token = cp.token();
+    let pin = kscript::pki::ca_pin(&cp.sb.pki("ca.crt")).unwrap();
+    let url = format!("https://127.0.0.1:{}", cp.fake.port);
+
+    cp.fake.unsigned_for(3);
+    let (run, seen) = discover_once(&cp, &token, &[&pin], "#{}");
+    let run = run.ok();
+    assert!(run.stdout.contains(&format!("found server={url} pin={pin} ca=true")), "{}", run.stdout);
+    assert_eq!(seen.len(), 3 + 2, "three unsigned answers, then the two fetches: {:?}", lines(&seen));
+    assert!(only_cluster_info(&seen) && seen.iter().all(|s| s.status == 200), "{:?}", lines(&seen));
+
+    cp.fake.unavailable_for(4);
+    let (run, seen) = discover_once(&cp, &token, &[&pin], "#{}");
+    let run = run.ok();
+    assert!(run.stdout.contains(&format!("found server={url} pin={pin} ca=true")), "{}", run.stdout);
+    let codes: Vec<u16> = seen.iter().map(|s| s.status).collect();
+    assert_eq!(codes, [503, 503, 503, 503, 200, 200], "{:?}", lines(&seen));
+
+    // Both at once, then a pin mismatch: still refused on its first answer, once there is one.
+    cp.fake.unavailable_for(2);
+    cp.fake.unsigned_for(1);
+    let other = format!("sha256:{}", "cd".repeat(32));
+    let (run, seen) = discover_once(&cp, &token, &[&other], "#{}");
+    let run = run.code(1);
+    assert!(run.message().contains(&format!("expected {other}, found {pin}")), "{}", run.stderr);
+    let codes: Vec<u16> = seen.iter().map(|s| s.status).collect();
+    assert_eq!(codes, [503, 503, 200, 200], "two 503s, one unsigned answer, one signed: {:?}", lines(&seen));
+}
+
+/// No API server: discovery (once its time is up: a short one here) and the readiness wait
+/// name the address, the time waited and the last reason.
 #[test]
 fn an_unreachable_api_server_is_named_with_the_time_waited() {
     let sb = Sandbox::new();
@@ -416,10 +485,10 @@ fn an_unreachable_api_server_is_named_with_the_time_waited() {
     let run = sb.kscript(&["run", "discover.rhai", "--journal", journal.to_str().unwrap()]).ok();
     for want in [
         format!(
-            "closed: discovery from 127.0.0.1:{closed}: cannot connect to the API server at https://127.0.0.1:{closed}:"
+            "closed: discovery from 127.0.0.1:{closed}: no verified cluster-info after 2s: cannot connect to the API server at https://127.0.0.1:{closed}: Connection refused"
         ),
         format!(
-            "silent: discovery from 127.0.0.1:{silent_port}: no answer from the API server at https://127.0.0.1:{silent_port} within 1s"
+            "silent: discovery from 127.0.0.1:{silent_port}: no verified cluster-info after 1s: no answer from the API server at https://127.0.0.1:{silent_port} within 1s"
         ),
         "no pins: discover_cluster_info(): give the CA pin(s)".to_string(),
     ] {
@@ -546,12 +615,279 @@ fn a_worker_joins_by_token_discovery() {
         "1.33's pause: {flags}"
     );
     assert!(!root.join("var/lib/kubelet/instance-config.yaml").exists(), "no per-node file at 1.33");
+    // A pin that does not match ends the join on the first answer, naming both hashes.
     let other = format!("discovery.bootstrapToken.caCertHashes=[sha256:{}]", "ab".repeat(32));
+    cp.fake.forget_requests();
     let run = worker.kscript_env(&real, &[&args[..], &["--set", &other]].concat()).code(1);
-    assert!(run.message().contains("sha256:abab"), "{}", run.stderr);
+    let actual = kscript::pki::ca_pin(&cp.sb.pki("ca.crt")).unwrap();
+    assert!(
+        run.message().contains(&format!("expected sha256:{}, found {actual}", "ab".repeat(32))),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(cp.fake.seen().len(), 1, "{:?}", lines(&cp.fake.seen()));
     // Rendering without an API server cannot discover: the error says what to give instead.
     let run = worker.kscript(&[&args[..], &["--set", &pin]].concat()).code(1);
     assert!(run.message().contains("give discovery.file.kubeConfigPath"), "{}", run.stderr);
+}
+
+/// A kscript run in the background, its stderr read line by line as it comes, so that a test
+/// can wait for what it says (a condition, not a time) before changing the world under it.
+struct Background {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stdout: Option<std::thread::JoinHandle<String>>,
+    /// The stderr lines read so far.
+    stderr: Vec<String>,
+}
+
+impl Background {
+    /// `kscript ARGS` in `sb`, its API calls sent for real.
+    fn start(sb: &Sandbox, args: &[&str]) -> Self {
+        use std::io::{BufRead, BufReader, Read};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kscript"))
+            .args(args)
+            .env("KSCRIPT_TEST_CLUSTER_API", "real")
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_BACKTRACE")
+            .current_dir(sb.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut text = String::new();
+            out.read_to_string(&mut text).unwrap();
+            text
+        });
+        let (tx, lines) = std::sync::mpsc::channel();
+        let err = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in err.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { child, lines, stdout: Some(stdout), stderr: Vec::new() }
+    }
+
+    /// Waits until it prints `line` on stderr (for two minutes at most: then the test fails).
+    fn wait_for_line(&mut self, line: &str) {
+        let give_up = std::time::Instant::now() + std::time::Duration::from_mins(2);
+        while !self.stderr.iter().any(|l| l == line) {
+            let left = give_up.saturating_duration_since(std::time::Instant::now());
+            let Ok(next) = self.lines.recv_timeout(left) else {
+                let _ = self.child.kill();
+                panic!("no `{line}` on stderr:\n{}", self.stderr.join("\n"));
+            };
+            self.stderr.push(next);
+        }
+    }
+
+    /// Waits for it to end (five minutes at most); its exit status, stdout, and all of stderr.
+    fn finish(mut self) -> (std::process::ExitStatus, String, Vec<String>) {
+        let give_up = std::time::Instant::now() + std::time::Duration::from_mins(5);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > give_up {
+                let _ = self.child.kill();
+                panic!("it did not finish:\n{}", self.stderr.join("\n"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        self.stderr.extend(self.lines.iter());
+        let stdout = self.stdout.take().unwrap().join().unwrap();
+        (status, stdout, self.stderr)
+    }
+}
+
+/// `worker.rhai`'s discovery, bootstrap kubeconfig and kubelet-start, rendered into `worker`
+/// against the API server at `endpoint`, in the background.
+fn background_worker(worker: &Sandbox, endpoint: &str, token: &str, pin: &str) -> Background {
+    let root = worker.root();
+    let endpoint = format!("discovery.bootstrapToken.apiServerEndpoint={endpoint}");
+    let token = format!("discovery.bootstrapToken.token={}", token.trim());
+    let pin = format!("discovery.bootstrapToken.caCertHashes=[{pin}]");
+    Background::start(
+        worker,
+        &[
+            "run",
+            "worker.rhai",
+            "--root",
+            root.to_str().unwrap(),
+            "--only",
+            "join/discovery",
+            "--only",
+            "join/kubeconfig",
+            "--only",
+            "join/kubelet-start",
+            "--set",
+            "nodeRegistration.name=worker-1",
+            "--set",
+            &endpoint,
+            "--set",
+            &token,
+            "--set",
+            &pin,
+        ],
+    )
+}
+
+/// A worker started before its control plane: the API server's port refuses connections, then
+/// the server comes up and init makes its RBAC, configuration, token and cluster-info while the
+/// worker waits. The worker joins in one run, saying once per change why it waits. Nothing is
+/// timed: the test waits for the worker's line about the refused connection before starting
+/// the server, then for the worker to finish.
+#[test]
+fn a_worker_started_before_its_control_plane_joins_once_it_is_up() {
+    // A loopback address of its own, so that no other test takes the port meanwhile.
+    let (sb, args, listener) = ControlPlane::render_on("127.0.31.1");
+    let port = listener.local_addr().unwrap().port();
+    drop(listener); // nothing listens: connections are refused
+    let token = fs::read_to_string(sb.root().join("var/lib/kscript/bootstrap-token")).unwrap();
+    let pin = kscript::pki::ca_pin(&fs::read_to_string(sb.root().join("etc/kubernetes/pki/ca.crt")).unwrap())
+        .unwrap();
+    let worker = Sandbox::new();
+    let mut run = background_worker(&worker, &format!("127.0.31.1:{port}"), &token, &pin);
+    let refused = format!(
+        "  ... waiting: discovery from 127.0.31.1:{port}; API server not answering: connection refused"
+    );
+    run.wait_for_line(&refused);
+
+    // The control plane comes up on that port, and init makes what join needs.
+    let listener = std::net::TcpListener::bind(("127.0.31.1", port)).unwrap();
+    let cp = ControlPlane::serve(sb, args, listener);
+    cp.run(
+        &["init/wait-control-plane", "init/cluster-admins", "init/upload-config", "init/bootstrap-token"],
+        &[],
+    )
+    .ok();
+
+    let (status, stdout, stderr) = run.finish();
+    assert!(status.success(), "the worker failed:\n{stdout}\n{}", stderr.join("\n"));
+    let root = worker.root();
+    assert_eq!(fs::read_to_string(root.join("etc/kubernetes/pki/ca.crt")).unwrap(), cp.sb.pki("ca.crt"));
+    assert!(root.join("var/lib/kubelet/config.yaml").exists(), "{stdout}");
+    // One line per reason, never the same twice in a row.
+    let waits: Vec<&String> = stderr.iter().filter(|l| l.starts_with("  ... waiting: discovery")).collect();
+    assert!(waits.windows(2).all(|w| w[0] != w[1]), "{}", stderr.join("\n"));
+    assert_eq!(waits.iter().filter(|l| **l == &refused).count(), 1, "{}", stderr.join("\n"));
+    // The join went on from where discovery stopped waiting: its reads with the bootstrap token.
+    let seen = cp.fake.seen();
+    assert!(
+        seen.iter().any(|s| s.path.ends_with("/configmaps/kubelet-config") && s.status == 200),
+        "{:?}",
+        lines(&seen)
+    );
+}
+
+/// Join's reads with the bootstrap token while the cluster's RBAC for them is not there yet:
+/// discovery passes, reading kube-system/kubeadm-config is forbidden (403), and the worker asks
+/// again, saying why, until init's upload-config makes its Role and `RoleBinding`; then it joins.
+#[test]
+fn join_reads_wait_for_the_rbac_that_allows_them() {
+    let cp = ControlPlane::up();
+    cp.run(&["init/wait-control-plane", "init/cluster-admins", "init/bootstrap-token"], &[]).ok();
+    let pin = kscript::pki::ca_pin(&cp.sb.pki("ca.crt")).unwrap();
+    let worker = Sandbox::new();
+    let mut run = background_worker(&worker, &format!("127.0.0.1:{}", cp.fake.port), &cp.token(), &pin);
+    run.wait_for_line(
+        "  ... waiting: reading ConfigMap kube-system/kubeadm-config (/etc/kubernetes/bootstrap-kubelet.conf); forbidden for now (403): the RBAC rules may not be in place yet",
+    );
+    cp.run(&["init/upload-config"], &[]).ok();
+    let (status, stdout, stderr) = run.finish();
+    assert!(status.success(), "the worker failed:\n{stdout}\n{}", stderr.join("\n"));
+    assert!(worker.root().join("var/lib/kubelet/config.yaml").exists(), "{stdout}");
+    let reads: Vec<u16> = cp
+        .fake
+        .seen()
+        .iter()
+        .filter(|s| s.path.ends_with("/configmaps/kubeadm-config") && s.user.starts_with("system:bootstrap:"))
+        .map(|s| s.status)
+        .collect();
+    assert!(reads.len() >= 2 && reads[0] == 403 && reads.last() == Some(&200), "{reads:?}");
+
+    // Without the time to wait (kubernetesAPICall of 1s), a read still forbidden fails naming why.
+    let other = ControlPlane::up();
+    other.run(&["init/wait-control-plane", "init/cluster-admins", "init/bootstrap-token"], &[]).ok();
+    let pin = kscript::pki::ca_pin(&other.sb.pki("ca.crt")).unwrap();
+    let worker = Sandbox::new();
+    let root = worker.root();
+    let run = worker
+        .kscript_env(
+            &[("KSCRIPT_TEST_CLUSTER_API", "real")],
+            &[
+                "run",
+                "worker.rhai",
+                "--root",
+                root.to_str().unwrap(),
+                "--only",
+                "join/discovery",
+                "--only",
+                "join/kubeconfig",
+                "--only",
+                "join/kubelet-start",
+                "--set",
+                &format!("discovery.bootstrapToken.apiServerEndpoint=127.0.0.1:{}", other.fake.port),
+                "--set",
+                &format!("discovery.bootstrapToken.token={}", other.token()),
+                "--set",
+                &format!("discovery.bootstrapToken.caCertHashes=[{pin}]"),
+                "--set",
+                "timeouts.kubernetesAPICall=1s",
+            ],
+        )
+        .code(1);
+    // miette wraps the message anywhere, even inside a path: compared without white space.
+    let bare = |s: &str| s.split_whitespace().collect::<String>();
+    assert!(
+        bare(&run.message()).contains(&bare("API get ConfigMap kube-system/kubeadm-config (/etc/kubernetes/bootstrap-kubelet.conf): still failing after 1s: get ConfigMap kube-system/kubeadm-config: forbidden by the API server")),
+        "{}",
+        run.stderr
+    );
+}
+
+/// The discovery timeout of a kubeadm configuration reaches the wait: v1beta4's
+/// `timeouts.discovery`, v1beta3's `discovery.timeout`; when it runs out against a server that
+/// never answers, the error names the server, the time and the last reason.
+#[test]
+fn the_configured_discovery_timeout_is_the_one_waited() {
+    let closed = FakeApiServer::reserve_on("127.0.31.2").local_addr().unwrap().port();
+    let worker = Sandbox::new();
+    let pin = format!("sha256:{}", "ab".repeat(32));
+    for (file, text, waited) in [
+        (
+            "v1beta4.yaml",
+            format!(
+                "apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n    token: abcdef.0123456789abcdef\n    apiServerEndpoint: 127.0.31.2:{closed}\n    caCertHashes: [{pin}]\ntimeouts:\n  discovery: 2s\n"
+            ),
+            "2s",
+        ),
+        (
+            "v1beta3.yaml",
+            format!(
+                "apiVersion: kubeadm.k8s.io/v1beta3\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n    token: abcdef.0123456789abcdef\n    apiServerEndpoint: 127.0.31.2:{closed}\n    caCertHashes: [{pin}]\n  timeout: 1s\n"
+            ),
+            "1s",
+        ),
+    ] {
+        worker.write(file, &text);
+        let run = worker
+            .kscript_env(
+                &[("KSCRIPT_TEST_CLUSTER_API", "real")],
+                &["run", "worker.rhai", "--root", "root", "--config", file, "--only", "join/discovery"],
+            )
+            .code(1);
+        let want = format!(
+            "discovery from 127.0.31.2:{closed}: no verified cluster-info after {waited}: cannot connect to the API server at https://127.0.31.2:{closed}: Connection refused"
+        );
+        let bare = |s: &str| s.split_whitespace().collect::<String>();
+        assert!(bare(&run.message()).contains(&bare(&want)), "no `{want}` in:\n{}", run.stderr);
+    }
 }
 
 /// wait-control-plane gives up after `timeouts.controlPlaneComponentHealthCheck` with a

@@ -22,6 +22,10 @@
 //! pairs; and, on `cluster-info`, the `jws-kubeconfig-<id>` keys the
 //! controller manager's bootstrap signer adds for each signing token Secret that has not
 //! expired.
+//!
+//! A test can make it a server still coming up: `/readyz` failing for a number of calls,
+//! every request answered 503 for a number of requests, cluster-info served unsigned for a
+//! number of GETs.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -71,6 +75,12 @@ struct State {
     not_ready_for: usize,
     /// Serve cluster-info altered after signing, as a machine in the middle would.
     tamper: bool,
+    /// How many more requests, of any path, answer 503 (a server whose storage is not ready,
+    /// or a load balancer with no healthy backend yet).
+    unavailable_for: usize,
+    /// How many more GETs of cluster-info are served without signatures, as before the
+    /// controller manager's bootstrap signer has run.
+    unsigned_for: usize,
 }
 
 /// The fake, serving until dropped.
@@ -217,6 +227,9 @@ impl State {
     /// of a collection.
     fn get(&self, path: &str, query: &str) -> (StatusCode, Value) {
         match self.objects.get(path).cloned() {
+            Some(o) if path.ends_with("/kube-public/configmaps/cluster-info") && self.unsigned_for > 0 => {
+                (StatusCode::OK, o)
+            }
             Some(o) if path.ends_with("/kube-public/configmaps/cluster-info") => {
                 let mut served = self.signed(o);
                 if self.tamper
@@ -523,6 +536,16 @@ impl FakeApiServer {
         self.state.lock().unwrap().not_ready_for = n;
     }
 
+    /// The next `n` requests, whatever they ask, answer 503.
+    pub fn unavailable_for(&self, n: usize) {
+        self.state.lock().unwrap().unavailable_for = n;
+    }
+
+    /// The next `n` GETs of cluster-info that would be answered are answered unsigned.
+    pub fn unsigned_for(&self, n: usize) {
+        self.state.lock().unwrap().unsigned_for = n;
+    }
+
     /// Serves cluster-info with its kubeconfig altered after signing (or not).
     pub fn tamper_with_cluster_info(&self, on: bool) {
         self.state.lock().unwrap().tamper = on;
@@ -560,7 +583,10 @@ async fn handle(
     };
     let mut state = state.lock().unwrap();
     let who = who.or_else(|| bearer.and_then(|t| state.bootstrap_identity(&t)));
-    let (code, answer) = if !state.allowed(who.as_ref(), &method, &path) {
+    let (code, answer) = if state.unavailable_for > 0 {
+        state.unavailable_for -= 1;
+        status(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "the server is starting")
+    } else if !state.allowed(who.as_ref(), &method, &path) {
         let user = who.as_ref().map_or("system:anonymous", |w| w.user.as_str());
         status(
             StatusCode::FORBIDDEN,
@@ -595,7 +621,13 @@ async fn handle(
                 "UnsupportedMediaType",
                 "only server-side apply here",
             ),
-            "GET" => state.get(&path, &query),
+            "GET" => {
+                let answer = state.get(&path, &query);
+                if path.ends_with("/kube-public/configmaps/cluster-info") && answer.0 == StatusCode::OK {
+                    state.unsigned_for = state.unsigned_for.saturating_sub(1);
+                }
+                answer
+            }
             "DELETE" => match state.objects.remove(&path) {
                 Some(_) => (
                     StatusCode::OK,

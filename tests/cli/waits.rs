@@ -187,7 +187,9 @@ fn a_failing_container_is_shown_with_its_last_log_line() {
     let run = node.wait(&["--set", "timeouts.controlPlaneComponentHealthCheck=3s"]).code(1);
     // Progress, while it waited (not a terminal: lines).
     let seen = format!("kube-apiserver exited with code 1 (attempt 1): {last}");
-    let progress: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("  ... seen: ")).collect();
+    // A line per change of what is seen: `  ... waiting: LABEL; WHAT IS SEEN`.
+    let progress: Vec<&str> =
+        run.stderr.lines().filter(|l| l.starts_with("  ... waiting: ") && l.contains("; ")).collect();
     assert!(progress.iter().any(|l| l.contains(&seen)), "no `{seen}` in progress: {}", run.stderr);
     assert!(progress.iter().any(|l| l.contains("etcd not started")), "{progress:?}");
     // One line per change of what is seen: the same sight is not repeated.
