@@ -111,7 +111,8 @@ pub struct RunArgs {
     /// Print a unified diff of each changed text file (never of keys or credentials).
     #[arg(long)]
     pub diff: bool,
-    /// Print every effect under its step, also when not in a dry run.
+    /// Print every effect under its step, also when not in a dry run; and with an error the
+    /// script threw or an effect that failed, where in the script it happened.
     #[arg(long, short = 'v')]
     pub verbose: bool,
     /// Exit with 2 when something changed or would change (0 when nothing did).

@@ -1,4 +1,7 @@
 //! Every error kscript reports, with its message and exit code in one place.
+//!
+//! Plain data, depending on no other module of kscript: the layers above build these (a Rhai
+//! error becomes a [`ScriptDiagnostic`] in `script_error`).
 
 use std::io;
 
@@ -50,6 +53,15 @@ impl Error {
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         Error::Io { context: context.into(), source }
     }
+
+    /// This error as an operator sees it without `-v`: see [`ScriptDiagnostic::for_operator`].
+    #[must_use]
+    pub fn for_operator(self) -> Self {
+        match self {
+            Error::Script(d) => Error::Script(Box::new(d.for_operator())),
+            other => other,
+        }
+    }
 }
 
 /// A configuration error at a key of a YAML file.
@@ -64,6 +76,20 @@ pub struct ConfigError {
     pub span: SourceSpan,
     #[help]
     pub help: Option<String>,
+}
+
+/// Why a script stopped: decides what an operator is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// A mistake in the script: it does not compile, calls what does not exist, passes a
+    /// function a wrong argument, runs into a limit. Shown with its source frame.
+    Bug,
+    /// The script threw it on purpose (`throw "..."`): a preflight failure, a refused
+    /// configuration. A message for the operator; the frame only with `-v`.
+    Thrown,
+    /// An effect failed (a command, a file, the API). A message for the operator; the
+    /// frame only with `-v`.
+    Effect,
 }
 
 /// A script error at a place in a source file, with the places that led there.
@@ -83,6 +109,23 @@ pub struct ScriptDiagnostic {
     pub chain: Vec<ChainFrame>,
     #[diagnostic(skip)]
     pub exit_code: u8,
+    #[diagnostic(skip)]
+    pub cause: Cause,
+}
+
+impl ScriptDiagnostic {
+    /// As an operator sees it: an error thrown on purpose or a failed effect is its message
+    /// alone (the message carries its own advice); a script bug keeps its frame and help.
+    #[must_use]
+    pub fn for_operator(mut self) -> Self {
+        if self.cause != Cause::Bug {
+            self.src = None;
+            self.span = None;
+            self.help = None;
+            self.chain.clear();
+        }
+        self
+    }
 }
 
 /// One caller in a script error's chain.
@@ -107,146 +150,4 @@ pub fn render(err: &dyn Diagnostic, color: bool) -> String {
         out = format!("error: {err}\n");
     }
     out
-}
-
-/// Why a script stopped, classified for the exit code and the help line.
-fn classify(leaf: &rhai::EvalAltResult, limits: &crate::engine::Limits) -> (u8, Option<String>) {
-    use rhai::EvalAltResult as E;
-    match leaf {
-        E::ErrorRuntime(v, _) if v.is::<crate::api::EffectFailure>() => (EXIT_FAILURE, None),
-        E::ErrorRuntime(..) => (EXIT_FAILURE, Some("the script threw this error".into())),
-        E::ErrorTooManyOperations(_) => (
-            EXIT_USAGE,
-            Some(format!(
-                "the script ran more than {} operations and was stopped: a loop that never ends?",
-                limits.max_operations
-            )),
-        ),
-        E::ErrorStackOverflow(_) => (
-            EXIT_USAGE,
-            Some(format!("calls nest deeper than {} levels: a recursion that never ends?", limits.max_call_levels)),
-        ),
-        E::ErrorDataTooLarge(..) => (EXIT_USAGE, Some("a string, array or map grew past the script limits".into())),
-        E::ErrorFunctionNotFound(..) => (
-            EXIT_USAGE,
-            Some("`kscript api` lists every function scripts can call, with its parameters".into()),
-        ),
-        E::ErrorPropertyNotFound(..) => (
-            EXIT_USAGE,
-            Some("the map has no such key; configuration keys are those of defaults.yaml".into()),
-        ),
-        E::ErrorModuleNotFound(..) => (
-            EXIT_USAGE,
-            Some("modules are looked up in the script's stdlib/ folder, then among the built-in ones (`kscript scripts`)".into()),
-        ),
-        _ => (EXIT_USAGE, None),
-    }
-}
-
-/// Byte span of a 1-based line and column in `text`, covering the word that starts there.
-fn span_at(text: &str, pos: rhai::Position) -> Option<SourceSpan> {
-    let line = pos.line()?;
-    let col = pos.position().unwrap_or(1).max(1);
-    let mut offset = 0;
-    for (i, l) in text.split_inclusive('\n').enumerate() {
-        if i + 1 == line {
-            let start = offset + l.char_indices().nth(col - 1).map_or(l.len(), |(b, _)| b);
-            let rest = &text[start..];
-            let len = rest
-                .char_indices()
-                .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
-                .map_or(rest.len(), |(b, _)| b)
-                .max(1)
-                .min(rest.len());
-            return Some(SourceSpan::new(start.into(), len));
-        }
-        offset += l.len();
-    }
-    None
-}
-
-/// Turns a Rhai error into a diagnostic that shows the source line, the marker and the chain
-/// of calls and imports that led to it. `context` (such as `step init/certs failed`) prefixes
-/// the message.
-pub fn from_rhai(
-    err: &rhai::EvalAltResult,
-    main_source: &str,
-    sources: &std::collections::HashMap<String, String>,
-    limits: &crate::engine::Limits,
-    context: Option<&str>,
-) -> Error {
-    use rhai::EvalAltResult as E;
-    let named = |src: &str| sources.get(src).map(|t| NamedSource::new(src, t.clone()));
-    let mut frames = Vec::new();
-    let mut current = main_source.to_string();
-    let mut e = err;
-    loop {
-        match e {
-            E::ErrorInFunctionCall(name, src, inner, pos) => {
-                if !pos.is_none() {
-                    let what = if name.starts_with("anon$") {
-                        "in a closure".to_string()
-                    } else {
-                        format!("in call to `{name}`")
-                    };
-                    frames.push((current.clone(), *pos, what));
-                }
-                if !src.is_empty() {
-                    current.clone_from(src);
-                }
-                e = inner;
-            }
-            E::ErrorInModule(name, inner, pos) => {
-                if !pos.is_none() {
-                    frames.push((current.clone(), *pos, format!("while loading module {name}")));
-                }
-                current.clone_from(name);
-                e = inner;
-            }
-            _ => break,
-        }
-    }
-    let (exit_code, help) = classify(e, limits);
-    let pos = e.position();
-    let message = match e {
-        E::ErrorRuntime(v, _) => {
-            v.clone().try_cast::<crate::api::EffectFailure>().map_or_else(|| v.to_string(), |f| f.message)
-        }
-        other => {
-            let text = other.to_string();
-            let suffix = format!(" ({pos})");
-            text.strip_suffix(&suffix).map(str::to_string).unwrap_or(text)
-        }
-    };
-    let message = match context {
-        Some(c) => format!("{c}: {message}"),
-        None => message,
-    };
-    let src = named(&current);
-    let span = src.as_ref().and_then(|_| span_at(&sources[&current], pos));
-    let location = pos
-        .line()
-        .map(|l| format!("{current}:{l}:{}", pos.position().unwrap_or(1)))
-        .unwrap_or(current.clone());
-    let chain = frames
-        .into_iter()
-        .rev()
-        .filter_map(|(src, pos, what)| {
-            let text = sources.get(&src)?;
-            Some(ChainFrame {
-                message: format!("{what}, at {src}:{}", pos.line().unwrap_or(0)),
-                span: span_at(text, pos)?,
-                src: NamedSource::new(&src, text.clone()),
-            })
-        })
-        .collect();
-    Error::Script(Box::new(ScriptDiagnostic {
-        message,
-        src: if span.is_some() { src } else { None },
-        span,
-        label: location,
-        help,
-        chain,
-        exit_code,
-    }))
 }

@@ -18,6 +18,7 @@ pub mod pki;
 pub mod report;
 pub mod root;
 pub mod runner;
+pub mod script_error;
 pub mod stages;
 pub mod stock;
 pub mod tree;

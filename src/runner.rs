@@ -164,7 +164,7 @@ impl Loaded {
     /// A Rhai error as a diagnostic with its sources.
     pub fn error(&self, err: &EvalAltResult, context: Option<&str>) -> Error {
         let sources: HashMap<String, String> = self.sources.borrow().clone();
-        crate::error::from_rhai(err, &self.script.name, &sources, &self.limits, context)
+        crate::script_error::from_rhai(err, &self.script.name, &sources, &self.limits, context)
     }
 
     pub fn model(&self) -> Model {
@@ -220,7 +220,10 @@ pub fn run(opts: &RunOptions) -> Result<u8, Error> {
     // With no server to diff against, a dry run shows the API objects themselves.
     let report = Reporter::stdout(opts.dry_run || opts.verbose, opts.diff, opts.dry_run || opts.diff);
     let probing = mode == Mode::Apply || (mode == Mode::DryRun && root.is_host_root());
-    let loaded = Loaded::new(script, &cfg, root, Host::for_mode(mode).probing_host(probing), report)?;
+    // Without -v, an error thrown on purpose or a failed effect is its message alone.
+    let shown = |e: Error| if opts.verbose { e } else { e.for_operator() };
+    let loaded =
+        Loaded::new(script, &cfg, root, Host::for_mode(mode).probing_host(probing), report).map_err(shown)?;
     for w in &warnings {
         loaded.ctx.report.borrow_mut().warn(w);
     }
@@ -274,7 +277,7 @@ pub fn run(opts: &RunOptions) -> Result<u8, Error> {
     let changed = run.changed;
     loaded.ctx.report.borrow_mut().recap(&recaps, started.elapsed());
     if let Some((full, err)) = failure {
-        return Err(loaded.error(&err, Some(&format!("step {full} failed"))));
+        return Err(shown(loaded.error(&err, Some(&format!("step {full} failed")))));
     }
     Ok(if opts.detailed_exitcode && changed > 0 { 2 } else { 0 })
 }

@@ -649,6 +649,55 @@ fn join_command(ctx: &Ctx, server: &str, token: &str, pins: Array) -> R<String> 
     Ok(cmd)
 }
 
+/// `text` as one shell word: as it is when the shell would take it so, else single-quoted
+/// (a `'` inside becomes `'\''`), so that a printed command can be pasted into a shell.
+fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-+=:,./@%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+/// `kscript run worker.rhai` with the `--set` flags that join the cluster at `server` with
+/// `token`, checking its CA against `pins`; with option `certificate_key`, as a control plane
+/// (`controlPlane`). In a dry run the token's secret is not shown.
+fn kscript_join_command(ctx: &Ctx, server: &str, token: &str, pins: Array, opts: &Map) -> R<String> {
+    const F: &str = "kscript_join_command";
+    check_opts(opts, &["certificate_key"], F)?;
+    let token = parse_token(F, token)?;
+    let pins = strings(F, "pins", pins)?;
+    check_pins(F, &pins)?;
+    let key = opt::<rhai::ImmutableString>(opts, "certificate_key", F)?;
+    let endpoint = server.split_once("://").map_or(server, |(_, rest)| rest).trim_end_matches('/');
+    let shown = if ctx.host.mode == Mode::DryRun {
+        format!("{}.[TOKEN SECRET: not shown in a dry run]", token.id)
+    } else {
+        token.expose()
+    };
+    let mut sets = vec![
+        format!("discovery.bootstrapToken.apiServerEndpoint={endpoint}"),
+        format!("discovery.bootstrapToken.token={shown}"),
+    ];
+    if pins.is_empty() {
+        sets.push("discovery.bootstrapToken.unsafeSkipCAVerification=true".into());
+    } else {
+        sets.push(format!("discovery.bootstrapToken.caCertHashes=[{}]", pins.join(", ")));
+    }
+    if let Some(key) = key {
+        // A YAML double-quoted string is a JSON string: the key stays a string whatever it holds.
+        let quoted = serde_json::to_string(key.as_str()).unwrap_or_default();
+        sets.push(format!("controlPlane={{certificateKey: {quoted}}}"));
+    }
+    let mut cmd = String::from("kscript run worker.rhai");
+    for s in &sets {
+        cmd.push_str(" --set ");
+        cmd.push_str(&shell_word(s));
+    }
+    Ok(cmd)
+}
+
 #[allow(clippy::too_many_lines)] // one registration after another, each with its documentation
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     const READY_DOC: &[&str] = &[
@@ -980,11 +1029,49 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         .register_into_engine(engine, move |server: &str, token: &str, pins: Array| {
             join_command(&c, server, token, pins)
         });
+
+    let c = ctx.clone();
+    FuncRegistration::new("kscript_join_command")
+        .with_comments([
+            "/// The `kscript run worker.rhai` command a node joins with, ready to paste into a",
+            "/// shell: `--set` flags for the API server endpoint of `server` (`https://host:port`",
+            "/// or `host:port`), the token and the CA pins (`discovery.bootstrapToken.*`; no pins:",
+            "/// `unsafeSkipCAVerification=true`). Option `certificate_key` makes it a control-plane",
+            "/// join (`controlPlane={certificateKey: ...}`; the node advertises the address of its",
+            "/// default route unless `controlPlane.localAPIEndpoint` says otherwise). In a dry run",
+            "/// the token's secret is not shown.",
+        ])
+        .with_params_info(["server: &str", "token: &str", "pins: Array", "options: Map", "String"])
+        .register_into_engine(engine, move |server: &str, token: &str, pins: Array, opts: Map| {
+            kscript_join_command(&c, server, token, pins, &opts)
+        });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each word, printed by `sh` after it split the quoted line, comes back as it was.
+    #[test]
+    fn shell_words_survive_the_shell() {
+        let words = [
+            "discovery.bootstrapToken.apiServerEndpoint=10.0.0.1:6443",
+            "discovery.bootstrapToken.caCertHashes=[sha256:ab, sha256:cd]",
+            "discovery.bootstrapToken.apiServerEndpoint=[fd00::1]:6443",
+            "controlPlane={certificateKey: \"<certificate key>\"}",
+            "it's $HOME `x` \\ * ?",
+            "",
+        ];
+        assert_eq!(shell_word(words[0]), words[0], "plain words stay as they are");
+        let line: Vec<String> = words.iter().map(|w| shell_word(w)).collect();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf '%s\\n' {}", line.join(" ")))
+            .output()
+            .unwrap();
+        let back: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+        assert_eq!(back, words);
+    }
 
     /// Against `printf 'hello world' | sha256sum`: the values concatenated in key order.
     #[test]

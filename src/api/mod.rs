@@ -200,9 +200,21 @@ pub fn effect_error(message: impl Into<String>) -> Box<EvalAltResult> {
     ))
 }
 
+/// The tag of a [`script_error`]'s message: a script sees a plain string (to match, print or
+/// rethrow), and the error report tells the script's misuse of a function, a bug shown with
+/// its source frame, from a `throw` of its own, a message for the operator.
+pub const MISUSE_TAG: i16 = 0x6b73;
+
 /// A mistake in the script's use of a function (bad argument), as a script error.
 pub fn script_error(message: impl Into<String>) -> Box<EvalAltResult> {
-    Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(message.into()), Position::NONE))
+    let mut value = Dynamic::from(message.into());
+    value.set_tag(MISUSE_TAG.into());
+    Box::new(EvalAltResult::ErrorRuntime(value, Position::NONE))
+}
+
+/// Whether a thrown value is a [`script_error`]'s, not a script's own `throw`.
+pub fn is_misuse(thrown: &Dynamic) -> bool {
+    thrown.is_string() && i64::from(thrown.tag()) == i64::from(MISUSE_TAG)
 }
 
 /// Reads an option from an options map, checking its type.

@@ -139,6 +139,23 @@ fn decoded(secret: &Value, key: &str) -> String {
     String::from_utf8(STANDARD.decode(secret["data"][key].as_str().unwrap()).unwrap()).unwrap()
 }
 
+/// show-join's lines: kubeadm's join command, and the same join as kscript's own command,
+/// quoted for a shell.
+fn assert_join_commands(cp: &ControlPlane, stdout: &str) {
+    let (token, port) = (cp.token(), cp.fake.port);
+    let pin = kscript::pki::ca_pin(&cp.sb.pki("ca.crt")).unwrap();
+    for line in [
+        format!(
+            "Join worker nodes with: kubeadm join 127.0.0.1:{port} --token {token} --discovery-token-ca-cert-hash {pin}\n"
+        ),
+        format!(
+            "  or with kscript: kscript run worker.rhai --set discovery.bootstrapToken.apiServerEndpoint=127.0.0.1:{port} --set discovery.bootstrapToken.token={token} --set 'discovery.bootstrapToken.caCertHashes=[{pin}]'\n"
+        ),
+    ] {
+        assert!(stdout.contains(&line), "no `{line}` in:\n{stdout}");
+    }
+}
+
 /// init's API phases against the fake: the requests in order (snapshotted, with the objects
 /// sent), what the cluster then holds, and a rerun that changes nothing.
 #[test]
@@ -198,15 +215,7 @@ fn init_against_a_fake_api_server() {
         assert!(run.stdout.contains(line), "no `{line}` in:\n{}", run.stdout);
     }
     let token = cp.token();
-    assert!(
-        run.stdout.contains(&format!(
-            "Join worker nodes with: kubeadm join 127.0.0.1:{} --token {token} --discovery-token-ca-cert-hash {}",
-            cp.fake.port,
-            kscript::pki::ca_pin(&cp.sb.pki("ca.crt")).unwrap()
-        )),
-        "{}",
-        run.stdout
-    );
+    assert_join_commands(&cp, &run.stdout);
 
     // The Node kept what the kubelet set, and gained the control plane's marks.
     let node = cp.fake.object("/api/v1/nodes/k8s-ctr").unwrap();
@@ -563,6 +572,14 @@ fn a_worker_joins_by_token_discovery() {
     // kubelet setting the worker's own configuration does not have.
     cp.run(&["init/upload-config"], &["--set", "kubernetesVersion=v1.33.0", "--set", "kubelet.maxPods=42"])
         .ok();
+    // The worker joins with the command init's show-join printed, pasted into a shell.
+    let shown = cp.run(&["init/show-join"], &[]).ok();
+    let printed = shown
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("or with kscript: "))
+        .unwrap_or_else(|| panic!("no kscript join command in:\n{}", shown.stdout))
+        .to_string();
     cp.fake.forget_requests();
     let worker = Sandbox::new();
     let endpoint = format!("discovery.bootstrapToken.apiServerEndpoint=127.0.0.1:{}", cp.fake.port);
@@ -591,7 +608,21 @@ fn a_worker_joins_by_token_discovery() {
         &token,
     ];
     let real = [("KSCRIPT_TEST_CLUSTER_API", "real")];
-    worker.kscript_env(&real, &[&args[..], &["--set", &pin]].concat()).ok();
+    let pasted = format!(
+        "'{}' {} --root '{}' --only join/discovery --only join/kubeconfig --only join/kubelet-start --set nodeRegistration.name=worker-1",
+        env!("CARGO_BIN_EXE_kscript"),
+        printed.strip_prefix("kscript ").expect("the command starts with kscript"),
+        root.display()
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&pasted)
+        .current_dir(worker.path())
+        .env("KSCRIPT_TEST_CLUSTER_API", "real")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    Run::from(&out).ok();
     assert_eq!(fs::read_to_string(root.join("etc/kubernetes/pki/ca.crt")).unwrap(), cp.sb.pki("ca.crt"));
     let boot = fs::read_to_string(root.join("etc/kubernetes/bootstrap-kubelet.conf")).unwrap();
     assert!(boot.contains(&format!("server: https://127.0.0.1:{}", cp.fake.port)), "{boot}");

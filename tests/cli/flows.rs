@@ -295,6 +295,59 @@ fn versions_pick_the_config_layout_pause_image_and_channel() {
     assert!(run.message().contains("containerd 2.3 is not supported"), "{}", run.stderr);
 }
 
+/// Asks stage 1's facts what containerd version its steps configure, and prints it.
+const CONTAINERD_FACTS: &str = r#"import "containerd" as containerd;
+stage("facts", "What stage 1 knows of containerd", [
+    step("version", "The version the containerd steps configure", || {
+        let f = containerd::facts(cfg);
+        info(`version=${f.version} detected=${f.detected}`);
+    }),
+]);
+"#;
+
+/// The warning of a chosen containerd version that is not the installed one.
+const VERSION_WARNING: &str = "kscript.containerd.version says";
+
+/// `kscript.containerd.version` left at `auto` takes the installed containerd's version
+/// without a word; a version the user chose that differs is said, and the installed one
+/// configured. On this host, through its real `containerd --version` (the run's only
+/// effect; the journal goes to the sandbox).
+#[test]
+fn only_a_chosen_containerd_version_that_differs_warns() {
+    let installed = containerd_version();
+    let sb = Sandbox::new();
+    sb.write("facts.rhai", CONTAINERD_FACTS);
+    let journal = sb.path().join("journal.jsonl");
+    let on_host = |extra: &[&str]| {
+        let mut args = vec!["run", "facts.rhai", "--journal", journal.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        sb.kscript(&args).ok()
+    };
+    let found = format!("version={installed} detected=true");
+
+    let run = on_host(&[]);
+    assert!(run.stdout.contains(&found), "{}", run.stdout);
+    assert!(!run.stderr.contains(VERSION_WARNING), "{}", run.stderr);
+
+    let same = format!("kscript.containerd.version={installed}");
+    let run = on_host(&["--set", &same]);
+    assert!(run.stdout.contains(&found), "{}", run.stdout);
+    assert!(!run.stderr.contains(VERSION_WARNING), "{}", run.stderr);
+
+    let other = if installed == "1.7" { "2.1" } else { "1.7" };
+    let run = on_host(&["--set", &format!("kscript.containerd.version={other}")]);
+    assert!(run.stdout.contains(&found), "{}", run.stdout);
+    let warning = format!(
+        "containerd {installed} is installed, kscript.containerd.version says {other}: configuring it for {installed}"
+    );
+    assert!(run.message().contains(&warning), "{}", run.stderr);
+
+    // A render has no containerd to ask: `auto` stands for 1.7, as the default did before.
+    let run = sb.render("facts.rhai", &[]).ok();
+    assert!(run.stdout.contains("version=1.7 detected=false"), "{}", run.stdout);
+    assert!(!run.stderr.contains(VERSION_WARNING), "{}", run.stderr);
+}
+
 #[test]
 fn bundles_install_from_local_files() {
     let sb = Sandbox::new();

@@ -246,6 +246,32 @@ fn init_uploads_the_shared_certificates_sealed() {
     // The join command for control planes carries the key.
     let run = c.run_first(&["init/show-join"]).ok();
     assert!(run.stdout.contains(&format!("--control-plane --certificate-key {key}")), "{}", run.stdout);
+    // So does kscript's own, and a shell hands its settings to kscript as they were meant.
+    let printed = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("or with kscript: "))
+        .find(|l| l.contains("controlPlane="))
+        .unwrap_or_else(|| panic!("no kscript control-plane join in:\n{}", run.stdout));
+    assert!(printed.ends_with(&format!(" --set 'controlPlane={{certificateKey: \"{key}\"}}'")), "{printed}");
+    let settings = printed.strip_prefix("kscript run worker.rhai ").unwrap();
+    let script = "import \"ha\" as ha;\nstage(\"s\", \"d\", [step(\"show\", \"d\", || { info(`endpoint=${cfg.discovery.bootstrapToken.apiServerEndpoint} pins=${cfg.discovery.bootstrapToken.caCertHashes} key=${cfg.controlPlane.certificateKey} joins=${ha::joins_control_plane(cfg)}`); })]);\n";
+    c.first.write("settings.rhai", script);
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("'{}' run settings.rhai --root settings-root {settings}", env!("CARGO_BIN_EXE_kscript")))
+        .current_dir(c.first.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let seen = Run::from(&out).ok();
+    let pin =
+        kscript::pki::ca_pin(&fs::read_to_string(pki(&c.first.root()).join("ca.crt")).unwrap()).unwrap();
+    assert!(
+        seen.stdout.contains(&format!("endpoint={} pins=[\"{pin}\"] key={key} joins=true", c.endpoint)),
+        "{}",
+        seen.stdout
+    );
 
     // A rerun within the two hours changes nothing: the same token, the same sealed values.
     let before = c.fake.objects();

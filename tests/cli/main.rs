@@ -492,6 +492,76 @@ fn commands_are_recorded_when_rendering_and_run_for_real() {
     );
     let run = sb.kscript(&["run", "fail.rhai", "--journal", journal.to_str().unwrap()]).code(1);
     assert!(run.stderr.contains("exited with code 3") && run.stderr.contains("broken"), "{}", run.stderr);
+    // A failed effect is a message for the operator: the script's frame only with -v.
+    assert!(!run.stderr.contains("╭─"), "{}", run.stderr);
+    let run = sb.kscript(&["run", "fail.rhai", "-v", "--journal", journal.to_str().unwrap()]).code(1);
+    assert!(run.stderr.contains("╭─[fail.rhai:1:"), "{}", run.stderr);
+}
+
+/// A module that refuses to go on, as preflight does: it throws its findings and the way
+/// out.
+const THROWING_MODULE: &str = "fn run_checks() {
+    let text = \"preflight checks failed:\\n  [ERROR Port-6443]: port 6443 is in use\";
+    throw text + \"\\nto go on anyway: --ignore-preflight-errors=Port-6443\";
+}
+";
+
+/// Errors a script throws on purpose are messages for the operator: the message and its
+/// advice, without the script's source frame or a help line about throwing; `-v` adds the
+/// frame. Script bugs (a function that does not exist, a wrong argument to a function) keep
+/// their frame without `-v`. Exit codes: 1 for a failed step, 2 for a script that cannot run.
+#[test]
+fn thrown_errors_are_messages_and_script_bugs_keep_their_frame() {
+    let sb = Sandbox::new();
+    sb.write("stdlib/checks.rhai", THROWING_MODULE);
+    sb.write(
+        "pre.rhai",
+        "import \"checks\" as checks;\nstage(\"init\", \"d\", [\n    step(\"preflight\", \"checks\", || {\n        checks::run_checks();\n    }),\n]);\n",
+    );
+    let run = sb.kscript(&["run", "pre.rhai", "--root", "root"]).code(1);
+    insta::assert_snapshot!("error_thrown", sb.stable(&run.stderr));
+    for part in [
+        "step init/preflight failed: preflight checks failed:",
+        "[ERROR Port-6443]: port 6443 is in use",
+        "to go on anyway: --ignore-preflight-errors=Port-6443",
+    ] {
+        assert!(run.stderr.contains(part), "no `{part}` in:\n{}", run.stderr);
+    }
+    for frame in ["╭─", "checks.rhai", "throw text", "the script threw"] {
+        assert!(!run.stderr.contains(frame), "`{frame}` in:\n{}", run.stderr);
+    }
+
+    let run = sb.kscript(&["run", "pre.rhai", "--root", "root", "-v"]).code(1);
+    insta::assert_snapshot!("error_thrown_verbose", sb.stable(&run.stderr));
+    for part in [
+        "to go on anyway: --ignore-preflight-errors=Port-6443",
+        "╭─[./stdlib/checks.rhai:3:",
+        "throw text",
+        "help: the script threw this error",
+        "in call to `run_checks`, at pre.rhai:4",
+    ] {
+        assert!(run.stderr.contains(part), "no `{part}` in:\n{}", run.stderr);
+    }
+
+    // Bugs: a function that does not exist; a function given an option it does not know.
+    sb.write(
+        "bug.rhai",
+        "stage(\"s\", \"d\", [\n    step(\"a\", \"calls nothing\", || {\n        no_such_function(1);\n    }),\n]);\n",
+    );
+    let run = sb.kscript(&["run", "bug.rhai", "--root", "root"]).code(2);
+    for part in ["Function not found: no_such_function", "╭─[bug.rhai:3:9]", "help: `kscript api` lists"]
+    {
+        assert!(run.stderr.contains(part), "no `{part}` in:\n{}", run.stderr);
+    }
+    sb.write(
+        "misuse.rhai",
+        "stage(\"s\", \"d\", [\n    step(\"a\", \"a wrong option\", || {\n        run([\"true\"], #{ bogus: 1 });\n    }),\n]);\n",
+    );
+    let run = sb.kscript(&["run", "misuse.rhai", "--root", "root"]).code(1);
+    for part in ["╭─[misuse.rhai:3:9]", "bogus", "help: `kscript api` describes"] {
+        assert!(run.stderr.contains(part), "no `{part}` in:\n{}", run.stderr);
+    }
+    assert!(!run.stderr.contains("the script threw"), "{}", run.stderr);
 }
 
 #[test]

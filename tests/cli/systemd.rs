@@ -195,9 +195,11 @@ fn a_failing_unit_is_reported_with_its_status_and_journal_lines() {
     assert_eq!(node.property("kscript-broken.service", "ActiveState"), "failed");
 }
 
-/// Stage 1 with Debian's containerd 1.6 (configured as such).
-const STAGE_1: &[&str] =
-    &["run", "control-plane.rhai", "--only", "containerd", "--set", "kscript.containerd.version=1.6"];
+/// Stage 1 with Debian's containerd 1.6, its version left to kscript (`auto`, the default).
+const STAGE_1: &[&str] = &["run", "control-plane.rhai", "--only", "containerd"];
+
+/// The warning of a chosen containerd version that is not the installed one.
+const VERSION_WARNING: &str = "kscript.containerd.version says";
 
 /// Stage 2 from the local bundle the test puts in the work folder.
 const STAGE_2: &[&str] = &[
@@ -319,6 +321,8 @@ fn stage_1_installs_and_starts_containerd(node: &Node) {
     let stage_1 = [STAGE_1, CONTAINER_LIMITS].concat();
     let run = timed(node, "stage 1", &stage_1).ok();
     assert!(run.stdout.contains("changed  containerd/package"), "{}", run.stdout);
+    // The user chose no version: the installed 1.6 is configured without a word.
+    assert!(!run.stderr.contains(VERSION_WARNING), "{}", run.stderr);
     assert!(run.stdout.contains("containerd/handlers/restart-containerd"), "{}", run.stdout);
     let version = node.sh("containerd --version");
     assert!(version.contains(" 1.6."), "Debian 12's containerd is 1.6: {version}");
@@ -347,6 +351,20 @@ fn stage_1_installs_and_starts_containerd(node: &Node) {
 
     let again = timed(node, "stage 1 again", &[&stage_1[..], &["--detailed-exitcode"]].concat()).ok();
     assert!(again.stdout.contains("changed=0"), "{}", again.stdout);
+    assert!(!again.stderr.contains(VERSION_WARNING), "{}", again.stderr);
+
+    // A version the user chose that is not the installed one: said, and the installed one
+    // configured all the same (nothing changes).
+    let chosen = [&stage_1[..], &["--set", "kscript.containerd.version=1.7", "--detailed-exitcode"]].concat();
+    let run = timed(node, "stage 1 with 1.7 chosen", &chosen).ok();
+    assert!(run.stdout.contains("changed=0"), "{}", run.stdout);
+    assert!(
+        squeeze(&run.stderr).contains(&squeeze(
+            "containerd 1.6 is installed, kscript.containerd.version says 1.7: configuring it for 1.6"
+        )),
+        "{}",
+        run.stderr
+    );
 }
 
 /// Stage 2 from the bundle: the binaries, the unit and kubeadm's drop-in, the CNI plugins,
