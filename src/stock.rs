@@ -23,7 +23,8 @@ pub const SCRIPTS: &[Embedded] =
 
 /// The stdlib: modules scripts import, and the configuration defaults.
 pub const STDLIB: &[Embedded] = embed!(
-    "stdlib": "cluster.rhai",
+    "stdlib": "bundle.rhai",
+    "cluster.rhai",
     "containerd.rhai",
     "defaults.yaml",
     "flannel.rhai",

@@ -289,6 +289,7 @@ fn stages_1_and_2_on_a_real_systemd() {
     what_a_container_cannot_do(&node);
     stage_1_installs_and_starts_containerd(&node);
     stage_2_leaves_kubelet_enabled_and_crash_looping(&node);
+    a_rerun_reads_nothing_of_an_unchanged_bundle(&node);
 }
 
 /// Stage 1 as it is fails in a container, at its first step: no kernel module can be loaded
@@ -412,4 +413,117 @@ fn stage_2_leaves_kubelet_enabled_and_crash_looping(node: &Node) {
     // The spec's state after stage 2: containerd running, kubelet enabled in a crash loop.
     assert_eq!(node.property("containerd.service", "ActiveState"), "active");
     assert_eq!(node.property("kubelet.service", "UnitFileState"), "enabled");
+}
+
+/// The host commands the journal records from entry `from` on, as `(step, command line)`,
+/// and how many entries it holds now.
+fn commands_since(node: &Node, from: usize) -> (Vec<(String, String)>, usize) {
+    let entries = journal::read(&node.path("/var/lib/kscript/journal.jsonl")).unwrap();
+    let commands = entries[from..]
+        .iter()
+        .filter(|e| e.action == "run")
+        .map(|e| (e.step.clone(), e.target.clone()))
+        .collect();
+    (commands, entries.len())
+}
+
+/// The entry of bundle file `path` (a path inside the container) in kscript's bundle record.
+fn bundle_record(node: &Node, path: &str) -> serde_json::Value {
+    let text = fs::read_to_string(node.path("/var/lib/kscript/bundle.json")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+    record["files"][path].clone()
+}
+
+/// Stage 2 after a first run, with the bundle unchanged: it reads nothing of the bundle and
+/// runs no command (the record and the runtime's image status answer). Then only what changed
+/// is installed again: a bundle binary with new content, a binary changed on the node, an
+/// image removed from containerd, a CNI plugin removed; a binary that was only touched has
+/// its new stamp recorded, and is not installed.
+fn a_rerun_reads_nothing_of_an_unchanged_bundle(node: &Node) {
+    let bundle = "/mnt/work/bundle";
+    let (_, mut seen) = commands_since(node, 0);
+    let kubelet = bundle_record(node, &format!("{bundle}/kubelet"));
+    assert_eq!(kubelet["written"]["/usr/bin/kubelet"]["mode"], 0o755, "{kubelet}");
+    assert!(kubelet["digest"].as_str().is_some_and(|d| d.starts_with("sha256:")), "{kubelet}");
+    assert_eq!(kubelet["version"], "Kubernetes v1.37.0", "{kubelet}");
+    let archive = bundle_record(node, &format!("{bundle}/images/pause.tar"));
+    assert_eq!(archive["images"], serde_json::json!([super::cri::IMAGE]), "{archive}");
+    let cni = bundle_record(node, &format!("{bundle}/cni-plugins-linux-amd64-v1.6.2.tgz"));
+    let plugins: Vec<&String> = cni["written"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
+    assert_eq!(
+        plugins,
+        ["/opt/cni/bin/bridge", "/opt/cni/bin/host-local", "/opt/cni/bin/loopback", "/opt/cni/bin/portmap"],
+        "{cni}"
+    );
+
+    // Unchanged: no command at all, nothing changed.
+    let again = timed(node, "stage 2, bundle unchanged", &[STAGE_2, &["--detailed-exitcode"]].concat()).ok();
+    assert!(again.stdout.contains("changed=0"), "{}", again.stdout);
+    let (commands, now) = commands_since(node, seen);
+    assert!(commands.is_empty(), "an unchanged bundle ran {commands:?}");
+    seen = now;
+
+    // New content for kubeadm in the bundle, kubectl only touched, /usr/bin/kubelet changed on
+    // the node: kubeadm and kubelet are installed again, kubectl is not.
+    node.sh(&format!(
+        "printf '#!/bin/sh\\necho kubeadm stand-in, second build\\n' > {bundle}/kubeadm; \
+         touch -d '2030-01-01 00:00:01' {bundle}/kubectl; echo changed >> /usr/bin/kubelet"
+    ));
+    let run = timed(node, "stage 2, two binaries to install", STAGE_2).ok();
+    assert!(run.stdout.contains("changed  kubelet/packages"), "{}", run.stdout);
+    let (commands, now) = commands_since(node, seen);
+    seen = now;
+    let installs: Vec<&str> =
+        commands.iter().filter(|(_, c)| c.starts_with("install ")).map(|(_, c)| c.as_str()).collect();
+    assert_eq!(
+        installs,
+        [
+            "install -m 0755 /mnt/work/bundle/kubelet /usr/bin/kubelet",
+            "install -m 0755 /mnt/work/bundle/kubeadm /usr/bin/kubeadm"
+        ],
+        "{commands:?}"
+    );
+    assert!(commands.iter().all(|(step, _)| step == "packages"), "other steps ran commands: {commands:?}");
+    assert_eq!(fs::read_to_string(node.path("/usr/bin/kubelet")).unwrap(), KUBELET_STUB);
+    assert!(node.sh("/usr/bin/kubeadm").contains("second build"));
+    let kubectl = bundle_record(node, &format!("{bundle}/kubectl"));
+    let touched = node.sh(&format!("stat -c %Y {bundle}/kubectl")).parse::<i64>().unwrap();
+    assert_eq!(kubectl["mtime"].as_i64().map(|ns| ns / 1_000_000_000), Some(touched), "{kubectl}");
+
+    // An image removed from containerd and a CNI plugin removed: the archive is imported and
+    // the tarball unpacked again, and nothing else runs.
+    node.sh(&format!("ctr -n k8s.io images rm {} && rm /opt/cni/bin/portmap", super::cri::IMAGE));
+    let run = timed(node, "stage 2, an image and a plugin missing", STAGE_2).ok();
+    assert!(
+        run.stdout.contains("changed  kubelet/images") && run.stdout.contains("changed  kubelet/cni"),
+        "{}",
+        run.stdout
+    );
+    let (commands, now) = commands_since(node, seen);
+    seen = now;
+    let changing: Vec<&str> =
+        commands.iter().filter(|(_, c)| !c.starts_with("tar -xOf")).map(|(_, c)| c.as_str()).collect();
+    assert_eq!(
+        changing,
+        [
+            "ctr -n k8s.io images import /mnt/work/bundle/images/pause.tar",
+            "tar -C /opt/cni/bin -xzvf /mnt/work/bundle/cni-plugins-linux-amd64-v1.6.2.tgz"
+        ],
+        "{commands:?}"
+    );
+    assert!(node.path("/opt/cni/bin/portmap").is_file());
+    let run = timed(node, "cri after the import", &["run", "cri.rhai"]).ok();
+    assert!(run.stdout.contains("pause present=true"), "{}", run.stdout);
+
+    // And settled again: stages 1 and 2 with nothing to do.
+    let stage_1 = [STAGE_1, CONTAINER_LIMITS].concat();
+    let run =
+        timed(node, "stage 1, nothing to change", &[&stage_1[..], &["--detailed-exitcode"]].concat()).ok();
+    assert!(run.stdout.contains("changed=0"), "{}", run.stdout);
+    let run = timed(node, "stage 2, nothing to change", &[STAGE_2, &["--detailed-exitcode"]].concat()).ok();
+    assert!(run.stdout.contains("changed=0"), "{}", run.stdout);
+    let (commands, _) = commands_since(node, seen);
+    let stage_2: Vec<_> =
+        commands.iter().filter(|(step, _)| ["packages", "images", "cni"].contains(&step.as_str())).collect();
+    assert!(stage_2.is_empty(), "an unchanged bundle ran {stage_2:?}");
 }
