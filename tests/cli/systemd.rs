@@ -4,7 +4,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -526,4 +526,125 @@ fn a_rerun_reads_nothing_of_an_unchanged_bundle(node: &Node) {
     let stage_2: Vec<_> =
         commands.iter().filter(|(step, _)| ["packages", "images", "cni"].contains(&step.as_str())).collect();
     assert!(stage_2.is_empty(), "an unchanged bundle ran {stage_2:?}");
+}
+
+/// Stages 1 and 2 from a bundle of real size, with nothing to change after the first run.
+fn stages_1_2_from(bundle: &str, version: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["run", "control-plane.rhai", "--only", "containerd", "--only", "kubelet"]
+        .iter()
+        .chain(CONTAINER_LIMITS)
+        .map(ToString::to_string)
+        .collect();
+    for set in [
+        "kscript.containerd.version=1.6".to_string(),
+        "kscript.kubernetes.source=bundle".to_string(),
+        format!("kscript.kubernetes.bundleDir={bundle}"),
+        format!("kubernetesVersion={version}"),
+    ] {
+        args.push("--set".into());
+        args.push(set);
+    }
+    args
+}
+
+/// A bundle as build-image.sh makes one for the VMs, in `dir`: kubelet, kubeadm and kubectl
+/// from `bin`, a CNI tarball of four 10 MB stand-in plugins, and image archives of the
+/// control plane binaries (one layer each) and pause.
+fn make_real_bundle(bin: &Path, dir: &Path) {
+    fs::create_dir_all(dir.join("images")).unwrap();
+    for b in ["kubelet", "kubeadm", "kubectl"] {
+        fs::copy(bin.join(b), dir.join(b)).unwrap();
+    }
+    let plugins = tempfile::tempdir().unwrap();
+    for p in ["bridge", "host-local", "loopback", "portmap"] {
+        let mut noise = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(fs::File::open("/dev/urandom").unwrap(), 10 << 20),
+            &mut noise,
+        )
+        .unwrap();
+        fs::write(plugins.path().join(p), &noise).unwrap();
+    }
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(plugins.path())
+        .arg("-czf")
+        .arg(dir.join("cni-plugins-linux-amd64-v1.6.2.tgz"))
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tar: {}", String::from_utf8_lossy(&out.stderr));
+    let version = k8s_version_of(bin);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/cri/oci-image.py");
+    for c in ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"] {
+        let out = Command::new("python3")
+            .arg(&script)
+            .arg(dir.join(format!("images/{c}.tar")))
+            .arg(format!("registry.k8s.io/{c}:{version}"))
+            .arg(format!("[\"/usr/local/bin/{c}\"]"))
+            .arg(format!("{}=/usr/local/bin/{c}", bin.join(c).display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "oci-image.py: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let build = tempfile::tempdir().unwrap();
+    fs::copy(super::cri::build_pause_image(build.path()), dir.join("images/pause.tar")).unwrap();
+}
+
+/// The Kubernetes version of the binaries in `bin` (`v1.32.13`), as kube-apiserver says.
+fn k8s_version_of(bin: &Path) -> String {
+    let out = Command::new(bin.join("kube-apiserver")).arg("--version").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no version in `kube-apiserver --version`: {text}"))
+        .to_string()
+}
+
+/// The RECAP lines of a run's output.
+fn recap(run: &Run) -> String {
+    run.stdout.lines().skip_while(|l| !l.starts_with("RECAP")).collect::<Vec<_>>().join("\n")
+}
+
+/// Figures, not a check: stages 1 and 2 on a real systemd from a bundle of real Kubernetes
+/// binaries (`KSCRIPT_K8S_BIN`, as for the VMs) and image archives built from them: the first
+/// run, then runs with nothing to change. Run with
+/// `KSCRIPT_K8S_BIN=DIR cargo test --test cli bundle_rerun_figures -- --ignored --nocapture`.
+#[test]
+#[ignore = "prints figures; needs KSCRIPT_K8S_BIN, a folder of Kubernetes binaries"]
+fn bundle_rerun_figures() {
+    let bin = PathBuf::from(
+        std::env::var("KSCRIPT_K8S_BIN").expect("KSCRIPT_K8S_BIN names a folder of Kubernetes binaries"),
+    );
+    let node = Node::boot();
+    let start = Instant::now();
+    make_real_bundle(&bin, &node.work().join("bundle"));
+    eprintln!("bundle made in {:.1}s: {}", start.elapsed().as_secs_f64(), node.sh("du -sh /mnt/work/bundle"));
+    let version = k8s_version_of(&bin);
+    let args = stages_1_2_from("/mnt/work/bundle", &version);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let first = timed(&node, "stages 1-2, first run", &args).ok();
+    eprintln!("{}", recap(&first));
+    // For a comparison: the same reruns with a forked flow (`control-plane.rhai` with its
+    // `stdlib/` beside it, such as an earlier commit's), then the built-in one again.
+    if let Some(fork) = std::env::var_os("KSCRIPT_FIGURES_FORK") {
+        let out = Command::new("cp").arg("-a").arg(&fork).arg(node.work().join("fork")).output().unwrap();
+        assert!(out.status.success(), "cp: {}", String::from_utf8_lossy(&out.stderr));
+        let mut forked = args.clone();
+        forked[1] = "fork/control-plane.rhai";
+        for i in 1..=2 {
+            let again =
+                timed(&node, &format!("stages 1-2 with the fork, nothing to change ({i})"), &forked).ok();
+            eprintln!("{}", recap(&again));
+        }
+    }
+    for i in 1..=3 {
+        let again = timed(
+            &node,
+            &format!("stages 1-2, nothing to change ({i})"),
+            &[&args[..], &["--detailed-exitcode"]].concat(),
+        )
+        .ok();
+        eprintln!("{}", recap(&again));
+    }
 }
