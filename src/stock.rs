@@ -22,7 +22,8 @@ pub const SCRIPTS: &[Embedded] = embed!("scripts": "certs.rhai", "control-plane.
 
 /// The stdlib: modules scripts import, and the configuration defaults.
 pub const STDLIB: &[Embedded] = embed!(
-    "stdlib": "cluster.rhai",
+    "stdlib": "bundle.rhai",
+    "cluster.rhai",
     "containerd.rhai",
     "defaults.yaml",
     "flannel.rhai",

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::rc::Rc;
 
-use rhai::{Engine, EvalAltResult, FuncRegistration, ImmutableString, Map};
+use rhai::{Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableString, Map};
 
 use super::{Ctx, check_opts, effect_error, opt, script_error};
 use crate::host::{FileKind, FileState, Owner};
@@ -120,6 +120,37 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         ])
         .with_params_info(["path: &str", "bool"])
         .register_into_engine(engine, move |path: &str| -> R<bool> { exists(&c, path) });
+
+    let c = ctx.clone();
+    FuncRegistration::new("stat")
+        .with_comments([
+            "/// What is at node path `path` (following symlinks inside the root): `#{ kind, size,",
+            "/// mtime, mode }`, where `kind` is `\"file\"`, `\"dir\"`, `\"symlink\"` or `\"other\"`,",
+            "/// `mtime` the last modification in nanoseconds since the Unix epoch and `mode` the",
+            "/// permission bits; `()` when nothing is there. Size and mtime together are a cheap",
+            "/// stamp of a file: compare them to tell whether it may have changed since.",
+        ])
+        .with_params_info(["path: &str", "Dynamic"])
+        .register_into_engine(engine, move |path: &str| -> R<Dynamic> { stat(&c, path) });
+
+    let c = ctx.clone();
+    FuncRegistration::new("file_digest")
+        .with_comments([
+            "/// The SHA-256 of the file at node path `path` as `\"sha256:<hex>\"`, read in chunks;",
+            "/// `()` when there is no file. It reads the whole file: use `stat` first to tell",
+            "/// whether it is worth reading.",
+        ])
+        .with_params_info(["path: &str", "Dynamic"])
+        .register_into_engine(engine, move |path: &str| -> R<Dynamic> { file_digest(&c, path) });
+
+    let c = ctx.clone();
+    FuncRegistration::new("list_dir")
+        .with_comments([
+            "/// The names of the entries of the folder at node path `path`, sorted (names only, not",
+            "/// paths); `()` when there is no such folder.",
+        ])
+        .with_params_info(["path: &str", "Dynamic"])
+        .register_into_engine(engine, move |path: &str| -> R<Dynamic> { list_dir(&c, path) });
 
     let c = ctx.clone();
     FuncRegistration::new("expect")
@@ -478,4 +509,59 @@ pub(crate) fn read_text(ctx: &Ctx, path: &str) -> R<Option<String>> {
 /// The text of the file at node path `path`; an error when there is none.
 pub(crate) fn read_file(ctx: &Ctx, path: &str) -> R<String> {
     read_text(ctx, path)?.ok_or_else(|| effect_error(format!("cannot read {path}: no such file")))
+}
+
+/// `stat(path)`: the stamp of what is at a node path, or `()`.
+fn stat(ctx: &Ctx, path: &str) -> R<Dynamic> {
+    let r = resolve(ctx, path, true)?;
+    let Some(s) = state(ctx, &r)? else { return Ok(Dynamic::UNIT) };
+    let kind = match s.kind {
+        FileKind::File => "file",
+        FileKind::Dir => "dir",
+        FileKind::Symlink => "symlink",
+        FileKind::Other => "other",
+    };
+    let mut m = Map::new();
+    m.insert("kind".into(), kind.into());
+    m.insert("size".into(), rhai::INT::try_from(s.size).unwrap_or(rhai::INT::MAX).into());
+    m.insert("mtime".into(), s.mtime_ns.into());
+    m.insert("mode".into(), rhai::INT::from(s.mode).into());
+    Ok(Dynamic::from_map(m))
+}
+
+/// `file_digest(path)`: `sha256:<hex>` of a node file, or `()`.
+fn file_digest(ctx: &Ctx, path: &str) -> R<Dynamic> {
+    let r = resolve(ctx, path, true)?;
+    if let Some(s) = state(ctx, &r)?
+        && s.kind != FileKind::File
+    {
+        return Err(effect_error(format!("cannot digest {}: it is not a regular file", r.node)));
+    }
+    let digest = ctx
+        .wait(&format!("reading {}", r.node), || ctx.host.files.digest(&r.host))
+        .map_err(|e| effect_error(format!("cannot read {}: {e}", r.node)))?;
+    Ok(digest.map_or(Dynamic::UNIT, |d| {
+        use std::fmt::Write;
+        let mut hex = String::with_capacity(7 + 64);
+        hex.push_str("sha256:");
+        for b in d {
+            let _ = write!(hex, "{b:02x}");
+        }
+        hex.into()
+    }))
+}
+
+/// `list_dir(path)`: the sorted entry names of a node folder, or `()`.
+fn list_dir(ctx: &Ctx, path: &str) -> R<Dynamic> {
+    let r = resolve(ctx, path, true)?;
+    match state(ctx, &r)? {
+        None => return Ok(Dynamic::UNIT),
+        Some(s) if s.kind != FileKind::Dir => {
+            return Err(effect_error(format!("cannot list {}: it is not a folder", r.node)));
+        }
+        Some(_) => {}
+    }
+    let names =
+        ctx.host.files.list(&r.host).map_err(|e| effect_error(format!("cannot list {}: {e}", r.node)))?;
+    Ok(names.map_or(Dynamic::UNIT, |n| n.into_iter().map(Dynamic::from).collect::<rhai::Array>().into()))
 }

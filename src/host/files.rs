@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
@@ -32,6 +32,9 @@ pub struct FileState {
     pub mode: u32,
     pub owner: Owner,
     pub size: u64,
+    /// The last modification, in nanoseconds since the Unix epoch (for a dry run's planned
+    /// file, when it was planned).
+    pub mtime_ns: i64,
     /// For a symlink, where it points.
     pub link_target: Option<PathBuf>,
 }
@@ -42,6 +45,11 @@ pub trait Files {
     fn state(&self, path: &Path) -> io::Result<Option<FileState>>;
     /// The content of the file at `path`; `None` when there is none.
     fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>>;
+    /// The SHA-256 of the content of the file at `path`, read in chunks (a bundle's binaries
+    /// and image archives are large); `None` when there is none.
+    fn digest(&self, path: &Path) -> io::Result<Option<[u8; 32]>>;
+    /// The names of the entries of folder `path`, sorted; `None` when there is none.
+    fn list(&self, path: &Path) -> io::Result<Option<Vec<String>>>;
     /// Replaces the file at `path` atomically: a temporary file in the same folder, written
     /// with `mode` (and `owner`) before any content, synced, then renamed over `path`.
     fn write(&self, path: &Path, content: &[u8], mode: u32, owner: Option<Owner>) -> io::Result<()>;
@@ -103,8 +111,23 @@ pub fn state_of(meta: &fs::Metadata, path: &Path) -> io::Result<FileState> {
         mode: meta.mode() & 0o7777,
         owner: Owner { uid: meta.uid(), gid: meta.gid() },
         size: meta.len(),
+        mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
         link_target: if kind == FileKind::Symlink { Some(fs::read_link(path)?) } else { None },
     })
+}
+
+/// A SHA-256 as aws-lc-rs hands it over, as an array.
+fn sha256_bytes(digest: &[u8]) -> [u8; 32] {
+    let mut out = [0; 32];
+    out.copy_from_slice(digest);
+    out
+}
+
+/// The current time in nanoseconds since the Unix epoch.
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 fn chown(path: &Path, owner: Option<Owner>) -> io::Result<()> {
@@ -129,6 +152,38 @@ impl Files for RealFiles {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    fn digest(&self, path: &Path) -> io::Result<Option<[u8; 32]>> {
+        let mut file = match fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut buf = vec![0; 1 << 20];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => ctx.update(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(sha256_bytes(ctx.finish().as_ref())))
+    }
+
+    fn list(&self, path: &Path) -> io::Result<Option<Vec<String>>> {
+        let entries = match fs::read_dir(path) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut names = entries
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<io::Result<Vec<_>>>()?;
+        names.sort();
+        Ok(Some(names))
     }
 
     fn write(&self, path: &Path, content: &[u8], mode: u32, owner: Option<Owner>) -> io::Result<()> {
@@ -244,12 +299,50 @@ impl Files for PlannedFiles {
         }
     }
 
+    fn digest(&self, path: &Path) -> io::Result<Option<[u8; 32]>> {
+        match self.planned(path) {
+            Some(Planned::Absent) => Ok(None),
+            Some(Planned::Present { content, .. }) => Ok(content
+                .map(|c| sha256_bytes(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &c).as_ref()))),
+            None => self.real.digest(path),
+        }
+    }
+
+    fn list(&self, path: &Path) -> io::Result<Option<Vec<String>>> {
+        let mut names = match self.planned(path) {
+            Some(Planned::Absent) => return Ok(None),
+            Some(Planned::Present { state, .. }) if state.kind != FileKind::Dir => {
+                return Err(io::Error::from(io::ErrorKind::NotADirectory));
+            }
+            // A folder the plan made may be one the disk has too (made again after a removal).
+            Some(Planned::Present { .. }) => self.real.list(path)?.unwrap_or_default(),
+            None => match self.real.list(path)? {
+                Some(names) => names,
+                None => return Ok(None),
+            },
+        };
+        for (p, planned) in self.plan.borrow().iter() {
+            if p.parent() != Some(path) {
+                continue;
+            }
+            let Some(name) = p.file_name().map(|n| n.to_string_lossy().into_owned()) else { continue };
+            match planned {
+                Planned::Absent => names.retain(|n| *n != name),
+                Planned::Present { .. } if !names.contains(&name) => names.push(name),
+                Planned::Present { .. } => {}
+            }
+        }
+        names.sort();
+        Ok(Some(names))
+    }
+
     fn write(&self, path: &Path, content: &[u8], mode: u32, owner: Option<Owner>) -> io::Result<()> {
         let state = FileState {
             kind: FileKind::File,
             mode,
             owner: owner.unwrap_or_else(Self::owner_now),
             size: content.len() as u64,
+            mtime_ns: now_ns(),
             link_target: None,
         };
         self.set(path, Planned::Present { state, content: Some(content.to_vec()) });
@@ -262,6 +355,7 @@ impl Files for PlannedFiles {
             mode,
             owner: owner.unwrap_or_else(Self::owner_now),
             size: 0,
+            mtime_ns: now_ns(),
             link_target: None,
         };
         self.set(path, Planned::Present { state, content: None });
@@ -288,6 +382,7 @@ impl Files for PlannedFiles {
             mode: 0o777,
             owner: Self::owner_now(),
             size: 0,
+            mtime_ns: now_ns(),
             link_target: Some(target.to_path_buf()),
         };
         self.set(path, Planned::Present { state, content: None });
@@ -322,6 +417,51 @@ mod tests {
         // A failed write leaves nothing either (the folder does not exist).
         assert!(f.write(&dir.path().join("no/such"), b"x", 0o644, None).is_err());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn digest_list_and_mtime_read_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = RealFiles::new();
+        let p = dir.path().join("big");
+        // More than one read buffer, so the chunks are hashed in order.
+        let content: Vec<u8> = (0..3_000_000u32).map(|i| u8::try_from(i % 251).unwrap()).collect();
+        fs::write(&p, &content).unwrap();
+        let whole = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &content);
+        assert_eq!(f.digest(&p).unwrap().unwrap().as_slice(), whole.as_ref());
+        assert_eq!(f.digest(&dir.path().join("none")).unwrap(), None);
+        let at = std::time::UNIX_EPOCH + std::time::Duration::new(1_600_000_000, 5);
+        fs::File::options().write(true).open(&p).unwrap().set_modified(at).unwrap();
+        assert_eq!(f.state(&p).unwrap().unwrap().mtime_ns, 1_600_000_000_000_000_005);
+        fs::create_dir(dir.path().join("a")).unwrap();
+        assert_eq!(f.list(dir.path()).unwrap().unwrap(), ["a", "big"]);
+        assert_eq!(f.list(&dir.path().join("none")).unwrap(), None);
+    }
+
+    #[test]
+    fn planned_digest_and_list_see_the_plan_over_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("kept"), b"disk").unwrap();
+        fs::write(dir.path().join("removed"), b"disk").unwrap();
+        let f = PlannedFiles::default();
+        f.write(&dir.path().join("kept"), b"planned", 0o644, None).unwrap();
+        f.write(&dir.path().join("added"), b"new", 0o644, None).unwrap();
+        f.remove(&dir.path().join("removed")).unwrap();
+        let sha = |b: &[u8]| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b).as_ref().to_vec();
+        assert_eq!(f.digest(&dir.path().join("kept")).unwrap().unwrap().to_vec(), sha(b"planned"));
+        assert_eq!(f.digest(&dir.path().join("removed")).unwrap(), None);
+        assert_eq!(f.list(dir.path()).unwrap().unwrap(), ["added", "kept"]);
+        // A folder only the plan has, and one the plan removed.
+        let sub = dir.path().join("sub");
+        f.mkdir(&sub, 0o755, None).unwrap();
+        f.write(&sub.join("x"), b"x", 0o644, None).unwrap();
+        assert_eq!(f.list(&sub).unwrap().unwrap(), ["x"]);
+        f.remove(&sub).unwrap();
+        assert_eq!(f.list(&sub).unwrap(), None);
+        assert!(f.list(&dir.path().join("kept")).is_err());
+        // The disk is as it was.
+        assert_eq!(fs::read(dir.path().join("kept")).unwrap(), b"disk");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]

@@ -1054,6 +1054,68 @@ fn kscript_wrote_knows_this_run_and_earlier_ones() {
     assert!(run.stdout.contains("before: true false"), "the journal of the first run: {}", run.stdout);
 }
 
+/// Asks `stat`, `file_digest` and `list_dir` about a file made before the run, one the run
+/// writes and one it removes, and about paths with nothing there.
+const STAT: &str = r#"stage("s", "x", [ step("q", "query", || {
+    file("/srv/b/new", "hello\n", #{ mode: 0o600 });
+    remove("/srv/b/gone");
+    let old = stat("/srv/b/old");
+    info(`old: kind=${old.kind} size=${old.size} mode=${old.mode.to_string()} mtime=${old.mtime}`);
+    info(`old digest: ${file_digest("/srv/b/old")}`);
+    let made = stat("/srv/b/new");
+    info(`new: kind=${made.kind} size=${made.size} mode=${made.mode} recent=${made.mtime > old.mtime}`);
+    info(`new digest: ${file_digest("/srv/b/new")}`);
+    info(`folder: kind=${stat("/srv/b").kind} list=${list_dir("/srv/b")}`);
+    info(`absent: ${stat("/srv/none") == ()} ${file_digest("/srv/none") == ()} ${list_dir("/srv/none") == ()} ${stat("/srv/b/gone") == ()}`);
+}) ]);"#;
+
+/// The stamp and digest primitives read the node root: the disk under `--root`, the plan over
+/// the disk in a dry run (a file the run writes or removes is seen as planned). They record
+/// nothing: queries are not effects.
+#[test]
+fn stat_digest_and_list_see_what_the_run_sees() {
+    let sb = Sandbox::new();
+    sb.write("stat.rhai", STAT);
+    let make_root = || {
+        let _ = fs::remove_dir_all(sb.root());
+        fs::create_dir_all(sb.root().join("srv/b")).unwrap();
+        for name in ["old", "gone"] {
+            let p = sb.root().join("srv/b").join(name);
+            fs::write(&p, "bundle file\n").unwrap();
+            let at = std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 123_456_789);
+            fs::File::options().write(true).open(&p).unwrap().set_modified(at).unwrap();
+        }
+    };
+    // 0o600 is 384, 0o644 420; sha256("bundle file\n") and sha256("hello\n").
+    let expected = [
+        "old: kind=file size=12 mode=420 mtime=1700000000123456789",
+        "old digest: sha256:fe54b38e55763b49208a1913ca0522cfb2d13b0d6cadfe511dd90ee87355aa12",
+        "new: kind=file size=6 mode=384 recent=true",
+        "new digest: sha256:5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03",
+        "folder: kind=dir list=[\"new\", \"old\"]",
+        "absent: true true true true",
+    ];
+    for args in [&["--dry-run"][..], &[][..]] {
+        make_root();
+        fs::set_permissions(sb.root().join("srv/b/old"), fs::Permissions::from_mode(0o644)).unwrap();
+        let run = sb.render("stat.rhai", args).ok();
+        for line in expected {
+            assert!(run.stdout.contains(line), "{args:?}: no `{line}` in\n{}", run.stdout);
+        }
+        let dry = args.contains(&"--dry-run");
+        assert_eq!(sb.root().join("srv/b/new").exists(), !dry, "{args:?}");
+        assert_eq!(sb.root().join("srv/b/gone").exists(), dry, "{args:?}");
+    }
+    // Only the file and the removal are in the journal.
+    let entries = kscript::journal::read(&sb.root().join("var/lib/kscript/journal.jsonl")).unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["file", "remove"], "{entries:?}");
+
+    sb.write("folder.rhai", r#"stage("s", "x", [ step("q", "q", || { file_digest("/srv/b"); }) ]);"#);
+    let run = sb.render("folder.rhai", &[]).code(1);
+    assert!(run.stderr.contains("cannot digest /srv/b: it is not a regular file"), "{}", run.stderr);
+}
+
 /// Fails the test, saying what to install, unless every program of `tools` (each with its
 /// Debian package) is on PATH or in /usr/sbin, and we are root. `what` says what the tests do,
 /// `why_root` why that needs root.

@@ -4,7 +4,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -291,6 +291,7 @@ fn stages_1_and_2_on_a_real_systemd() {
     what_a_container_cannot_do(&node);
     stage_1_installs_and_starts_containerd(&node);
     stage_2_leaves_kubelet_enabled_and_crash_looping(&node);
+    a_rerun_reads_nothing_of_an_unchanged_bundle(&node);
 }
 
 /// Stage 1 as it is fails in a container, at its first step: no kernel module can be loaded
@@ -430,4 +431,238 @@ fn stage_2_leaves_kubelet_enabled_and_crash_looping(node: &Node) {
     // The spec's state after stage 2: containerd running, kubelet enabled in a crash loop.
     assert_eq!(node.property("containerd.service", "ActiveState"), "active");
     assert_eq!(node.property("kubelet.service", "UnitFileState"), "enabled");
+}
+
+/// The host commands the journal records from entry `from` on, as `(step, command line)`,
+/// and how many entries it holds now.
+fn commands_since(node: &Node, from: usize) -> (Vec<(String, String)>, usize) {
+    let entries = journal::read(&node.path("/var/lib/kscript/journal.jsonl")).unwrap();
+    let commands = entries[from..]
+        .iter()
+        .filter(|e| e.action == "run")
+        .map(|e| (e.step.clone(), e.target.clone()))
+        .collect();
+    (commands, entries.len())
+}
+
+/// The entry of bundle file `path` (a path inside the container) in kscript's bundle record.
+fn bundle_record(node: &Node, path: &str) -> serde_json::Value {
+    let text = fs::read_to_string(node.path("/var/lib/kscript/bundle.json")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+    record["files"][path].clone()
+}
+
+/// Stage 2 after a first run, with the bundle unchanged: it reads nothing of the bundle and
+/// runs no command (the record and the runtime's image status answer). Then only what changed
+/// is installed again: a bundle binary with new content, a binary changed on the node, an
+/// image removed from containerd, a CNI plugin removed; a binary that was only touched has
+/// its new stamp recorded, and is not installed.
+fn a_rerun_reads_nothing_of_an_unchanged_bundle(node: &Node) {
+    let bundle = "/mnt/work/bundle";
+    let (_, mut seen) = commands_since(node, 0);
+    let kubelet = bundle_record(node, &format!("{bundle}/kubelet"));
+    assert_eq!(kubelet["written"]["/usr/bin/kubelet"]["mode"], 0o755, "{kubelet}");
+    assert!(kubelet["digest"].as_str().is_some_and(|d| d.starts_with("sha256:")), "{kubelet}");
+    assert_eq!(kubelet["version"], "Kubernetes v1.37.0", "{kubelet}");
+    let archive = bundle_record(node, &format!("{bundle}/images/pause.tar"));
+    assert_eq!(archive["images"], serde_json::json!([super::cri::IMAGE]), "{archive}");
+    let cni = bundle_record(node, &format!("{bundle}/cni-plugins-linux-amd64-v1.6.2.tgz"));
+    let plugins: Vec<&String> = cni["written"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
+    assert_eq!(
+        plugins,
+        ["/opt/cni/bin/bridge", "/opt/cni/bin/host-local", "/opt/cni/bin/loopback", "/opt/cni/bin/portmap"],
+        "{cni}"
+    );
+
+    // Unchanged: no command at all, nothing changed.
+    let again = timed(node, "stage 2, bundle unchanged", &[STAGE_2, &["--detailed-exitcode"]].concat()).ok();
+    assert!(again.stdout.contains("changed=0"), "{}", again.stdout);
+    let (commands, now) = commands_since(node, seen);
+    assert!(commands.is_empty(), "an unchanged bundle ran {commands:?}");
+    seen = now;
+
+    // New content for kubeadm in the bundle, kubectl only touched, /usr/bin/kubelet changed on
+    // the node: kubeadm and kubelet are installed again, kubectl is not.
+    node.sh(&format!(
+        "printf '#!/bin/sh\\necho kubeadm stand-in, second build\\n' > {bundle}/kubeadm; \
+         touch -d '2030-01-01 00:00:01' {bundle}/kubectl; echo changed >> /usr/bin/kubelet"
+    ));
+    let run = timed(node, "stage 2, two binaries to install", STAGE_2).ok();
+    assert!(run.stdout.contains("changed  kubelet/packages"), "{}", run.stdout);
+    let (commands, now) = commands_since(node, seen);
+    seen = now;
+    let installs: Vec<&str> =
+        commands.iter().filter(|(_, c)| c.starts_with("install ")).map(|(_, c)| c.as_str()).collect();
+    assert_eq!(
+        installs,
+        [
+            "install -m 0755 /mnt/work/bundle/kubelet /usr/bin/kubelet",
+            "install -m 0755 /mnt/work/bundle/kubeadm /usr/bin/kubeadm"
+        ],
+        "{commands:?}"
+    );
+    assert!(commands.iter().all(|(step, _)| step == "packages"), "other steps ran commands: {commands:?}");
+    assert_eq!(fs::read_to_string(node.path("/usr/bin/kubelet")).unwrap(), KUBELET_STUB);
+    assert!(node.sh("/usr/bin/kubeadm").contains("second build"));
+    let kubectl = bundle_record(node, &format!("{bundle}/kubectl"));
+    let touched = node.sh(&format!("stat -c %Y {bundle}/kubectl")).parse::<i64>().unwrap();
+    assert_eq!(kubectl["mtime"].as_i64().map(|ns| ns / 1_000_000_000), Some(touched), "{kubectl}");
+
+    // An image removed from containerd and a CNI plugin removed: the archive is imported and
+    // the tarball unpacked again, and nothing else runs.
+    node.sh(&format!("ctr -n k8s.io images rm {} && rm /opt/cni/bin/portmap", super::cri::IMAGE));
+    let run = timed(node, "stage 2, an image and a plugin missing", STAGE_2).ok();
+    assert!(
+        run.stdout.contains("changed  kubelet/images") && run.stdout.contains("changed  kubelet/cni"),
+        "{}",
+        run.stdout
+    );
+    let (commands, now) = commands_since(node, seen);
+    seen = now;
+    let changing: Vec<&str> =
+        commands.iter().filter(|(_, c)| !c.starts_with("tar -xOf")).map(|(_, c)| c.as_str()).collect();
+    assert_eq!(
+        changing,
+        [
+            "ctr -n k8s.io images import /mnt/work/bundle/images/pause.tar",
+            "tar -C /opt/cni/bin -xzvf /mnt/work/bundle/cni-plugins-linux-amd64-v1.6.2.tgz"
+        ],
+        "{commands:?}"
+    );
+    assert!(node.path("/opt/cni/bin/portmap").is_file());
+    let run = timed(node, "cri after the import", &["run", "cri.rhai"]).ok();
+    assert!(run.stdout.contains("pause present=true"), "{}", run.stdout);
+
+    // And settled again: stages 1 and 2 with nothing to do.
+    let stage_1 = [STAGE_1, CONTAINER_LIMITS].concat();
+    let run =
+        timed(node, "stage 1, nothing to change", &[&stage_1[..], &["--detailed-exitcode"]].concat()).ok();
+    assert!(run.stdout.contains("changed=0"), "{}", run.stdout);
+    let run = timed(node, "stage 2, nothing to change", &[STAGE_2, &["--detailed-exitcode"]].concat()).ok();
+    assert!(run.stdout.contains("changed=0"), "{}", run.stdout);
+    let (commands, _) = commands_since(node, seen);
+    let stage_2: Vec<_> =
+        commands.iter().filter(|(step, _)| ["packages", "images", "cni"].contains(&step.as_str())).collect();
+    assert!(stage_2.is_empty(), "an unchanged bundle ran {stage_2:?}");
+}
+
+/// Stages 1 and 2 from a bundle of real size, with nothing to change after the first run.
+fn stages_1_2_from(bundle: &str, version: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["run", "control-plane.rhai", "--only", "containerd", "--only", "kubelet"]
+        .iter()
+        .chain(CONTAINER_LIMITS)
+        .map(ToString::to_string)
+        .collect();
+    for set in [
+        "kscript.containerd.version=1.6".to_string(),
+        "kscript.kubernetes.source=bundle".to_string(),
+        format!("kscript.kubernetes.bundleDir={bundle}"),
+        format!("kubernetesVersion={version}"),
+    ] {
+        args.push("--set".into());
+        args.push(set);
+    }
+    args
+}
+
+/// A bundle as build-image.sh makes one for the VMs, in `dir`: kubelet, kubeadm and kubectl
+/// from `bin`, a CNI tarball of four 10 MB stand-in plugins, and image archives of the
+/// control plane binaries (one layer each) and pause.
+fn make_real_bundle(bin: &Path, dir: &Path) {
+    fs::create_dir_all(dir.join("images")).unwrap();
+    for b in ["kubelet", "kubeadm", "kubectl"] {
+        fs::copy(bin.join(b), dir.join(b)).unwrap();
+    }
+    let plugins = tempfile::tempdir().unwrap();
+    for p in ["bridge", "host-local", "loopback", "portmap"] {
+        let mut noise = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(fs::File::open("/dev/urandom").unwrap(), 10 << 20),
+            &mut noise,
+        )
+        .unwrap();
+        fs::write(plugins.path().join(p), &noise).unwrap();
+    }
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(plugins.path())
+        .arg("-czf")
+        .arg(dir.join("cni-plugins-linux-amd64-v1.6.2.tgz"))
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tar: {}", String::from_utf8_lossy(&out.stderr));
+    let version = k8s_version_of(bin);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/cri/oci-image.py");
+    for c in ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"] {
+        let out = Command::new("python3")
+            .arg(&script)
+            .arg(dir.join(format!("images/{c}.tar")))
+            .arg(format!("registry.k8s.io/{c}:{version}"))
+            .arg(format!("[\"/usr/local/bin/{c}\"]"))
+            .arg(format!("{}=/usr/local/bin/{c}", bin.join(c).display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "oci-image.py: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let build = tempfile::tempdir().unwrap();
+    fs::copy(super::cri::build_pause_image(build.path()), dir.join("images/pause.tar")).unwrap();
+}
+
+/// The Kubernetes version of the binaries in `bin` (`v1.32.13`), as kube-apiserver says.
+fn k8s_version_of(bin: &Path) -> String {
+    let out = Command::new(bin.join("kube-apiserver")).arg("--version").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no version in `kube-apiserver --version`: {text}"))
+        .to_string()
+}
+
+/// The RECAP lines of a run's output.
+fn recap(run: &Run) -> String {
+    run.stdout.lines().skip_while(|l| !l.starts_with("RECAP")).collect::<Vec<_>>().join("\n")
+}
+
+/// Figures, not a check: stages 1 and 2 on a real systemd from a bundle of real Kubernetes
+/// binaries (`KSCRIPT_K8S_BIN`, as for the VMs) and image archives built from them: the first
+/// run, then runs with nothing to change. Run with
+/// `KSCRIPT_K8S_BIN=DIR cargo test --test cli bundle_rerun_figures -- --ignored --nocapture`.
+#[test]
+#[ignore = "prints figures; needs KSCRIPT_K8S_BIN, a folder of Kubernetes binaries"]
+fn bundle_rerun_figures() {
+    let bin = PathBuf::from(
+        std::env::var("KSCRIPT_K8S_BIN").expect("KSCRIPT_K8S_BIN names a folder of Kubernetes binaries"),
+    );
+    let node = Node::boot();
+    let start = Instant::now();
+    make_real_bundle(&bin, &node.work().join("bundle"));
+    eprintln!("bundle made in {:.1}s: {}", start.elapsed().as_secs_f64(), node.sh("du -sh /mnt/work/bundle"));
+    let version = k8s_version_of(&bin);
+    let args = stages_1_2_from("/mnt/work/bundle", &version);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let first = timed(&node, "stages 1-2, first run", &args).ok();
+    eprintln!("{}", recap(&first));
+    // For a comparison: the same reruns with a forked flow (`control-plane.rhai` with its
+    // `stdlib/` beside it, such as an earlier commit's), then the built-in one again.
+    if let Some(fork) = std::env::var_os("KSCRIPT_FIGURES_FORK") {
+        let out = Command::new("cp").arg("-a").arg(&fork).arg(node.work().join("fork")).output().unwrap();
+        assert!(out.status.success(), "cp: {}", String::from_utf8_lossy(&out.stderr));
+        let mut forked = args.clone();
+        forked[1] = "fork/control-plane.rhai";
+        for i in 1..=2 {
+            let again =
+                timed(&node, &format!("stages 1-2 with the fork, nothing to change ({i})"), &forked).ok();
+            eprintln!("{}", recap(&again));
+        }
+    }
+    for i in 1..=3 {
+        let again = timed(
+            &node,
+            &format!("stages 1-2, nothing to change ({i})"),
+            &[&args[..], &["--detailed-exitcode"]].concat(),
+        )
+        .ok();
+        eprintln!("{}", recap(&again));
+    }
 }
