@@ -743,31 +743,26 @@ fn readme_commands_work() {
 /// Every snapshot file belongs to a test here: a renamed or deleted test leaves none behind.
 #[test]
 fn no_unreferenced_snapshots() {
-    let source = [
-        include_str!("main.rs"),
-        include_str!("pki.rs"),
-        include_str!("flows.rs"),
-        include_str!("nodes.rs"),
-        include_str!("cluster.rs"),
-        include_str!("ha.rs"),
-    ]
-    .concat();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/snapshots");
-    for entry in fs::read_dir(dir).unwrap() {
+    // Every test module of this binary: a snapshot `cli__MODULE__NAME.snap` (or `cli__NAME.snap`
+    // for main.rs) must be named by a test's source.
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli");
+    let mut modules = Vec::new();
+    let mut source = String::new();
+    for entry in fs::read_dir(&tests).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            modules.push(path.file_stem().unwrap().to_string_lossy().into_owned());
+            source.push_str(&fs::read_to_string(&path).unwrap());
+        }
+    }
+    for entry in fs::read_dir(tests.join("snapshots")).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         let Some(snap) = name
             .strip_prefix("cli__")
-            .map(|n| {
-                n.strip_prefix("pki__")
-                    .or_else(|| n.strip_prefix("cluster__"))
-                    .or_else(|| n.strip_prefix("flows__"))
-                    .or_else(|| n.strip_prefix("nodes__"))
-                    .or_else(|| n.strip_prefix("ha__"))
-                    .unwrap_or(n)
-            })
+            .map(|n| modules.iter().find_map(|m| n.strip_prefix(&format!("{m}__"))).unwrap_or(n))
             .and_then(|n| n.strip_suffix(".snap"))
         else {
-            panic!("unexpected file in tests/snapshots: {name}");
+            panic!("unexpected file in tests/cli/snapshots: {name}");
         };
         assert!(source.contains(&format!("\"{snap}\"")), "snapshot {name} is not used by any test");
     }
