@@ -144,9 +144,16 @@ fn register_journal(engine: &mut Engine, ctx: &Rc<Ctx>) {
             }
             // The journal file is read once per run, not once per question.
             if c.earlier_made.get().is_none() {
-                let journal =
-                    c.root.resolve(crate::journal::JOURNAL_PATH).map_err(|e| effect_error(e.to_string()))?;
-                let entries = crate::journal::read(&journal.host)
+                let journal = match c.journal_file.borrow().clone() {
+                    Some(file) => file,
+                    None => {
+                        c.root
+                            .resolve(crate::journal::JOURNAL_PATH)
+                            .map_err(|e| effect_error(e.to_string()))?
+                            .host
+                    }
+                };
+                let entries = crate::journal::read(&journal)
                     .map_err(|e| effect_error(format!("cannot read the journal: {e}")))?;
                 let _ = c.earlier_made.set(
                     entries

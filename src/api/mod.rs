@@ -89,6 +89,9 @@ pub struct Ctx {
     /// The node paths earlier runs' journal records kscript writing (or expecting another
     /// actor to write), read on first use.
     pub earlier_made: std::cell::OnceCell<std::collections::HashSet<String>>,
+    /// The journal file of this node (a host path) when `--journal` names another than the
+    /// one under the node root: where earlier runs' entries are read from.
+    pub journal_file: RefCell<Option<std::path::PathBuf>>,
 }
 
 impl Ctx {
@@ -104,6 +107,7 @@ impl Ctx {
             pki: pki::PkiState::from_env(),
             discovered: RefCell::default(),
             earlier_made: std::cell::OnceCell::new(),
+            journal_file: RefCell::default(),
         }
     }
 

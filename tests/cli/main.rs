@@ -981,6 +981,15 @@ fn kscript_wrote_knows_this_run_and_earlier_ones() {
     );
     let run = sb.render("wrote.rhai", &[]).ok();
     assert!(run.stdout.contains("before: true false true"), "the journal of the first run: {}", run.stdout);
+    // A journal kept elsewhere (--journal) is the one earlier runs are read from.
+    let journal = sb.path().join("elsewhere.jsonl");
+    let root = sb.path().join("root2");
+    let args =
+        ["run", "wrote.rhai", "--root", root.to_str().unwrap(), "--journal", journal.to_str().unwrap()];
+    let run = sb.kscript(&args).ok();
+    assert!(run.stdout.contains("before: false false false"), "{}", run.stdout);
+    let run = sb.kscript(&args).ok();
+    assert!(run.stdout.contains("before: true false true"), "the --journal of the first run: {}", run.stdout);
 }
 
 /// Fails the test, saying what to install, unless every program of `tools` (each with its
