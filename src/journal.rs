@@ -69,6 +69,13 @@ impl Entry {
         matches!(self.action.as_str(), "file" | "dir" | "parent")
             && matches!(self.outcome, Outcome::Ok | Outcome::Changed)
     }
+
+    /// Whether its target is kscript's: kscript wrote it, or expected another actor to make
+    /// it as part of the run (`expect`: kubelet.conf, which the kubelet writes after TLS
+    /// bootstrap on a worker). Preflight tells kscript's own node from a foreign one by this.
+    pub fn makes_target(&self) -> bool {
+        self.is_write() || (self.action == "expect" && self.outcome == Outcome::Expected)
+    }
 }
 
 /// The entries of one run, in order.
@@ -84,9 +91,9 @@ impl Journal {
         self.entries.push(entry);
     }
 
-    /// Whether this run wrote node path `path`.
-    pub fn wrote(&self, path: &str) -> bool {
-        self.entries.iter().any(|e| e.target == path && e.is_write())
+    /// Whether this run wrote node path `path`, or expected another actor to make it.
+    pub fn made(&self, path: &str) -> bool {
+        self.entries.iter().any(|e| e.target == path && e.makes_target())
     }
 
     /// Appends the entries not yet written to the journal file at `host_path`.

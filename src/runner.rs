@@ -243,7 +243,11 @@ pub fn run(opts: &RunOptions) -> Result<u8, Error> {
     loaded.ctx.report.borrow_mut().header(&format!("kscript {} {script_name}{origin} {target}", mode.name()));
 
     let journal_host = match &opts.journal {
-        Some(p) => p.clone(),
+        Some(p) => {
+            // Earlier runs' entries, which tell kscript's files from others', are there too.
+            *loaded.ctx.journal_file.borrow_mut() = Some(p.clone());
+            p.clone()
+        }
         None => {
             loaded
                 .ctx

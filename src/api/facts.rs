@@ -1,4 +1,5 @@
-//! Facts about the machine: host name and address.
+//! Facts about the machine: host name and address, what preflight reads, who holds a port,
+//! and what kscript's journal says it wrote.
 
 use std::rc::Rc;
 
@@ -61,6 +62,12 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
                 m.into()
             }))
         });
+    register_ports(engine, ctx);
+    register_journal(engine, ctx);
+}
+
+/// `port_free` and `port_use`: whether a port is in use, and by whom.
+fn register_ports(engine: &mut Engine, ctx: &Rc<Ctx>) {
     let c = ctx.clone();
     FuncRegistration::new("port_free")
         .with_comments([
@@ -78,26 +85,84 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             Ok(free.map_or(Dynamic::UNIT, Dynamic::from))
         });
     let c = ctx.clone();
+    FuncRegistration::new("port_use")
+        .with_comments([
+            "/// Who holds TCP `port` of this host, as `ss -ltnp` shows it: `()` when it is free (or",
+            "/// when rendering into a folder), else `#{ port, users, holders }`: `holders` the",
+            "/// processes with a listening socket on it, each `#{ pid, fd, name, command }` (`name`",
+            "/// as ss shows it, the kernel's 15-byte comm: `kube-controller`; `command` the base name",
+            "/// of argv[0] in full: `kube-controller-manager`, or `()`), and `users` ss's text for",
+            "/// them (`users:((\"nc\",pid=1234,fd=3))`). `holders` is empty and `users` is `()`",
+            "/// when the port is in use by a process this run cannot see (another PID namespace).",
+        ])
+        .with_params_info(["port: i64", "Dynamic"])
+        .register_into_engine(engine, move |port: i64| -> Result<Dynamic, Box<EvalAltResult>> {
+            let port =
+                u16::try_from(port).map_err(|_| super::script_error(format!("{port} is not a port")))?;
+            let used = c
+                .host
+                .facts
+                .port_use(port)
+                .map_err(|e| effect_error(format!("cannot find who holds port {port}: {e}")))?;
+            let Some(used) = used else {
+                return Ok(Dynamic::UNIT);
+            };
+            let mut m = Map::new();
+            m.insert("port".into(), i64::from(used.port).into());
+            m.insert("users".into(), used.ss_users().map_or(Dynamic::UNIT, Dynamic::from));
+            let holders: rhai::Array = used
+                .holders
+                .into_iter()
+                .map(|h| {
+                    let mut h2 = Map::new();
+                    h2.insert("pid".into(), i64::from(h.pid).into());
+                    h2.insert("fd".into(), i64::from(h.fd).into());
+                    h2.insert("name".into(), h.name.into());
+                    h2.insert("command".into(), h.command.map_or(Dynamic::UNIT, Dynamic::from));
+                    h2.into()
+                })
+                .collect();
+            m.insert("holders".into(), holders.into());
+            Ok(m.into())
+        });
+}
+
+/// `kscript_wrote`: what the journal says kscript made on this node.
+fn register_journal(engine: &mut Engine, ctx: &Rc<Ctx>) {
+    let c = ctx.clone();
     FuncRegistration::new("kscript_wrote")
         .with_comments([
-            "/// Whether kscript's journal on this node records writing node path `path` (so a",
-            "/// file there is kscript's own, not another tool's).",
+            "/// Whether kscript's journal on this node records writing node path `path`, or",
+            "/// expecting another actor to write it as part of kscript's run (a worker's",
+            "/// /etc/kubernetes/kubelet.conf, which the kubelet writes after TLS bootstrap): so a",
+            "/// file there is kscript's own, not another tool's.",
         ])
         .with_params_info(["path: &str", "bool"])
         .register_into_engine(engine, move |path: &str| -> Result<bool, Box<EvalAltResult>> {
-            if c.journal.borrow().wrote(path) {
+            if c.journal.borrow().made(path) {
                 return Ok(true);
             }
             // The journal file is read once per run, not once per question.
-            if c.earlier_writes.get().is_none() {
-                let journal =
-                    c.root.resolve(crate::journal::JOURNAL_PATH).map_err(|e| effect_error(e.to_string()))?;
-                let entries = crate::journal::read(&journal.host)
+            if c.earlier_made.get().is_none() {
+                let journal = match c.journal_file.borrow().clone() {
+                    Some(file) => file,
+                    None => {
+                        c.root
+                            .resolve(crate::journal::JOURNAL_PATH)
+                            .map_err(|e| effect_error(e.to_string()))?
+                            .host
+                    }
+                };
+                let entries = crate::journal::read(&journal)
                     .map_err(|e| effect_error(format!("cannot read the journal: {e}")))?;
-                let _ = c.earlier_writes.set(
-                    entries.into_iter().filter(crate::journal::Entry::is_write).map(|e| e.target).collect(),
+                let _ = c.earlier_made.set(
+                    entries
+                        .into_iter()
+                        .filter(crate::journal::Entry::makes_target)
+                        .map(|e| e.target)
+                        .collect(),
                 );
             }
-            Ok(c.earlier_writes.get().is_some_and(|w| w.contains(path)))
+            Ok(c.earlier_made.get().is_some_and(|w| w.contains(path)))
         });
 }

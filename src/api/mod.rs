@@ -86,8 +86,12 @@ pub struct Ctx {
     /// What token discovery verified in this run, by server, token, pins and trust: a later
     /// step asking the same is answered without fetching cluster-info again.
     pub discovered: RefCell<std::collections::HashMap<String, rhai::Map>>,
-    /// The node paths earlier runs' journal records kscript writing, read on first use.
-    pub earlier_writes: std::cell::OnceCell<std::collections::HashSet<String>>,
+    /// The node paths earlier runs' journal records kscript writing (or expecting another
+    /// actor to write), read on first use.
+    pub earlier_made: std::cell::OnceCell<std::collections::HashSet<String>>,
+    /// The journal file of this node (a host path) when `--journal` names another than the
+    /// one under the node root: where earlier runs' entries are read from.
+    pub journal_file: RefCell<Option<std::path::PathBuf>>,
 }
 
 impl Ctx {
@@ -102,7 +106,8 @@ impl Ctx {
             can_chown: nix::unistd::geteuid().is_root(),
             pki: pki::PkiState::from_env(),
             discovered: RefCell::default(),
-            earlier_writes: std::cell::OnceCell::new(),
+            earlier_made: std::cell::OnceCell::new(),
+            journal_file: RefCell::default(),
         }
     }
 

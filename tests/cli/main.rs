@@ -1025,28 +1025,38 @@ fn start_etcd_member(sb: &Sandbox, ip: &str) -> (KillOnDrop, PathBuf) {
     (member, log)
 }
 
-/// `kscript_wrote` answers from this run's writes and from the journal of earlier runs.
+/// `kscript_wrote` answers from this run's writes and from the journal of earlier runs; a
+/// file the run expected another actor to write (`expect`) counts as kscript's.
 #[test]
 fn kscript_wrote_knows_this_run_and_earlier_ones() {
     let sb = Sandbox::new();
     sb.write(
         "wrote.rhai",
         r#"stage("s", "x", [
-    step("ask", "before", || { info(`before: ${kscript_wrote("/etc/a.conf")} ${kscript_wrote("/etc/b.conf")}`); }),
-    step("write", "write", || { file("/etc/a.conf", "a\n"); }),
-    step("again", "after", || { info(`after: ${kscript_wrote("/etc/a.conf")} ${kscript_wrote("/etc/b.conf")}`); }),
+    step("ask", "before", || { info(`before: ${kscript_wrote("/etc/a.conf")} ${kscript_wrote("/etc/b.conf")} ${kscript_wrote("/etc/c.conf")}`); }),
+    step("write", "write", || { file("/etc/a.conf", "a\n"); expect("/etc/c.conf", "another actor"); }),
+    step("again", "after", || { info(`after: ${kscript_wrote("/etc/a.conf")} ${kscript_wrote("/etc/b.conf")} ${kscript_wrote("/etc/c.conf")}`); }),
 ]);"#,
     );
     fs::create_dir_all(sb.root().join("etc")).unwrap();
     fs::write(sb.root().join("etc/b.conf"), "not ours\n").unwrap();
     let run = sb.render("wrote.rhai", &[]).ok();
     assert!(
-        run.stdout.contains("before: false false") && run.stdout.contains("after: true false"),
+        run.stdout.contains("before: false false false") && run.stdout.contains("after: true false true"),
         "{}",
         run.stdout
     );
     let run = sb.render("wrote.rhai", &[]).ok();
-    assert!(run.stdout.contains("before: true false"), "the journal of the first run: {}", run.stdout);
+    assert!(run.stdout.contains("before: true false true"), "the journal of the first run: {}", run.stdout);
+    // A journal kept elsewhere (--journal) is the one earlier runs are read from.
+    let journal = sb.path().join("elsewhere.jsonl");
+    let root = sb.path().join("root2");
+    let args =
+        ["run", "wrote.rhai", "--root", root.to_str().unwrap(), "--journal", journal.to_str().unwrap()];
+    let run = sb.kscript(&args).ok();
+    assert!(run.stdout.contains("before: false false false"), "{}", run.stdout);
+    let run = sb.kscript(&args).ok();
+    assert!(run.stdout.contains("before: true false true"), "the --journal of the first run: {}", run.stdout);
 }
 
 /// Asks `stat`, `file_digest` and `list_dir` about a file made before the run, one the run

@@ -130,7 +130,7 @@ fn a_failed_test_leaves_no_container_behind() {
 }
 
 /// `text` without whitespace or miette's frame characters: miette wraps long lines anywhere.
-fn squeeze(text: &str) -> String {
+pub(super) fn squeeze(text: &str) -> String {
     text.chars().filter(|c| !c.is_whitespace() && *c != '│').collect()
 }
 

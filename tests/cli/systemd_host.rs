@@ -303,9 +303,20 @@ impl Footprint {
 }
 
 impl Node {
-    /// Boots a new container from the shared root file system; waits until systemd reports
-    /// `running` (or `degraded`).
+    /// Boots a new container from the shared root file system, in the machine's network
+    /// namespace; waits until systemd reports `running` (or `degraded`).
     pub(super) fn boot() -> Self {
+        Self::boot_with(false)
+    }
+
+    /// Boots a new container with a network namespace of its own (nspawn's
+    /// `--private-network`: only a loopback): what listens in it cannot collide with the ports
+    /// of the machine or of other tests, nor they with it.
+    pub(super) fn boot_private_network() -> Self {
+        Self::boot_with(true)
+    }
+
+    fn boot_with(private_network: bool) -> Self {
         require_tools();
         let tree = rootfs();
         sweep_leftovers_of_killed_runs();
@@ -345,12 +356,12 @@ impl Node {
             String::from_utf8_lossy(&out.stderr)
         );
         node.mounted = true;
-        node.start_nspawn(&base);
+        node.start_nspawn(&base, private_network);
         node.wait_running();
         node
     }
 
-    fn start_nspawn(&mut self, base: &Path) {
+    fn start_nspawn(&mut self, base: &Path, private_network: bool) {
         let cgroup_name = format!("{PREFIX}{}-{}", std::process::id(), self.name);
         let mut procs = Vec::new();
         for top in own_cgroups() {
@@ -376,6 +387,7 @@ impl Node {
             // /var/lib/containerd, and the kernel refuses an overlay there ("not supported as
             // upperdir"): a plain folder of the host's instead.
             .arg(bind("bind", &base.join("containerd"), "/var/lib/containerd"))
+            .args(private_network.then_some("--private-network"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -487,6 +499,18 @@ impl Node {
             .args(args)
             .stdin(Stdio::null());
         cmd
+    }
+
+    /// A program of the test machine run in the container's network namespace only (its
+    /// other namespaces, its files and its process numbers are the machine's): `ss` of the
+    /// machine, looking at the container's sockets.
+    pub(super) fn in_network(&self, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .args(["-t", &self.leader.to_string(), "-n", "--"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
     }
 
     pub(super) fn exec(&self, args: &[&str]) -> Output {
