@@ -468,8 +468,9 @@ impl RealCri {
     /// Why a connection that was made failed afterwards (reset, closed, a broken pipe). The
     /// moment it broke says little: a listener that goes away while our connection waits in
     /// its queue resets it, and one that was gone already refuses it; which of the two happens
-    /// is timing (a busy host, or a child process forked elsewhere in kscript that holds a copy
-    /// of the listener until it execs). So the socket is asked again, once: if no connection
+    /// is timing (a child process forked meanwhile by the listening process holds a copy of the
+    /// listener until it execs; the reset comes when the last copy closes, and a busy host
+    /// widens that window). So the socket is asked again, once: if no connection
     /// can be made now, that is the answer (`nothing listens`, `no socket`), the same as when
     /// the first connection was refused; if one can, the break is reported and the new
     /// connection kept for the next call.
