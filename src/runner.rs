@@ -370,6 +370,14 @@ impl StageRunner<'_> {
         self.changed += state.changed;
         let failed = finish_step(self.loaded, recap, &full, end, &state);
         if let Some(path) = &self.journal {
+            // The step's effects reach the disk before its journal entries do: a journal read
+            // after a crash names nothing the crash undid.
+            self.loaded
+                .ctx
+                .host
+                .files
+                .sync()
+                .map_err(|e| Error::io(format!("cannot sync the files step {full} wrote to disk"), e))?;
             self.loaded
                 .ctx
                 .journal
@@ -866,5 +874,116 @@ mod props {
         fn generated_programs_are_run_or_refused(text in program()) {
             let _ = load_and_run(&text);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::io;
+
+    use super::*;
+    use crate::host::{FileState, Files, Owner, RealFiles};
+
+    /// The real file system, with each change and sync noted in order, together with how many
+    /// journal lines were on disk at that moment.
+    struct Observed {
+        real: RealFiles,
+        journal: PathBuf,
+        log: Rc<RefCell<Vec<String>>>,
+    }
+
+    impl Observed {
+        fn note(&self, what: &str) {
+            let lines = std::fs::read_to_string(&self.journal).map_or(0, |t| t.lines().count());
+            self.log.borrow_mut().push(format!("{what} @{lines}"));
+        }
+    }
+
+    impl Files for Observed {
+        fn state(&self, path: &Path) -> io::Result<Option<FileState>> {
+            self.real.state(path)
+        }
+        fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+            self.real.read(path)
+        }
+        fn write(&self, path: &Path, content: &[u8], mode: u32, owner: Option<Owner>) -> io::Result<()> {
+            self.real.write(path, content, mode, owner)?;
+            self.note(&format!("write {}", path.file_name().unwrap().to_string_lossy()));
+            Ok(())
+        }
+        fn mkdir(&self, path: &Path, mode: u32, owner: Option<Owner>) -> io::Result<()> {
+            self.real.mkdir(path, mode, owner)?;
+            self.note(&format!("mkdir {}", path.file_name().unwrap().to_string_lossy()));
+            Ok(())
+        }
+        fn set_attrs(&self, path: &Path, mode: u32, owner: Option<Owner>) -> io::Result<()> {
+            self.real.set_attrs(path, mode, owner)?;
+            self.note(&format!("attrs {}", path.file_name().unwrap().to_string_lossy()));
+            Ok(())
+        }
+        fn symlink(&self, target: &Path, path: &Path) -> io::Result<()> {
+            self.real.symlink(target, path)
+        }
+        fn remove(&self, path: &Path) -> io::Result<()> {
+            self.real.remove(path)
+        }
+        fn sync(&self) -> io::Result<()> {
+            self.real.sync()?;
+            self.note("sync");
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_steps_files_are_synced_before_its_journal_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("journal.jsonl");
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let text = r#"
+stage("s", "writes", [
+    step("a", "two files", || { file("/etc/a.conf", "a"); file("/etc/b.conf", "b"); }),
+    step("same", "nothing to change", || { file("/etc/a.conf", "a"); }),
+    step("c", "one more, one mode", || { file("/etc/c.conf", "c"); file("/etc/a.conf", "a", #{ mode: 0o600 }); }),
+]);
+"#;
+        let script = Script { name: "sync.rhai".into(), text: text.into(), dir: None };
+        let (cfg, _) = script.config(&[], &[]).unwrap();
+        let mut host = Host::for_mode(Mode::Render);
+        host.files =
+            Box::new(Observed { real: RealFiles::new(), journal: journal.clone(), log: log.clone() });
+        std::fs::create_dir(dir.path().join("root")).unwrap();
+        let root = NodeRoot::new(&dir.path().join("root")).unwrap();
+        let loaded = Loaded::new(script, &cfg, root, host, Reporter::silent()).unwrap();
+        let model = loaded.model();
+        let mut run = StageRunner {
+            loaded: &loaded,
+            journal: Some(journal.clone()),
+            changed: 0,
+            steps_done: 0,
+            kill_after: None,
+        };
+        let (_, failure) = run.stage(0, 1, &model.stages[0], &[true, true, true]).unwrap();
+        assert!(failure.is_none());
+        // Step a: the folder and both files, then one sync, all before the journal holds
+        // anything; step `same` syncs nothing new but is journaled after a (no-op) sync; step
+        // c's changes are synced before its lines follow.
+        let a = crate::journal::read(&journal).unwrap();
+        let lines = |step: &str| a.iter().filter(|e| e.step == step).count();
+        let (la, ls) = (lines("a"), lines("same"));
+        assert_eq!(
+            *log.borrow(),
+            [
+                "mkdir etc @0".to_string(),
+                "write a.conf @0".into(),
+                "write b.conf @0".into(),
+                "sync @0".into(),
+                format!("sync @{la}"),
+                format!("write c.conf @{}", la + ls),
+                format!("attrs a.conf @{}", la + ls),
+                format!("sync @{}", la + ls),
+            ]
+        );
+        assert!(a.len() > la + ls, "step c is journaled after its sync");
     }
 }

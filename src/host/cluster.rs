@@ -749,7 +749,7 @@ enum FetchError {
     Connect(io::Error),
     BadName,
     Tls(io::Error),
-    Http(String),
+    Http(io::Error),
     Status(http::StatusCode, String),
     NotJson(String),
 }
@@ -825,7 +825,9 @@ impl FetchError {
                     ),
                 ),
             },
-            FetchError::Http(e) => io::Error::other(format!("HTTP with the API server at {url} failed: {e}")),
+            FetchError::Http(e) => {
+                io::Error::new(e.kind(), format!("HTTP with the API server at {url} failed: {e}"))
+            }
             FetchError::Status(code, text) => {
                 let kind = match code.as_u16() {
                     401 | 403 => io::ErrorKind::PermissionDenied,
@@ -882,7 +884,7 @@ async fn fetch_cluster_info(
     let request = http::Request::get(CLUSTER_INFO_PATH)
         .header(http::header::ACCEPT, "application/json")
         .body(Full::new(Bytes::new()))
-        .map_err(|e| FetchError::Http(e.to_string()))?;
+        .map_err(|e| FetchError::Http(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
     let (status, body) = https::exchange(endpoint, config, request).await?;
     if !status.is_success() {
         return Err(FetchError::Status(status, String::from_utf8_lossy(&body).into_owned()));
@@ -1163,8 +1165,16 @@ mod tests {
 
     #[test]
     fn an_unreachable_server_is_named_with_its_timeout() {
-        // A port nothing listens on: bound, then closed.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // A port nothing listens on, for as long as the test runs: a socket bound to it and
+        // never listening refuses every connection, and holds the port (no SO_REUSEADDR) so no
+        // other test takes it. (A listener bound and closed again is not that: a child forked
+        // meanwhile by another thread holds a copy until it execs, and a connection made then
+        // is queued and reset, not refused; and the port is free for anyone to take.)
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, socket};
+        use std::os::fd::AsRawFd;
+        let closed = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+        bind(closed.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0)).unwrap();
+        let port = getsockname::<SockaddrIn>(closed.as_raw_fd()).unwrap().port();
         let cluster = RealCluster::new();
         let err = cluster
             .cluster_info(&format!("127.0.0.1:{port}"), Trust::Nothing, Duration::from_secs(2))

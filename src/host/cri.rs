@@ -549,6 +549,19 @@ impl RealCri {
         if let Some(ch) = self.channel.borrow().as_ref() {
             return Ok(ch.clone());
         }
+        let ch = match self.connect() {
+            // The connection was made and broke while being set up: what the socket says to a
+            // second connection is the answer (see `after_break`).
+            Err(e) if broke(e.kind()) => self.connect()?,
+            other => other?,
+        };
+        *self.channel.borrow_mut() = Some(ch.clone());
+        Ok(ch)
+    }
+
+    /// A new connection to the socket (eager: tonic dials before it returns), its failure
+    /// classified from the io error in its chain of causes.
+    fn connect(&self) -> io::Result<Channel> {
         let socket = self.socket.clone();
         let connector = tower::service_fn(move |_: Uri| {
             let socket = socket.clone();
@@ -560,19 +573,40 @@ impl RealCri {
         // The URI is not used: the connector dials the socket.
         let endpoint = Endpoint::from_static("http://cri.invalid").connect_timeout(CONNECT_DEADLINE);
         let rt = self.runtime()?;
-        let ch = rt
-            .block_on(async {
-                tokio::time::timeout(CONNECT_DEADLINE, endpoint.connect_with_connector(connector)).await
-            })
-            .map_err(|_| {
-                self.unreachable(
-                    Some(io::ErrorKind::TimedOut),
-                    &format!("no answer within {}s", CONNECT_DEADLINE.as_secs()),
+        rt.block_on(async {
+            tokio::time::timeout(CONNECT_DEADLINE, endpoint.connect_with_connector(connector)).await
+        })
+        .map_err(|_| {
+            self.unreachable(
+                Some(io::ErrorKind::TimedOut),
+                &format!("no answer within {}s", CONNECT_DEADLINE.as_secs()),
+            )
+        })?
+        .map_err(|e| self.unreachable(io_kind_of(&e), &root_cause(&e)))
+    }
+
+    /// Why a connection that was made failed afterwards (reset, closed, a broken pipe). The
+    /// moment it broke says little: a listener that goes away while our connection waits in
+    /// its queue resets it, and one that was gone already refuses it; which of the two happens
+    /// is timing (a child process forked meanwhile by the listening process holds a copy of the
+    /// listener until it execs; the reset comes when the last copy closes, and a busy host
+    /// widens that window). So the socket is asked again, once: if no connection
+    /// can be made now, that is the answer (`nothing listens`, `no socket`), the same as when
+    /// the first connection was refused; if one can, the break is reported and the new
+    /// connection kept for the next call.
+    fn after_break(&self, kind: Option<io::ErrorKind>, cause: &str) -> io::Error {
+        self.channel.borrow_mut().take();
+        match self.connect() {
+            Err(e) => e,
+            Ok(ch) => {
+                *self.channel.borrow_mut() = Some(ch);
+                let s = self.socket.display();
+                io::Error::new(
+                    kind.unwrap_or(io::ErrorKind::ConnectionAborted),
+                    format!("the connection to {s} broke: {cause}; {HINT}"),
                 )
-            })?
-            .map_err(|e| self.unreachable(io_kind_of(&e), &root_cause(&e)))?;
-        *self.channel.borrow_mut() = Some(ch.clone());
-        Ok(ch)
+            }
+        }
     }
 
     /// Runs one call against the runtime, within `deadline`.
@@ -596,15 +630,25 @@ impl RealCri {
 
     fn status_error(&self, what: &str, status: &tonic::Status) -> io::Error {
         use std::error::Error as _;
+        // A status the runtime sent has no source. One tonic made from a transport error keeps
+        // that error as its source, whatever code it was given (`Unavailable` when connecting
+        // failed, `Unknown` when a made connection broke), so the transport's failure is told
+        // from the chain of causes, never from the code.
+        if let Some(source) = status.source() {
+            let kind = io_kind_of(source);
+            let cause = root_cause(source);
+            let e = match kind {
+                Some(k) if !broke(k) => {
+                    // Connecting failed (tonic reconnects on its own after a break): the
+                    // socket's state already.
+                    self.channel.borrow_mut().take();
+                    self.unreachable(kind, &cause)
+                }
+                _ => self.after_break(kind, &cause),
+            };
+            return io::Error::new(e.kind(), format!("{what}: {e}"));
+        }
         match status.code() {
-            tonic::Code::Unavailable => {
-                let kind = status.source().and_then(io_kind_of);
-                let cause = status.source().map_or_else(|| status.message().to_string(), root_cause);
-                // The connection broke: connect afresh next time.
-                self.channel.borrow_mut().take();
-                let e = self.unreachable(kind, &cause);
-                io::Error::new(e.kind(), format!("{what}: {e}"))
-            }
             tonic::Code::NotFound => {
                 io::Error::new(io::ErrorKind::NotFound, format!("{what}: {}", status.message()))
             }
@@ -619,6 +663,19 @@ impl RealCri {
             code => io::Error::other(format!("{what}: {code:?}: {}", status.message())),
         }
     }
+}
+
+/// Whether an io error's kind says a connection that was made broke, rather than that none
+/// could be made (`NotFound`, `ConnectionRefused`, `PermissionDenied`, `TimedOut`) — or an
+/// io error of unknown meaning (`Other`), taken as a break too.
+fn broke(kind: io::ErrorKind) -> bool {
+    !matches!(
+        kind,
+        io::ErrorKind::NotFound
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::PermissionDenied
+            | io::ErrorKind::TimedOut
+    )
 }
 
 fn check_id(what: &str, id: &str) -> io::Result<()> {
@@ -1043,6 +1100,47 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
         assert!(err.to_string().contains("nothing listens"), "{err}");
         assert!(cri.stop_pod("").unwrap_err().to_string().contains("no id given"));
+    }
+
+    /// The flaky failure, made likely: while the listener is open, other threads fork children
+    /// (as kscript's commands and parallel tests do), which hold a copy of it until they exec;
+    /// a connection made then is queued and reset instead of refused. Every look must still
+    /// give the one answer.
+    #[test]
+    fn a_closed_listener_is_refused_while_children_are_forked() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let forkers: Vec<_> = (0..2)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let _ = std::process::Command::new("true").status();
+                    }
+                })
+            })
+            .collect();
+        let mut answers: BTreeMap<String, usize> = BTreeMap::new();
+        for _ in 0..200 {
+            let dir = tempfile::tempdir().unwrap();
+            let socket = dir.path().join("containerd.sock");
+            let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+            // Long enough for a fork to catch the listener now and then.
+            std::thread::sleep(Duration::from_micros(300));
+            drop(listener);
+            let err = RealCri::new(&socket).status().unwrap_err();
+            let text = err.to_string().replace(&socket.display().to_string(), "SOCKET");
+            *answers.entry(format!("{:?}: {text}", err.kind())).or_default() += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for f in forkers {
+            f.join().unwrap();
+        }
+        assert!(
+            answers.keys().all(|a| a.starts_with("ConnectionRefused:") && a.contains("nothing listens")),
+            "{answers:#?}"
+        );
     }
 
     #[test]

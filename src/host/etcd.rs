@@ -73,7 +73,7 @@ pub async fn post(endpoint: &str, tls: &EtcdTls, path: &str, body: &Value) -> io
                 "TLS with etcd at {url} failed (is its certificate signed by the etcd CA, and this client's too?): {e}"
             ),
         ),
-        https::Failure::Http(e) => io::Error::other(format!("HTTP with etcd at {url}: {e}")),
+        https::Failure::Http(e) => io::Error::new(e.kind(), format!("HTTP with etcd at {url}: {e}")),
     })?;
     let answer: Value = serde_json::from_slice(&bytes).map_err(|e| {
         io::Error::new(

@@ -3,7 +3,7 @@
 //! Paths here are host paths that [`crate::root::NodeRoot`] already resolved and confined.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
@@ -51,7 +51,8 @@ pub trait Files {
     /// The names of the entries of folder `path`, sorted; `None` when there is none.
     fn list(&self, path: &Path) -> io::Result<Option<Vec<String>>>;
     /// Replaces the file at `path` atomically: a temporary file in the same folder, written
-    /// with `mode` (and `owner`) before any content, synced, then renamed over `path`.
+    /// with `mode` (and `owner`) before any content, then renamed over `path`. It is durable
+    /// after the next [`Files::sync`], not before.
     fn write(&self, path: &Path, content: &[u8], mode: u32, owner: Option<Owner>) -> io::Result<()>;
     /// Creates the folder `path` (its parent exists).
     fn mkdir(&self, path: &Path, mode: u32, owner: Option<Owner>) -> io::Result<()>;
@@ -61,6 +62,10 @@ pub trait Files {
     fn symlink(&self, target: &Path, path: &Path) -> io::Result<()>;
     /// Removes what is at `path` (a folder with its content).
     fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Makes every change made through this backend since the last sync durable. The runner
+    /// calls it when a step ends, before it appends the step's journal entries: the journal
+    /// never names an effect that a crash could still undo.
+    fn sync(&self) -> io::Result<()>;
     /// Whether this backend shows the disk as it is, so what the root's walk saw of a path
     /// can stand in for asking again (false for a dry run's plan).
     fn reads_disk(&self) -> bool {
@@ -69,15 +74,38 @@ pub trait Files {
 }
 
 /// The real file system.
+///
+/// Durability is per step, not per file: a write is not synced on its own; [`Files::sync`]
+/// syncs each file system changed since the last sync once (`syncfs`), and the runner calls it
+/// before a step's journal entries are appended. One sync per step instead of one per file is
+/// what makes a fresh render on a disk about as fast as on tmpfs.
+///
+/// What a crash (power loss, kernel panic) can leave, as the journal sees it:
+/// - A change whose journal entry is on disk is on disk itself, content and name: the sync that
+///   made it durable completed before the entry was written.
+/// - A change of the step that was running (not journaled yet) may be lost or only partly
+///   there, as before: a path shows its old file or its new one, never a mix of the two, and a
+///   temporary file (`.NAME.kscript-PID-N`) may be left beside it. One case is new: since the
+///   content is no longer synced before the rename, a file system may make the new name
+///   durable before the new content, so a path may also show the new file empty or cut short.
+///   ext4 (`data=ordered`, `auto_da_alloc`) writes the content before a rename that replaces a file
+///   commits, so there it is a path that did not exist before the step that can come back
+///   empty. The step is not journaled, so a rerun treats the file as it treated any file the
+///   crashed step left: rewritten when its content differs, and not counted as kscript's.
+/// - Folders made, modes set, symlinks made and paths removed are metadata; they are made
+///   durable by the same sync, and can be lost, not torn, before it.
 #[derive(Debug)]
 pub struct RealFiles {
     counter: Cell<u64>,
     pid: u32,
+    /// The file systems changed since the last sync, by device number, each with something on
+    /// it held open for `syncfs`.
+    unsynced: RefCell<BTreeMap<u64, fs::File>>,
 }
 
 impl Default for RealFiles {
     fn default() -> Self {
-        Self { counter: Cell::new(0), pid: std::process::id() }
+        Self { counter: Cell::new(0), pid: std::process::id(), unsynced: RefCell::default() }
     }
 }
 
@@ -91,6 +119,22 @@ impl RealFiles {
         self.counter.set(n + 1);
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         path.with_file_name(format!(".{name}.kscript-{}-{n}", self.pid))
+    }
+
+    /// Notes that the file system holding `path` has changes the next sync must make durable.
+    fn changed(&self, path: &Path) -> io::Result<()> {
+        // The folder, not the path: a removed path is gone, and a path may be a symlink to
+        // another file system, while the name changed lives in the folder.
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => path,
+        };
+        let dev = fs::metadata(dir)?.dev();
+        if !self.unsynced.borrow().contains_key(&dev) {
+            let open = OpenOptions::new().read(true).custom_flags(nix::libc::O_DIRECTORY).open(dir)?;
+            self.unsynced.borrow_mut().insert(dev, open);
+        }
+        Ok(())
     }
 }
 
@@ -201,22 +245,26 @@ impl Files for RealFiles {
                 std::os::unix::fs::fchown(&f, Some(o.uid), Some(o.gid))?;
             }
             f.write_all(content)?;
-            f.sync_all()?;
+            // Not synced here: the step's sync makes content and name durable together (see
+            // the crash notes on RealFiles).
             fs::rename(&tmp, path)
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
+            return result;
         }
-        result
+        self.changed(path)
     }
 
     fn mkdir(&self, path: &Path, mode: u32, owner: Option<Owner>) -> io::Result<()> {
         fs::create_dir(path)?;
+        self.changed(path)?;
         fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
         chown(path, owner)
     }
 
     fn set_attrs(&self, path: &Path, mode: u32, owner: Option<Owner>) -> io::Result<()> {
+        self.changed(path)?;
         fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
         chown(path, owner)
     }
@@ -224,6 +272,7 @@ impl Files for RealFiles {
     fn symlink(&self, target: &Path, path: &Path) -> io::Result<()> {
         let tmp = self.temp_name(path);
         symlink(target, &tmp)?;
+        self.changed(path)?;
         fs::rename(&tmp, path).inspect_err(|_| {
             let _ = fs::remove_file(&tmp);
         })
@@ -237,8 +286,22 @@ impl Files for RealFiles {
         };
         match res {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            other => other,
+            Ok(()) => self.changed(path),
+            Err(e) => {
+                // Part of a folder may be gone: that is a change to make durable too.
+                let _ = self.changed(path);
+                Err(e)
+            }
         }
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        // Taken first: a failed sync is reported, and the run stops on it.
+        let unsynced = std::mem::take(&mut *self.unsynced.borrow_mut());
+        for fd in unsynced.values() {
+            nix::unistd::syncfs(fd)?;
+        }
+        Ok(())
     }
 }
 
@@ -281,6 +344,11 @@ impl PlannedFiles {
 impl Files for PlannedFiles {
     fn reads_disk(&self) -> bool {
         false
+    }
+
+    /// Nothing planned is on disk, so there is nothing to sync.
+    fn sync(&self) -> io::Result<()> {
+        Ok(())
     }
 
     fn state(&self, path: &Path) -> io::Result<Option<FileState>> {

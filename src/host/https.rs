@@ -10,7 +10,7 @@ use hyper::body::Bytes;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
-use super::root_cause;
+use super::{io_kind_of, root_cause};
 
 /// Where a request goes.
 #[derive(Debug)]
@@ -73,7 +73,13 @@ pub(super) enum Failure {
     /// The host is not a name TLS can check.
     BadName,
     Tls(io::Error),
-    Http(String),
+    /// The HTTP exchange failed: its kind is that of the io error among its causes (a reset,
+    /// a broken pipe), so callers classify it as they classify connecting; `Other` when none.
+    Http(io::Error),
+}
+
+fn http_failure(e: &(dyn std::error::Error + 'static)) -> Failure {
+    Failure::Http(io::Error::new(io_kind_of(e).unwrap_or(io::ErrorKind::Other), root_cause(e)))
 }
 
 /// Sends `request` (its `Host` header is set here) to `endpoint` over one TLS connection made
@@ -90,13 +96,14 @@ pub(super) async fn exchange(
     let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.map_err(Failure::Tls)?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
         .await
-        .map_err(|e| Failure::Http(root_cause(&e)))?;
+        .map_err(|e| http_failure(&e))?;
     let driver = tokio::spawn(connection);
-    let host = http::HeaderValue::from_str(&endpoint.authority).map_err(|e| Failure::Http(e.to_string()))?;
+    let host = http::HeaderValue::from_str(&endpoint.authority)
+        .map_err(|e| Failure::Http(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
     request.headers_mut().insert(http::header::HOST, host);
-    let response = sender.send_request(request).await.map_err(|e| Failure::Http(root_cause(&e)))?;
+    let response = sender.send_request(request).await.map_err(|e| http_failure(&e))?;
     let status = response.status();
-    let body = response.into_body().collect().await.map_err(|e| Failure::Http(root_cause(&e)))?.to_bytes();
+    let body = response.into_body().collect().await.map_err(|e| http_failure(&e))?.to_bytes();
     driver.abort();
     Ok((status, body))
 }
