@@ -928,6 +928,12 @@ mod tests {
         fn remove(&self, path: &Path) -> io::Result<()> {
             self.real.remove(path)
         }
+        fn digest(&self, path: &Path) -> io::Result<Option<[u8; 32]>> {
+            self.real.digest(path)
+        }
+        fn list(&self, path: &Path) -> io::Result<Option<Vec<String>>> {
+            self.real.list(path)
+        }
         fn sync(&self) -> io::Result<()> {
             self.real.sync()?;
             self.note("sync");

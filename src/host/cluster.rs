@@ -1121,7 +1121,9 @@ mod tests {
             assert_eq!(status(code).retry_reason(Trust::Nothing).as_deref(), Some(reason), "{code}");
         }
         assert!(FetchError::NotJson("x".into()).retry_reason(Trust::Nothing).is_some());
-        assert!(FetchError::Http("connection closed".into()).retry_reason(Trust::Nothing).is_some());
+        assert!(
+            FetchError::Http(io::Error::other("connection closed")).retry_reason(Trust::Nothing).is_some()
+        );
         assert_eq!(FetchError::BadName.retry_reason(Trust::Nothing), None);
         // TLS: a handshake broken off may mend; a certificate the pinned CA refuses does not.
         let reset = || FetchError::Tls(io::Error::from(io::ErrorKind::ConnectionReset));

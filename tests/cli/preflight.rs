@@ -381,7 +381,7 @@ const SETS: &[&str] = &[
 ];
 
 /// The checks a container cannot pass and that have nothing to do with whose ports, files and
-/// folders these are: no container runtime runs in it (CRI, ImagePull), its network namespace
+/// folders these are: no container runtime runs in it (`CRI`, `ImagePull`), its network namespace
 /// forwards nothing, its cgroups, CPUs, memory and swap are the test machine's. The `Port-`,
 /// `FileAvailable--` and `DirAvailable--` checks are never among them.
 const UNRELATED: &str = "NumCPU,Mem,Swap,FileContent--proc-sys-net-bridge-bridge-nf-call-iptables,\
