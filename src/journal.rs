@@ -4,6 +4,14 @@
 //! runner appends the entries of each finished step to `/var/lib/kscript/journal.jsonl` under
 //! the node root (never in a dry run), one JSON object a line, so `kscript tree` can tell which
 //! stage wrote each file, also after a run that was interrupted.
+//!
+//! Durability: a step's entries are appended when it ends, but its files are synced to disk
+//! once per stage (one `syncfs` instead of one per step, which is most of a fresh render's
+//! time on a disk). Until then its entries carry the boot they were written in (`unsynced`);
+//! the stage's sync is followed by a `{"synced": BOOT}` line. A reader trusts an unsynced
+//! entry only if a `synced` line follows it, or if the machine has not restarted since (the
+//! page cache, which holds what a killed run wrote, survives anything but a restart). So an
+//! entry a reader trusts never names an effect a crash could have undone.
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
@@ -61,6 +69,23 @@ pub struct Entry {
     /// A short, credential-free note (`mode 0644 -> 0600`, `created by containerd`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The boot (`/proc/sys/kernel/random/boot_id`) in which the entry was appended before
+    /// its effects were synced to disk; `None` once synced, or when appended after the sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsynced: Option<String>,
+}
+
+/// The line that follows a sync: every entry above it is on disk.
+#[derive(Serialize, Deserialize)]
+struct Synced {
+    synced: String,
+}
+
+/// This machine's boot id: it changes with every restart, and only then.
+pub fn boot_id() -> Option<String> {
+    let id = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (!id.is_empty()).then(|| id.to_string())
 }
 
 impl Entry {
@@ -96,39 +121,77 @@ impl Journal {
         self.entries.iter().any(|e| e.target == path && e.makes_target())
     }
 
-    /// Appends the entries not yet written to the journal file at `host_path`.
-    pub fn flush_to(&mut self, host_path: &Path) -> io::Result<()> {
+    /// Appends the entries not yet written to the journal file at `host_path`; with
+    /// `unsynced` (this boot's id), they are marked as written before their effects were
+    /// synced. Returns whether it appended any.
+    pub fn flush_to(&mut self, host_path: &Path, unsynced: Option<&str>) -> io::Result<bool> {
         if self.flushed == self.entries.len() {
-            return Ok(());
-        }
-        if let Some(dir) = host_path.parent() {
-            fs::create_dir_all(dir)?;
+            return Ok(false);
         }
         let mut out = String::new();
-        for e in &self.entries[self.flushed..] {
+        for e in &mut self.entries[self.flushed..] {
+            e.unsynced = unsynced.map(String::from);
             out.push_str(&serde_json::to_string(e).map_err(io::Error::other)?);
             out.push('\n');
         }
-        let mut f = OpenOptions::new().create(true).append(true).open(host_path)?;
-        f.write_all(out.as_bytes())?;
+        append(host_path, &out)?;
         self.flushed = self.entries.len();
-        Ok(())
+        Ok(true)
+    }
+
+    /// Appends the line saying that the effects of every entry above it, written in boot
+    /// `boot`, are on disk (the runner writes it after the stage's sync).
+    pub fn mark_synced(host_path: &Path, boot: &str) -> io::Result<()> {
+        let line = serde_json::to_string(&Synced { synced: boot.to_string() }).map_err(io::Error::other)?;
+        append(host_path, &(line + "\n"))
     }
 }
 
-/// Reads a journal file; lines that do not parse (a torn last line) are passed over.
+fn append(host_path: &Path, text: &str) -> io::Result<()> {
+    if let Some(dir) = host_path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let mut f = OpenOptions::new().create(true).append(true).open(host_path)?;
+    f.write_all(text.as_bytes())
+}
+
+/// Reads a journal file: the entries it can trust (see the module's comment), in order;
+/// lines that do not parse (a torn last line) are passed over.
 pub fn read(host_path: &Path) -> io::Result<Vec<Entry>> {
+    read_in_boot(host_path, boot_id().as_deref())
+}
+
+/// [`read`], as a reader in boot `boot` sees the file.
+fn read_in_boot(host_path: &Path, boot: Option<&str>) -> io::Result<Vec<Entry>> {
     let f = match fs::File::open(host_path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
     let mut entries = Vec::new();
+    // Unsynced entries wait here for the `synced` line that vouches for them.
+    let mut pending: Vec<Entry> = Vec::new();
     for line in io::BufReader::new(f).lines() {
-        if let Ok(e) = serde_json::from_str::<Entry>(&line?) {
-            entries.push(e);
+        let line = line?;
+        if let Ok(e) = serde_json::from_str::<Entry>(&line) {
+            if e.unsynced.is_some() { pending.push(e) } else { entries.push(e) }
+        } else if let Ok(s) = serde_json::from_str::<Synced>(&line) {
+            let (done, other): (Vec<Entry>, Vec<Entry>) =
+                pending.into_iter().partition(|e| e.unsynced.as_deref() == Some(s.synced.as_str()));
+            entries.extend(done.into_iter().map(|mut e| {
+                e.unsynced = None;
+                e
+            }));
+            pending = other;
         }
     }
+    // What no sync vouches for is trusted only while the machine has not restarted since.
+    entries.extend(pending.into_iter().filter(|e| boot.is_some() && e.unsynced.as_deref() == boot).map(
+        |mut e| {
+            e.unsynced = None;
+            e
+        },
+    ));
     Ok(entries)
 }
 
@@ -149,15 +212,75 @@ mod tests {
             target: t.into(),
             outcome: Outcome::Changed,
             detail: None,
+            unsynced: None,
         };
         j.push(e("/a"));
-        j.flush_to(&path).unwrap();
+        assert!(j.flush_to(&path, None).unwrap());
         j.push(e("/b"));
-        j.flush_to(&path).unwrap();
-        j.flush_to(&path).unwrap();
+        assert!(j.flush_to(&path, None).unwrap());
+        assert!(!j.flush_to(&path, None).unwrap(), "nothing new to append");
         let back = read(&path).unwrap();
         assert_eq!(back.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), ["/a", "/b"]);
         fs::write(&path, format!("{}\n{{torn", fs::read_to_string(&path).unwrap())).unwrap();
         assert_eq!(read(&path).unwrap().len(), 2);
+    }
+
+    fn entry(target: &str) -> Entry {
+        Entry {
+            stage: "s".into(),
+            stage_index: 1,
+            step: "x".into(),
+            action: "file".into(),
+            target: target.into(),
+            outcome: Outcome::Changed,
+            detail: None,
+            unsynced: None,
+        }
+    }
+
+    fn targets(entries: &[Entry]) -> Vec<&str> {
+        entries.iter().map(|e| e.target.as_str()).collect()
+    }
+
+    /// Entries appended before their stage's sync are trusted once a `synced` line follows
+    /// them, or in the boot that wrote them (a killed run: the page cache still holds its
+    /// files); after a restart without that line they name what a power loss may have undone,
+    /// and are left out.
+    #[test]
+    fn unsynced_entries_are_trusted_after_their_sync_or_within_their_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let mut j = Journal::default();
+        j.push(entry("/synced-at-once"));
+        j.flush_to(&path, None).unwrap();
+        j.push(entry("/stage-1/a"));
+        j.flush_to(&path, Some("boot-1")).unwrap();
+        j.push(entry("/stage-1/b"));
+        j.flush_to(&path, Some("boot-1")).unwrap();
+        Journal::mark_synced(&path, "boot-1").unwrap();
+        j.push(entry("/stage-2/a"));
+        j.flush_to(&path, Some("boot-1")).unwrap();
+        // The run was killed here, before stage 2's sync.
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains(r#""unsynced":"boot-1""#), "{text}");
+        assert!(text.lines().any(|l| l == r#"{"synced":"boot-1"}"#), "{text}");
+
+        let all = ["/synced-at-once", "/stage-1/a", "/stage-1/b", "/stage-2/a"];
+        // The same boot: nothing was lost.
+        assert_eq!(targets(&read_in_boot(&path, Some("boot-1")).unwrap()), all);
+        // After a restart: stage 2's entry has no sync behind it.
+        assert_eq!(targets(&read_in_boot(&path, Some("boot-2")).unwrap()), &all[..3]);
+        assert_eq!(targets(&read_in_boot(&path, None).unwrap()), &all[..3]);
+        // What is read back carries no mark.
+        assert!(read_in_boot(&path, Some("boot-1")).unwrap().iter().all(|e| e.unsynced.is_none()));
+
+        // A later run in boot 2 syncs its own stage; boot 1's unsynced entry stays out.
+        j.push(entry("/boot-2/a"));
+        j.flush_to(&path, Some("boot-2")).unwrap();
+        Journal::mark_synced(&path, "boot-2").unwrap();
+        assert_eq!(
+            targets(&read_in_boot(&path, Some("boot-3")).unwrap()),
+            ["/synced-at-once", "/stage-1/a", "/stage-1/b", "/boot-2/a"]
+        );
     }
 }

@@ -260,6 +260,8 @@ pub fn run(opts: &RunOptions) -> Result<u8, Error> {
     let mut run = StageRunner {
         loaded: &loaded,
         journal: (mode != Mode::DryRun).then_some(journal_host),
+        boot: crate::journal::boot_id(),
+        unsynced: false,
         changed: 0,
         steps_done: 0,
         kill_after: std::env::var("KSCRIPT_TEST_KILL_AFTER_STEPS").ok().and_then(|v| v.parse().ok()),
@@ -291,6 +293,11 @@ struct StageRunner<'a> {
     loaded: &'a Loaded,
     /// Where the journal is appended after each step; `None` in a dry run.
     journal: Option<PathBuf>,
+    /// This boot's id, which marks entries appended before their stage's sync; `None` when it
+    /// cannot be read (then each step is synced before its entries are appended).
+    boot: Option<String>,
+    /// Whether entries were appended since the last sync.
+    unsynced: bool,
     changed: usize,
     steps_done: usize,
     /// `KSCRIPT_TEST_KILL_AFTER_STEPS`: the crash-safety tests kill the run at a step boundary.
@@ -352,8 +359,33 @@ impl StageRunner<'_> {
                 }
             }
         }
+        self.stage_synced(&stage.name)?;
         recap.elapsed = start.elapsed();
         Ok((recap, failure))
+    }
+
+    /// Makes every change made through the file backend since the last sync durable.
+    fn sync(&self, what: &str) -> Result<(), Error> {
+        self.loaded
+            .ctx
+            .host
+            .files
+            .sync()
+            .map_err(|e| Error::io(format!("cannot sync the files {what} wrote to disk"), e))
+    }
+
+    /// At the end of a stage (also one that failed): its files synced once, then the journal
+    /// line that vouches for the entries its steps appended (see `journal`'s durability note).
+    fn stage_synced(&mut self, stage: &str) -> Result<(), Error> {
+        let (Some(path), Some(boot)) = (&self.journal, &self.boot) else { return Ok(()) };
+        if !self.unsynced {
+            return Ok(());
+        }
+        self.sync(&format!("stage {stage}"))?;
+        crate::journal::Journal::mark_synced(path, boot)
+            .map_err(|e| Error::io(format!("cannot append to the journal {}", path.display()), e))?;
+        self.unsynced = false;
+        Ok(())
     }
 
     /// Runs one step or handler body, prints its line, and appends its journal entries.
@@ -370,20 +402,18 @@ impl StageRunner<'_> {
         self.changed += state.changed;
         let failed = finish_step(self.loaded, recap, &full, end, &state);
         if let Some(path) = &self.journal {
-            // The step's effects reach the disk before its journal entries do: a journal read
-            // after a crash names nothing the crash undid.
-            self.loaded
-                .ctx
-                .host
-                .files
-                .sync()
-                .map_err(|e| Error::io(format!("cannot sync the files step {full} wrote to disk"), e))?;
-            self.loaded
+            // Without a boot id to mark them with, a step's entries wait for its sync.
+            if self.boot.is_none() {
+                self.sync(&full)?;
+            }
+            let appended = self
+                .loaded
                 .ctx
                 .journal
                 .borrow_mut()
-                .flush_to(path)
+                .flush_to(path, self.boot.as_deref())
                 .map_err(|e| Error::io(format!("cannot append to the journal {}", path.display()), e))?;
+            self.unsynced |= appended && self.boot.is_some();
         }
         self.steps_done += 1;
         if self.kill_after == Some(self.steps_done) {
@@ -495,8 +525,15 @@ mod props {
             Err(e) => return vec![crate::error::render(&e, false)],
         };
         let model = loaded.model();
-        let mut run =
-            StageRunner { loaded: &loaded, journal: None, changed: 0, steps_done: 0, kill_after: None };
+        let mut run = StageRunner {
+            loaded: &loaded,
+            journal: None,
+            boot: None,
+            unsynced: false,
+            changed: 0,
+            steps_done: 0,
+            kill_after: None,
+        };
         let mut errors = Vec::new();
         for (si, stage) in model.stages.iter().enumerate() {
             let all = vec![true; stage.steps.len()];
@@ -941,8 +978,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_steps_files_are_synced_before_its_journal_entries() {
+    /// Runs a stage of three steps (two files; nothing to change; one file and one mode) with
+    /// the file backend observed, as in boot `boot`: what the backend did, each with the number
+    /// of journal lines on disk at that moment, and the journal's lines.
+    fn observed_stage(boot: Option<&str>) -> (Vec<String>, Vec<crate::journal::Entry>, String) {
         let dir = tempfile::tempdir().unwrap();
         let journal = dir.path().join("journal.jsonl");
         let log = Rc::new(RefCell::new(Vec::new()));
@@ -965,20 +1004,54 @@ stage("s", "writes", [
         let mut run = StageRunner {
             loaded: &loaded,
             journal: Some(journal.clone()),
+            boot: boot.map(String::from),
+            unsynced: false,
             changed: 0,
             steps_done: 0,
             kill_after: None,
         };
         let (_, failure) = run.stage(0, 1, &model.stages[0], &[true, true, true]).unwrap();
         assert!(failure.is_none());
-        // Step a: the folder and both files, then one sync, all before the journal holds
-        // anything; step `same` syncs nothing new but is journaled after a (no-op) sync; step
-        // c's changes are synced before its lines follow.
-        let a = crate::journal::read(&journal).unwrap();
-        let lines = |step: &str| a.iter().filter(|e| e.step == step).count();
+        let entries = crate::journal::read(&journal).unwrap();
+        let text = std::fs::read_to_string(&journal).unwrap();
+        let log = log.borrow().clone();
+        (log, entries, text)
+    }
+
+    /// With a boot id, each step's entries are appended when it ends, marked unsynced, and the
+    /// stage's changes are synced once at its end, before the line that vouches for them.
+    #[test]
+    fn a_stage_is_synced_once_before_the_line_that_vouches_for_its_entries() {
+        let (log, entries, text) = observed_stage(Some("boot-test"));
+        let lines = |step: &str| entries.iter().filter(|e| e.step == step).count();
+        let (la, ls, lc) = (lines("a"), lines("same"), lines("c"));
+        assert!(la > 0 && ls > 0 && lc > 0, "{entries:?}");
+        assert_eq!(
+            log,
+            [
+                "mkdir etc @0".to_string(),
+                "write a.conf @0".into(),
+                "write b.conf @0".into(),
+                format!("write c.conf @{}", la + ls),
+                format!("attrs a.conf @{}", la + ls),
+                format!("sync @{}", la + ls + lc),
+            ]
+        );
+        let last: Vec<&str> = text.lines().collect();
+        assert_eq!(last.len(), la + ls + lc + 1, "{text}");
+        assert_eq!(last[last.len() - 1], r#"{"synced":"boot-test"}"#);
+        assert!(last[..last.len() - 1].iter().all(|l| l.contains(r#""unsynced":"boot-test""#)), "{text}");
+    }
+
+    /// Without a boot id to mark entries with, each step's changes are synced before its
+    /// entries are appended.
+    #[test]
+    fn without_a_boot_id_each_step_is_synced_before_its_journal_entries() {
+        let (log, entries, text) = observed_stage(None);
+        let lines = |step: &str| entries.iter().filter(|e| e.step == step).count();
         let (la, ls) = (lines("a"), lines("same"));
         assert_eq!(
-            *log.borrow(),
+            log,
             [
                 "mkdir etc @0".to_string(),
                 "write a.conf @0".into(),
@@ -990,6 +1063,7 @@ stage("s", "writes", [
                 format!("sync @{}", la + ls),
             ]
         );
-        assert!(a.len() > la + ls, "step c is journaled after its sync");
+        assert!(entries.len() > la + ls, "step c is journaled after its sync");
+        assert!(!text.contains("synced"), "{text}");
     }
 }

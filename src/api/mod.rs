@@ -174,6 +174,7 @@ impl Ctx {
             target: target.to_string(),
             outcome,
             detail,
+            unsynced: None,
         });
     }
 }

@@ -63,8 +63,9 @@ pub trait Files {
     /// Removes what is at `path` (a folder with its content).
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Makes every change made through this backend since the last sync durable. The runner
-    /// calls it when a step ends, before it appends the step's journal entries: the journal
-    /// never names an effect that a crash could still undo.
+    /// calls it when a stage ends, before the journal line that vouches for the entries its
+    /// steps appended (`journal`'s durability note): a journal read after a crash trusts
+    /// nothing the crash undid.
     fn sync(&self) -> io::Result<()>;
     /// Whether this backend shows the disk as it is, so what the root's walk saw of a path
     /// can stand in for asking again (false for a dry run's plan).
@@ -75,23 +76,25 @@ pub trait Files {
 
 /// The real file system.
 ///
-/// Durability is per step, not per file: a write is not synced on its own; [`Files::sync`]
+/// Durability is per stage, not per file: a write is not synced on its own; [`Files::sync`]
 /// syncs each file system changed since the last sync once (`syncfs`), and the runner calls it
-/// before a step's journal entries are appended. One sync per step instead of one per file is
-/// what makes a fresh render on a disk about as fast as on tmpfs.
+/// when a stage ends. One sync per stage instead of one per file is what makes a fresh render
+/// on a disk about as fast as on tmpfs.
 ///
 /// What a crash (power loss, kernel panic) can leave, as the journal sees it:
-/// - A change whose journal entry is on disk is on disk itself, content and name: the sync that
-///   made it durable completed before the entry was written.
-/// - A change of the step that was running (not journaled yet) may be lost or only partly
+/// - A change whose journal entry a reader trusts is on disk itself, content and name: the
+///   sync that made it durable completed before the line that vouches for the entry (a reader
+///   in the same boot trusts entries no sync vouches for yet: without a restart, the page cache
+///   still holds what they name).
+/// - A change of the stage that was running (no sync vouches for it) may be lost or only partly
 ///   there, as before: a path shows its old file or its new one, never a mix of the two, and a
 ///   temporary file (`.NAME.kscript-PID-N`) may be left beside it. One case is new: since the
 ///   content is no longer synced before the rename, a file system may make the new name
 ///   durable before the new content, so a path may also show the new file empty or cut short.
 ///   ext4 (`data=ordered`, `auto_da_alloc`) writes the content before a rename that replaces a file
 ///   commits, so there it is a path that did not exist before the step that can come back
-///   empty. The step is not journaled, so a rerun treats the file as it treated any file the
-///   crashed step left: rewritten when its content differs, and not counted as kscript's.
+///   empty. Its entries are not trusted after the restart, so a rerun treats the file as it
+///   treats any file a crash left: rewritten when its content differs, not counted as kscript's.
 /// - Folders made, modes set, symlinks made and paths removed are metadata; they are made
 ///   durable by the same sync, and can be lost, not torn, before it.
 #[derive(Debug)]
