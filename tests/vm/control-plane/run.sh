@@ -50,15 +50,17 @@ echo "B: rc=$rcB in $(el $s)s"; grep -E 'preflight|failed|ERROR|recap|warning' "
 [ $rcB = 0 ] || { tail -40 "$OUT/B.log"; fail=1; }
 
 ev "run-C-start"; s=$(date +%s.%N)
-kscript "${ARGS[@]}" --detailed-exitcode > "$OUT/C.log" 2>&1; rcC=$?
+TIMEFORMAT='real %R s, user %U s, sys %S s (kscript and the commands it ran)'
+{ time kscript "${ARGS[@]}" --detailed-exitcode > "$OUT/C.log" 2>&1; rcC=$?; } 2> "$OUT/C.time"
 tC=$(el $s)
+echo "C: $(cat "$OUT/C.time")"
 ev "run-C-end rc=$rcC"
 echo "C: rc=$rcC (0: nothing changed) in ${tC}s"; grep -E 'changed|failed|ERROR|recap|warning' "$OUT/C.log" | head -30
 [ $rcC = 0 ] || { tail -40 "$OUT/C.log"; fail=1; }
 echo "$tC" > "$OUT/C.seconds"
 
 # Wait for the worker (its run writes nothing here; the Node object tells).
-for _ in $(seq 1 900); do
+for _ in $(seq 1 450); do
   kubectl --kubeconfig /etc/kubernetes/admin.conf get node "$WORKER_NAME" > /dev/null 2>&1 && break
   sleep 2
 done
@@ -66,6 +68,4 @@ ev "worker-node-seen"
 kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes,pods -A -o wide > "$OUT/cluster.txt" 2>&1; cat "$OUT/cluster.txt"
 kubectl --kubeconfig /etc/kubernetes/admin.conf get node "$WORKER_NAME" > /dev/null 2>&1 || { echo "the worker never registered"; fail=1; }
 journalctl -u kubelet --no-pager > "$OUT/kubelet.journal" 2>&1
-# Keep the VM up while the worker may still be reading from it.
-[ -e /payload/linger ] && sleep "$(cat /payload/linger)"
 exit $fail

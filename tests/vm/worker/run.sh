@@ -24,6 +24,19 @@ kscript "${ARGS[@]}" > "$OUT/join.log" 2>&1; rc=$?
 ev "join-end rc=$rc"
 echo "join: rc=$rc in $(el $s)s"; grep -E 'discovery|waiting|failed|ERROR|recap' "$OUT/join.log" | head -30
 [ $rc = 0 ] || tail -40 "$OUT/join.log"
+# Joined means registered: the kubelet, with the credentials its TLS bootstrap got, sees its own Node.
+registered=no
+if [ $rc = 0 ]; then
+  for _ in $(seq 1 300); do
+    if kubectl --kubeconfig /etc/kubernetes/kubelet.conf get node "$NODE_NAME" > "$OUT/node.txt" 2>&1; then
+      registered=yes; break
+    fi
+    sleep 2
+  done
+fi
+ev "node-registered=$registered"
+echo "node $NODE_NAME registered: $registered"; cat "$OUT/node.txt" 2>/dev/null
+[ $registered = yes ] || rc=1
 ls -l /etc/kubernetes /var/lib/kubelet/pki > "$OUT/files.txt" 2>&1
 journalctl -u kubelet --no-pager > "$OUT/kubelet.journal" 2>&1
 exit $rc
