@@ -238,6 +238,26 @@ fn resource_version(object: &Value) -> Option<&str> {
     object.pointer("/metadata/resourceVersion").and_then(Value::as_str)
 }
 
+/// Whether two states of one object differ only in what others change on their own: its
+/// status and the bookkeeping of every write (resourceVersion, managedFields, generation). A
+/// controller that updates a `DaemonSet`'s status between apply's read and its patch changes the
+/// resourceVersion without the apply having changed anything.
+fn same_but_for_others(before: &Value, after: &Value) -> bool {
+    let ours = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("status");
+        }
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            for k in ["resourceVersion", "managedFields", "generation"] {
+                m.remove(k);
+            }
+        }
+        v
+    };
+    ours(before) == ours(after)
+}
+
 /// How often the waits look again.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -656,7 +676,11 @@ impl Cluster for RealCluster {
         };
         Ok(match before {
             None => Applied::Created,
-            Some(b) if resource_version(&b) == resource_version(&after) => Applied::Unchanged,
+            Some(b)
+                if resource_version(&b) == resource_version(&after) || same_but_for_others(&b, &after) =>
+            {
+                Applied::Unchanged
+            }
             Some(_) => Applied::Configured,
         })
     }
@@ -1214,5 +1238,30 @@ mod tests {
         };
         let ended = cluster.wait_ready(&kubeconfig, Duration::from_mins(10), &mut between).unwrap();
         assert_eq!((ended, looks), (Readiness::Stopped, 3));
+    }
+
+    /// A status update by a controller between apply's read and its patch is not a change of
+    /// the apply's; a changed label or spec is.
+    #[test]
+    fn only_changes_beyond_status_and_bookkeeping_count() {
+        let before = serde_json::json!({
+            "metadata": { "name": "kube-proxy", "resourceVersion": "10", "generation": 1,
+                          "managedFields": [{ "manager": "kscript" }], "labels": { "k8s-app": "kube-proxy" } },
+            "spec": { "template": { "spec": { "hostNetwork": true } } },
+            "status": { "numberUnavailable": 1 },
+        });
+        let mut status_only = before.clone();
+        status_only["metadata"]["resourceVersion"] = "11".into();
+        status_only["metadata"]["managedFields"] =
+            serde_json::json!([{ "manager": "kscript" }, { "manager": "kube-controller-manager" }]);
+        status_only["status"]["numberUnavailable"] = 0.into();
+        assert!(same_but_for_others(&before, &status_only));
+        let mut relabelled = status_only.clone();
+        relabelled["metadata"]["labels"]["k8s-app"] = "other".into();
+        assert!(!same_but_for_others(&before, &relabelled));
+        let mut respecced = status_only;
+        respecced["metadata"]["generation"] = 2.into();
+        respecced["spec"]["template"]["spec"]["hostNetwork"] = false.into();
+        assert!(!same_but_for_others(&before, &respecced));
     }
 }
