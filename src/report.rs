@@ -321,10 +321,11 @@ fn after_grace(rx: &mpsc::Receiver<String>, grace: Duration) -> Grace {
     }
 }
 
+/// The label, and the reason when there is one (an empty reason says there is nothing to add).
 fn waiting_line(label: &str, reason: Option<&str>) -> String {
     match reason {
-        Some(r) => format!("{label}; {r}"),
-        None => label.to_string(),
+        Some(r) if !r.is_empty() => format!("{label}; {r}"),
+        _ => label.to_string(),
     }
 }
 
@@ -367,13 +368,15 @@ fn watch_terminal(label: &str, rx: &mpsc::Receiver<String>) {
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_message(waiting_line(label, reason.as_deref()));
     bar.enable_steady_tick(Duration::from_millis(100));
-    if let Some(r) = &reason {
+    if let Some(r) = reason.as_deref().filter(|r| !r.is_empty()) {
         bar.println(format!("  ... {label}; {r}"));
     }
     let mut shown = reason;
     while let Ok(r) = rx.recv() {
         if shown.as_deref() != Some(r.as_str()) {
-            bar.println(format!("  ... {label}; {r}"));
+            if !r.is_empty() {
+                bar.println(format!("  ... {label}; {r}"));
+            }
             bar.set_message(waiting_line(label, Some(&r)));
             shown = Some(r);
         }
@@ -421,6 +424,13 @@ mod tests {
     #[test]
     fn a_short_wait_prints_nothing() {
         assert_eq!(watched(&["API server not answering: connection refused"], Duration::from_hours(1)), "");
+    }
+
+    /// A check with nothing to say (an empty reason) leaves the plain label.
+    #[test]
+    fn an_empty_reason_shows_the_label_alone() {
+        assert_eq!(waiting_line("waiting for the API server", Some("")), "waiting for the API server");
+        assert_eq!(waiting_line("discovery", Some("403")), "discovery; 403");
     }
 
     #[test]
