@@ -540,15 +540,7 @@ fn file_digest(ctx: &Ctx, path: &str) -> R<Dynamic> {
     let digest = ctx
         .wait(&format!("reading {}", r.node), || ctx.host.files.digest(&r.host))
         .map_err(|e| effect_error(format!("cannot read {}: {e}", r.node)))?;
-    Ok(digest.map_or(Dynamic::UNIT, |d| {
-        use std::fmt::Write;
-        let mut hex = String::with_capacity(7 + 64);
-        hex.push_str("sha256:");
-        for b in d {
-            let _ = write!(hex, "{b:02x}");
-        }
-        hex.into()
-    }))
+    Ok(digest.map_or(Dynamic::UNIT, |d| format!("sha256:{}", crate::pki::hex(&d)).into()))
 }
 
 /// `list_dir(path)`: the sorted entry names of a node folder, or `()`.

@@ -234,6 +234,9 @@ impl Files for RealFiles {
     }
 
     fn write(&self, path: &Path, content: &[u8], mode: u32, owner: Option<Owner>) -> io::Result<()> {
+        // Noted before the change, as every change is: a write that happened is never
+        // reported as failed because its folder could not be noted afterwards.
+        self.changed(path)?;
         let tmp = self.temp_name(path);
         let result = (|| {
             // Created private; the wanted mode is set before any content lands.
@@ -254,14 +257,13 @@ impl Files for RealFiles {
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
-            return result;
         }
-        self.changed(path)
+        result
     }
 
     fn mkdir(&self, path: &Path, mode: u32, owner: Option<Owner>) -> io::Result<()> {
-        fs::create_dir(path)?;
         self.changed(path)?;
+        fs::create_dir(path)?;
         fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
         chown(path, owner)
     }
