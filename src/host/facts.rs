@@ -166,6 +166,32 @@ fn default_route_interface() -> Option<String> {
     })
 }
 
+/// The inodes of the sockets listening on TCP `port` in this network namespace (empty when
+/// the port is held by a socket bound but not listening); `None` when the port is free.
+fn listening(port: u16) -> io::Result<Option<Vec<u64>>> {
+    // IPv4 and IPv6: a listener on [::] only, with IPV6_V6ONLY, does not stop a bind on
+    // 0.0.0.0, yet holds the port for the dual-stack listeners Kubernetes components open.
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        match std::fs::read_to_string(table) {
+            Ok(text) => inodes.extend(listening_inodes(&text, port)),
+            // No IPv6 in this kernel: no tcp6 table.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io::Error::new(e.kind(), format!("cannot read {table}: {e}"))),
+        }
+    }
+    if inodes.is_empty() {
+        // A socket bound but not listening holds the port too, as kubeadm's own check (a
+        // listen on the port) finds; its owner cannot be told from the listen tables.
+        match std::net::TcpListener::bind(("0.0.0.0", port)) {
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(inodes))
+}
+
 impl Facts for RealFacts {
     fn hostname(&self) -> io::Result<String> {
         let name = nix::unistd::gethostname().map_err(io::Error::from)?;
@@ -239,34 +265,15 @@ impl Facts for RealFacts {
         if !self.probes_host {
             return Ok(None);
         }
-        Ok(Some(self.port_use(port)?.is_none()))
+        // Whether it is held needs the listen tables only, not who holds it.
+        Ok(Some(listening(port)?.is_none()))
     }
 
     fn port_use(&self, port: u16) -> io::Result<Option<PortUse>> {
         if !self.probes_host {
             return Ok(None);
         }
-        // The listening sockets of this network namespace, IPv4 and IPv6 (a listener on [::]
-        // only, with IPV6_V6ONLY, does not stop a bind on 0.0.0.0, yet holds the port for the
-        // dual-stack listeners Kubernetes components open).
-        let mut inodes = Vec::new();
-        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            match std::fs::read_to_string(table) {
-                Ok(text) => inodes.extend(listening_inodes(&text, port)),
-                // No IPv6 in this kernel: no tcp6 table.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io::Error::new(e.kind(), format!("cannot read {table}: {e}"))),
-            }
-        }
-        if inodes.is_empty() {
-            // A socket bound but not listening holds the port too, as kubeadm's own check (a
-            // listen on the port) finds; its owner cannot be told from the listen tables.
-            match std::net::TcpListener::bind(("0.0.0.0", port)) {
-                Ok(_) => return Ok(None),
-                Err(e) if e.kind() == io::ErrorKind::AddrInUse => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let Some(inodes) = listening(port)? else { return Ok(None) };
         Ok(Some(PortUse { port, holders: socket_holders(Path::new("/proc"), &inodes) }))
     }
 }
