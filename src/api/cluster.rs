@@ -175,7 +175,7 @@ fn get(ctx: &Ctx, kubeconfig_path: &str, r: &ObjectRef, patience: Option<Duratio
         None => cluster.get(&host, r).map_err(|e| failed(e.to_string()))?,
         Some(patience) => ctx
             .wait_with(&format!("reading {r} ({kubeconfig_path})"), |progress| {
-                keep_trying(progress, patience, |_| match cluster.get(&host, r) {
+                keep_trying(progress, patience, |deadline| match cluster.get_within(&host, r, deadline) {
                     Ok(found) => Attempt::Done(found),
                     Err(e) => failed_call(&e),
                 })

@@ -277,7 +277,17 @@ pub trait Cluster {
     /// Server-side apply of `object` (field manager `kscript`, conflicts forced).
     fn apply(&self, kubeconfig: &Path, object: &Value) -> io::Result<Applied>;
     /// The object, or `None` when there is none (or, recording, when none was recorded).
-    fn get(&self, kubeconfig: &Path, object: &ObjectRef) -> io::Result<Option<Value>>;
+    fn get(&self, kubeconfig: &Path, object: &ObjectRef) -> io::Result<Option<Value>> {
+        self.get_within(kubeconfig, object, QUERY_DEADLINE)
+    }
+    /// [`Cluster::get`], giving up on an answer after `deadline` (a retrying caller's share of
+    /// its own timeout).
+    fn get_within(
+        &self,
+        kubeconfig: &Path,
+        object: &ObjectRef,
+        deadline: Duration,
+    ) -> io::Result<Option<Value>>;
     fn delete(&self, kubeconfig: &Path, object: &ObjectRef) -> io::Result<Removed>;
     /// The `ConfigMap` `kube-public/cluster-info` of the API server at `server`
     /// (`https://host:port` or `host:port`), fetched anonymously with the given trust; `None`
@@ -592,11 +602,11 @@ impl RealCluster {
         }
     }
 
-    fn get_on(&self, conn: &Connection, object: &ObjectRef) -> io::Result<Option<Value>> {
+    fn get_on(&self, conn: &Connection, object: &ObjectRef, deadline: Duration) -> io::Result<Option<Value>> {
         let request = Request::new(object.collection_path())
             .get(&object.name, &GetParams::default())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        match self.send(conn, request, QUERY_DEADLINE)? {
+        match self.send(conn, request, deadline)? {
             Ok(text) => parse(&text).map(Some),
             Err(f) if f.code() == Some(404) => Ok(None),
             Err(f) => Err(Self::explain(conn, &format!("get {object}"), &f)),
@@ -663,7 +673,7 @@ impl Cluster for RealCluster {
     fn apply(&self, kubeconfig: &Path, object: &Value) -> io::Result<Applied> {
         let r = ObjectRef::of(object).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let conn = self.connect(kubeconfig)?;
-        let before = self.get_on(&conn, &r)?;
+        let before = self.get_on(&conn, &r, QUERY_DEADLINE)?;
         // Strict: a field the server does not know is an error, not silently dropped (a typo in a
         // forked script fails loudly).
         let params = PatchParams::apply(FIELD_MANAGER).force().validation_strict();
@@ -685,9 +695,14 @@ impl Cluster for RealCluster {
         })
     }
 
-    fn get(&self, kubeconfig: &Path, object: &ObjectRef) -> io::Result<Option<Value>> {
+    fn get_within(
+        &self,
+        kubeconfig: &Path,
+        object: &ObjectRef,
+        deadline: Duration,
+    ) -> io::Result<Option<Value>> {
         let conn = self.connect(kubeconfig)?;
-        self.get_on(&conn, object)
+        self.get_on(&conn, object, deadline)
     }
 
     fn delete(&self, kubeconfig: &Path, object: &ObjectRef) -> io::Result<Removed> {
@@ -992,7 +1007,12 @@ impl Cluster for RecordingCluster {
         Ok(Applied::Recorded)
     }
 
-    fn get(&self, _kubeconfig: &Path, object: &ObjectRef) -> io::Result<Option<Value>> {
+    fn get_within(
+        &self,
+        _kubeconfig: &Path,
+        object: &ObjectRef,
+        _deadline: Duration,
+    ) -> io::Result<Option<Value>> {
         Ok(self.objects.borrow().iter().find(|(k, _)| k == object).map(|(_, v)| v.clone()))
     }
 

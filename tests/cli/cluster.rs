@@ -1009,3 +1009,34 @@ fn token_create_list_delete() {
     let run = cp.run_script("token.rhai", &["delete"], &["--set", "token.delete=[nope]"]).code(1);
     assert!(run.message().contains("'nope' is not a token ID"), "{}", run.stderr);
 }
+
+/// `api_get` with a timeout gives each try a share of it: against an API server that accepts
+/// connections and never answers, the read fails naming a try of 1s, not the 30s a single read
+/// waits without a timeout.
+#[test]
+fn a_read_with_a_timeout_gives_each_try_a_share_of_it() {
+    // The rendered node's admin.conf names a port that listens and is never served.
+    let (sb, _args, silent) = ControlPlane::render_on("127.0.0.1");
+    sb.write(
+        "read.rhai",
+        r#"stage("s", "x", [ step("r", "r", || {
+    api_get("/etc/kubernetes/admin.conf", "v1", "ConfigMap", "kube-system", "kubeadm-config", #{ timeout: 1 });
+}) ]);"#,
+    );
+    let root = sb.root();
+    let run = sb
+        .kscript_env(
+            &[("KSCRIPT_TEST_CLUSTER_API", "real")],
+            &["run", "read.rhai", "--root", root.to_str().unwrap()],
+        )
+        .code(1);
+    let bare = |s: &str| s.split_whitespace().collect::<String>();
+    let message = bare(&run.message());
+    assert!(message.contains(&bare("still failing after 1s")), "{}", run.stderr);
+    assert!(
+        message.contains(&bare("no answer from the API")) && message.contains("within1s;"),
+        "{}",
+        run.stderr
+    );
+    drop(silent);
+}
