@@ -126,6 +126,10 @@ pub struct RunArgs {
     /// sets `nodeRegistration.ignorePreflightErrors`.
     #[arg(long, value_name = "NAME,...|all", value_delimiter = ',')]
     pub ignore_preflight_errors: Vec<String>,
+    /// Confirm a destructive script: sets `reset.force=true`, without which reset.rhai
+    /// refuses to change anything (a --dry-run needs no confirmation).
+    #[arg(long)]
+    pub force: bool,
     /// Append the journal to FILE (a host path) instead of
     /// /var/lib/kscript/journal.jsonl under the node root.
     #[arg(long, value_name = "FILE")]
@@ -175,6 +179,7 @@ fn dispatch(command: Command) -> Result<u8, Error> {
                         a.ignore_preflight_errors.join(", ")
                     )
                 }))
+                .chain(a.force.then(|| "reset.force=true".to_string()))
                 .chain(a.script.set)
                 .collect(),
             selection: Selection { only: a.only, skip: a.skip, from: a.from },

@@ -69,6 +69,11 @@ pub struct Entry {
     /// A short, credential-free note (`mode 0644 -> 0600`, `created by containerd`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// For a write that changed something (`file`, `dir`, `parent`, `symlink`): whether
+    /// nothing was at the target before, so kscript created it (`false`: it changed what was
+    /// there). Reset removes what kscript created and keeps what it found (see [`paths`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub created: bool,
     /// The boot (`/proc/sys/kernel/random/boot_id`) in which the entry was appended before
     /// its effects were synced to disk; `None` once synced, or when appended after the sync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,6 +108,104 @@ impl Entry {
     }
 }
 
+/// What the journal says kscript did to one node path: see [`paths`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathRecord {
+    pub path: String,
+    /// `file`, `dir`, `symlink`, or `expected` (made by another actor).
+    pub kind: &'static str,
+    pub state: PathState,
+    /// The stage and step of the first entry that names it (since its last removal).
+    pub stage: String,
+    pub stage_index: usize,
+    pub step: String,
+    /// For an expected path, who makes it (`the kubelet (TLS bootstrap)`).
+    pub by: Option<String>,
+}
+
+/// How a node path came to be what it is, by the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathState {
+    /// Nothing was there: kscript made it.
+    Created,
+    /// Something was there and kscript changed it (content, mode or owner).
+    Changed,
+    /// It was there as kscript wanted it, and kscript left it alone (a CA the user put in
+    /// place before init).
+    Found,
+    /// Another actor makes it as part of kscript's run (the kubelet's certificates).
+    Expected,
+}
+
+impl PathState {
+    pub fn name(self) -> &'static str {
+        match self {
+            PathState::Created => "created",
+            PathState::Changed => "changed",
+            PathState::Found => "found",
+            PathState::Expected => "expected",
+        }
+    }
+}
+
+/// Every node path the journal says kscript wrote, found as wanted, or expected another actor
+/// to make, in the order first named, as it stands after the last entry: a `remove` of a path
+/// (or of a folder above it) forgets what came before, so a node that was reset and built
+/// again is described by its second build alone. A path first found as wanted and later
+/// changed is `Changed`; one made again after something else removed it is `Created`.
+pub fn paths(entries: &[Entry]) -> Vec<PathRecord> {
+    let mut out: Vec<PathRecord> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for e in entries {
+        let kind = match e.action.as_str() {
+            "file" => "file",
+            "dir" | "parent" => "dir",
+            "symlink" => "symlink",
+            "expect" if e.outcome == Outcome::Expected => "expected",
+            "remove" if matches!(e.outcome, Outcome::Changed | Outcome::Ok) => {
+                let below = format!("{}/", e.target.trim_end_matches('/'));
+                out.retain(|r| r.path != e.target && !r.path.starts_with(&below));
+                index = out.iter().enumerate().map(|(i, r)| (r.path.clone(), i)).collect();
+                continue;
+            }
+            _ => continue,
+        };
+        if kind != "expected" && !matches!(e.outcome, Outcome::Ok | Outcome::Changed) {
+            continue;
+        }
+        let state = match (kind, e.outcome, e.created) {
+            ("expected", _, _) => PathState::Expected,
+            (_, Outcome::Changed, true) => PathState::Created,
+            (_, Outcome::Changed, false) => PathState::Changed,
+            _ => PathState::Found,
+        };
+        if let Some(&i) = index.get(&e.target) {
+            let r = &mut out[i];
+            r.state = match (r.state, state) {
+                (_, PathState::Created) => PathState::Created,
+                (PathState::Found | PathState::Expected, PathState::Changed) => PathState::Changed,
+                (now, _) => now,
+            };
+            if kind != "expected" {
+                r.kind = kind;
+            }
+            continue;
+        }
+        index.insert(e.target.clone(), out.len());
+        out.push(PathRecord {
+            path: e.target.clone(),
+            kind,
+            state,
+            stage: e.stage.clone(),
+            stage_index: e.stage_index,
+            step: e.step.clone(),
+            by: (kind == "expected")
+                .then(|| e.detail.as_deref().unwrap_or("").trim_start_matches("created by ").to_string()),
+        });
+    }
+    out
+}
+
 /// The entries of one run, in order.
 #[derive(Debug, Default)]
 pub struct Journal {
@@ -114,6 +217,11 @@ pub struct Journal {
 impl Journal {
     pub fn push(&mut self, entry: Entry) {
         self.entries.push(entry);
+    }
+
+    /// The entries so far, in order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
     }
 
     /// Whether this run wrote node path `path`, or expected another actor to make it.
@@ -212,6 +320,7 @@ mod tests {
             target: t.into(),
             outcome: Outcome::Changed,
             detail: None,
+            created: false,
             unsynced: None,
         };
         j.push(e("/a"));
@@ -234,6 +343,7 @@ mod tests {
             target: target.into(),
             outcome: Outcome::Changed,
             detail: None,
+            created: false,
             unsynced: None,
         }
     }
@@ -282,5 +392,66 @@ mod tests {
             targets(&read_in_boot(&path, Some("boot-3")).unwrap()),
             ["/synced-at-once", "/stage-1/a", "/stage-1/b", "/boot-2/a"]
         );
+    }
+
+    fn write(target: &str, action: &str, outcome: Outcome, created: bool) -> Entry {
+        Entry { action: action.into(), outcome, created, ..entry(target) }
+    }
+
+    /// The states of the paths a build, a reset and a second build leave in the journal.
+    #[test]
+    fn paths_tell_created_changed_found_and_expected_and_forget_what_was_removed() {
+        let mut expected = write("/var/lib/kubelet/pki/kubelet.crt", "expect", Outcome::Expected, false);
+        expected.detail = Some("created by the kubelet".into());
+        let entries = vec![
+            write("/etc/kubernetes", "parent", Outcome::Changed, true),
+            write("/etc/kubernetes/pki/ca.crt", "file", Outcome::Ok, false),
+            write("/etc/kubernetes/admin.conf", "file", Outcome::Changed, true),
+            write("/etc/fstab", "file", Outcome::Changed, false),
+            write("/etc/kubernetes/admin.conf", "file", Outcome::Ok, false),
+            expected,
+            write("/etc/default/kubelet", "file", Outcome::Ok, false),
+            write("/etc/default/kubelet", "file", Outcome::Changed, false),
+            write("/usr/bin/x", "run", Outcome::Changed, false),
+            write("/etc/kubernetes/failed", "file", Outcome::Failed, false),
+        ];
+        let states = |rs: &[PathRecord]| -> Vec<(String, &'static str, &'static str)> {
+            rs.iter().map(|r| (r.path.clone(), r.kind, r.state.name())).collect()
+        };
+        let rs = paths(&entries);
+        assert_eq!(
+            states(&rs),
+            [
+                ("/etc/kubernetes".to_string(), "dir", "created"),
+                ("/etc/kubernetes/pki/ca.crt".to_string(), "file", "found"),
+                ("/etc/kubernetes/admin.conf".to_string(), "file", "created"),
+                ("/etc/fstab".to_string(), "file", "changed"),
+                ("/var/lib/kubelet/pki/kubelet.crt".to_string(), "expected", "expected"),
+                ("/etc/default/kubelet".to_string(), "file", "changed"),
+            ]
+        );
+        assert_eq!(rs[4].by.as_deref(), Some("the kubelet"));
+        // A reset removes admin.conf and the kubelet's folder; a second build finds the
+        // folder gone and makes admin.conf again.
+        let mut after = entries.clone();
+        after.push(write("/etc/kubernetes/admin.conf", "remove", Outcome::Changed, false));
+        after.push(write("/var/lib/kubelet", "remove", Outcome::Changed, false));
+        let rs = paths(&after);
+        assert!(
+            rs.iter()
+                .all(|r| r.path != "/etc/kubernetes/admin.conf" && !r.path.starts_with("/var/lib/kubelet"))
+        );
+        after.push(Entry {
+            stage: "init".into(),
+            ..write("/etc/kubernetes/admin.conf", "file", Outcome::Changed, true)
+        });
+        let rs = paths(&after);
+        let admin = rs.iter().find(|r| r.path == "/etc/kubernetes/admin.conf").unwrap();
+        assert_eq!((admin.state, admin.stage.as_str()), (PathState::Created, "init"));
+        // The `created` mark is written only when true, and read back.
+        let line = serde_json::to_string(&entries[2]).unwrap();
+        assert!(line.contains(r#""created":true"#), "{line}");
+        assert!(!serde_json::to_string(&entries[1]).unwrap().contains("created"));
+        assert!(serde_json::from_str::<Entry>(&line).unwrap().created);
     }
 }

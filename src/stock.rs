@@ -18,7 +18,7 @@ macro_rules! embed {
 }
 
 /// The stock flows users run and fork.
-pub const SCRIPTS: &[Embedded] = embed!("scripts": "certs.rhai", "control-plane.rhai", "example.rhai", "images.rhai", "token.rhai", "worker.rhai");
+pub const SCRIPTS: &[Embedded] = embed!("scripts": "certs.rhai", "control-plane.rhai", "example.rhai", "images.rhai", "reset.rhai", "token.rhai", "worker.rhai");
 
 /// The stdlib: modules scripts import, and the configuration defaults.
 pub const STDLIB: &[Embedded] = embed!(
@@ -37,6 +37,7 @@ pub const STDLIB: &[Embedded] = embed!(
     "packages.rhai",
     "pki.rhai",
     "preflight.rhai",
+    "reset.rhai",
     "versions.rhai",
 );
 

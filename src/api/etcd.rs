@@ -1,9 +1,10 @@
 //! What a control-plane join needs beyond a worker's: the shared certificates, sealed with a
 //! certificate key for the kubeadm-certs Secret, and etcd's membership (list the members, add
-//! this node's peer URL).
+//! this node's peer URL; a reset removes its member).
 //!
 //! etcd calls go through the cluster backend: on a real run to etcd's JSON gateway over
-//! mutual TLS; when rendering or in a dry run nothing is asked, and a member add is recorded.
+//! mutual TLS; when rendering or in a dry run nothing is asked, and a member add or remove is
+//! recorded.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -132,6 +133,60 @@ fn add_with_retries(
     }
 }
 
+fn member_remove(ctx: &Ctx, endpoint: &str, certs: &Map, id: &str) -> R<Dynamic> {
+    const F: &str = "etcd_member_remove";
+    ctx.require_step(F)?;
+    let Some(body) = etcd::remove_request(id) else {
+        return Err(script_error(format!(
+            "{F}(): `{id}` is not a member ID (hex, as etcd_members gives it, such as 8e9e05c52164694d)"
+        )));
+    };
+    let tls = tls(ctx, F, certs)?;
+    let target = format!("etcd member remove {id}");
+    ctx.attempt(&target);
+    let label = format!("removing member {id} from etcd at {endpoint}");
+    let answer = ctx.wait(&label, || remove_with_retries(ctx, endpoint, &tls, &body)).map_err(|e| {
+        ctx.record("etcd", &target, Outcome::Failed, Some(format!("failed ({endpoint})")), None);
+        effect_error(format!("{target}: {e}"))
+    })?;
+    let (outcome, sign, word) = match &answer {
+        Some(_) => (Outcome::Changed, '-', "removed"),
+        None => (Outcome::Recorded, '!', "recorded, not sent"),
+    };
+    let line = EffectLine::new(sign, target.clone(), word);
+    ctx.record("etcd", &target, outcome, Some(format!("{word} ({endpoint})")), Some(line));
+    Ok(answer.map_or(Dynamic::UNIT, |a| to_array(etcd::members(&a)).into()))
+}
+
+/// How long a member remove keeps trying while etcd refuses for a passing reason.
+const REMOVE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Removes the member, trying again while etcd has no leader for now; a member already gone
+/// (an answer lost, a rerun) is answered with the member list.
+fn remove_with_retries(
+    ctx: &Ctx,
+    endpoint: &str,
+    tls: &EtcdTls,
+    body: &serde_json::Value,
+) -> std::io::Result<Option<serde_json::Value>> {
+    let start = Instant::now();
+    loop {
+        let error = match ctx.host.cluster.etcd(endpoint, tls, "/v3/cluster/member/remove", body) {
+            Ok(answer) => return Ok(answer),
+            Err(e) => e,
+        };
+        let text = error.to_string();
+        if text.contains("member not found") {
+            return ctx.host.cluster.etcd(endpoint, tls, "/v3/cluster/member/list", &serde_json::json!({}));
+        }
+        let passing = ["timed out", "no leader", "leader changed"].iter().any(|p| text.contains(p));
+        if !passing || start.elapsed() >= REMOVE_PATIENCE {
+            return Err(error);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     let c = ctx.clone();
     FuncRegistration::new("etcd_members")
@@ -158,6 +213,21 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         .with_params_info(["endpoint: &str", "certs: Map", "peer_url: &str", "Dynamic"])
         .register_into_engine(engine, move |endpoint: &str, certs: Map, peer_url: &str| {
             member_add(&c, endpoint, &certs, peer_url)
+        });
+
+    let c = ctx.clone();
+    FuncRegistration::new("etcd_member_remove")
+        .with_comments([
+            "/// Removes member `id` (hex, as `etcd_members` gives it) from the etcd cluster at",
+            "/// `endpoint`, as `etcdctl member remove` does (`certs` as for `etcd_members`), and",
+            "/// returns the members left. A member already gone is not an error. etcd itself refuses",
+            "/// a removal that would leave its cluster without quorum of started members; the",
+            "/// caller decides about a 2-member cluster (see stdlib/reset.rhai). When rendering or in",
+            "/// a dry run it is recorded, and returns `()`.",
+        ])
+        .with_params_info(["endpoint: &str", "certs: Map", "id: &str", "Dynamic"])
+        .register_into_engine(engine, move |endpoint: &str, certs: Map, id: &str| {
+            member_remove(&c, endpoint, &certs, id)
         });
 
     FuncRegistration::new("certificate_key_generate")

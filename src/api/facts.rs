@@ -62,6 +62,23 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
                 m.into()
             }))
         });
+    let c = ctx.clone();
+    FuncRegistration::new("run_mode")
+        .with_comments([
+            "/// How this run treats the node: `\"apply\"` (a real run, changing this host),",
+            "/// `\"render\"` (`--root DIR`: files under DIR, host commands recorded) or `\"dry-run\"`",
+            "/// (nothing changes). For what a script says or asks, never to change what an effect",
+            "/// does: every effect already does the right thing in each mode.",
+        ])
+        .with_params_info(["String"])
+        .register_into_engine(engine, move || -> String {
+            match c.host.mode {
+                crate::host::Mode::Apply => "apply",
+                crate::host::Mode::Render => "render",
+                crate::host::Mode::DryRun => "dry-run",
+            }
+            .to_string()
+        });
     register_ports(engine, ctx);
     register_journal(engine, ctx);
 }
@@ -127,15 +144,25 @@ fn register_ports(engine: &mut Engine, ctx: &Rc<Ctx>) {
         });
 }
 
-/// `kscript_wrote`: what the journal says kscript made on this node.
+/// The entries of this node's journal file from earlier runs (the `--journal` file when one
+/// is named), as [`crate::journal::read`] trusts them.
+fn earlier_entries(c: &Ctx) -> Result<Vec<crate::journal::Entry>, Box<EvalAltResult>> {
+    let journal = match c.journal_file.borrow().clone() {
+        Some(file) => file,
+        None => c.root.resolve(crate::journal::JOURNAL_PATH).map_err(|e| effect_error(e.to_string()))?.host,
+    };
+    crate::journal::read(&journal).map_err(|e| effect_error(format!("cannot read the journal: {e}")))
+}
+
+/// `kscript_wrote` and `journal_paths`: what the journal says kscript made on this node.
 fn register_journal(engine: &mut Engine, ctx: &Rc<Ctx>) {
     let c = ctx.clone();
     FuncRegistration::new("kscript_wrote")
         .with_comments([
             "/// Whether kscript's journal on this node records writing node path `path`, or",
             "/// expecting another actor to write it as part of kscript's run (a worker's",
-            "/// /etc/kubernetes/kubelet.conf, which the kubelet writes after TLS bootstrap): so a",
-            "/// file there is kscript's own, not another tool's.",
+            "/// /etc/kubernetes/kubelet.conf, which the kubelet writes after TLS bootstrap), and no",
+            "/// removal of it (a reset) since: so a file there is kscript's own, not another tool's.",
         ])
         .with_params_info(["path: &str", "bool"])
         .register_into_engine(engine, move |path: &str| -> Result<bool, Box<EvalAltResult>> {
@@ -144,25 +171,70 @@ fn register_journal(engine: &mut Engine, ctx: &Rc<Ctx>) {
             }
             // The journal file is read once per run, not once per question.
             if c.earlier_made.get().is_none() {
-                let journal = match c.journal_file.borrow().clone() {
-                    Some(file) => file,
-                    None => {
-                        c.root
-                            .resolve(crate::journal::JOURNAL_PATH)
-                            .map_err(|e| effect_error(e.to_string()))?
-                            .host
-                    }
-                };
-                let entries = crate::journal::read(&journal)
-                    .map_err(|e| effect_error(format!("cannot read the journal: {e}")))?;
-                let _ = c.earlier_made.set(
-                    entries
-                        .into_iter()
-                        .filter(crate::journal::Entry::makes_target)
-                        .map(|e| e.target)
-                        .collect(),
-                );
+                let records = crate::journal::paths(&earlier_entries(&c)?);
+                let _ = c.earlier_made.set(records.into_iter().map(|r| r.path).collect());
             }
             Ok(c.earlier_made.get().is_some_and(|w| w.contains(path)))
+        });
+
+    let c = ctx.clone();
+    FuncRegistration::new("journal_entries")
+        .with_comments([
+            "/// The entries of kscript's journal on this node that can be trusted (see the journal's",
+            "/// durability note), earlier runs' first, then this run's so far: each `#{ stage,",
+            "/// stage_index, step, action, target, outcome, detail }` (`outcome` as the run prints it:",
+            "/// `ok`, `changed`, `recorded`, ...; `detail` or `()`). `[]` without a journal.",
+        ])
+        .with_params_info(["Array"])
+        .register_into_engine(engine, move || -> Result<rhai::Array, Box<EvalAltResult>> {
+            let mut entries = earlier_entries(&c)?;
+            entries.extend(c.journal.borrow().entries().iter().cloned());
+            Ok(entries
+                .into_iter()
+                .map(|e| {
+                    let mut m = Map::new();
+                    m.insert("stage".into(), e.stage.into());
+                    m.insert("stage_index".into(), i64::try_from(e.stage_index).unwrap_or(i64::MAX).into());
+                    m.insert("step".into(), e.step.into());
+                    m.insert("action".into(), e.action.into());
+                    m.insert("target".into(), e.target.into());
+                    m.insert("outcome".into(), e.outcome.to_string().into());
+                    m.insert("detail".into(), e.detail.map_or(Dynamic::UNIT, Dynamic::from));
+                    Dynamic::from_map(m)
+                })
+                .collect())
+        });
+
+    let c = ctx.clone();
+    FuncRegistration::new("journal_paths")
+        .with_comments([
+            "/// Every node path kscript's journal on this node names, with what kscript did to it,",
+            "/// in the order first named: each `#{ path, kind, state, stage, stage_index, step, by }`.",
+            "/// `kind` is `\"file\"`, `\"dir\"`, `\"symlink\"` or `\"expected\"`; `state` is",
+            "/// `\"created\"` (nothing was there: kscript made it), `\"changed\"` (kscript changed what",
+            "/// was there), `\"found\"` (it was there as wanted and kscript left it alone, such as a CA",
+            "/// placed before init) or `\"expected\"` (another actor makes it during kscript's run;",
+            "/// `by` names it, else `()`); `stage` and `step` are those of its first entry. A removal",
+            "/// (`remove`, a reset) forgets a path and everything under it until it is written again.",
+            "/// Earlier runs' entries come first, then this run's. `[]` without a journal.",
+        ])
+        .with_params_info(["Array"])
+        .register_into_engine(engine, move || -> Result<rhai::Array, Box<EvalAltResult>> {
+            let mut entries = earlier_entries(&c)?;
+            entries.extend(c.journal.borrow().entries().iter().cloned());
+            Ok(crate::journal::paths(&entries)
+                .into_iter()
+                .map(|r| {
+                    let mut m = Map::new();
+                    m.insert("path".into(), r.path.into());
+                    m.insert("kind".into(), r.kind.into());
+                    m.insert("state".into(), r.state.name().into());
+                    m.insert("stage".into(), r.stage.into());
+                    m.insert("stage_index".into(), i64::try_from(r.stage_index).unwrap_or(i64::MAX).into());
+                    m.insert("step".into(), r.step.into());
+                    m.insert("by".into(), r.by.map_or(Dynamic::UNIT, Dynamic::from));
+                    Dynamic::from_map(m)
+                })
+                .collect())
         });
 }

@@ -12,6 +12,7 @@ pub mod etcd;
 pub mod facts;
 pub mod files;
 pub mod log;
+pub mod mounts;
 pub mod pki;
 pub mod stages;
 pub mod systemd;
@@ -41,6 +42,7 @@ pub fn register_all(engine: &mut Engine, ctx: &Rc<Ctx>) {
     cri::register(engine, ctx);
     cluster::register(engine, ctx);
     etcd::register(engine, ctx);
+    mounts::register(engine, ctx);
     engine.register_type_with_name::<EffectFailure>("EffectFailure");
     rhai::FuncRegistration::new("to_string")
         .with_comments(["/// The message of a failed effect caught with `try { ... } catch (e) { ... }`."])
@@ -163,6 +165,10 @@ impl Ctx {
                 state.changed_targets.push(target.to_string());
             }
         }
+        // A write shown as `+` made something where nothing was.
+        let created = outcome == Outcome::Changed
+            && matches!(action, "file" | "dir" | "parent" | "symlink")
+            && line.as_ref().is_some_and(|l| l.sign == '+');
         if let Some(l) = line {
             state.effects.push(l);
         }
@@ -174,6 +180,7 @@ impl Ctx {
             target: target.to_string(),
             outcome,
             detail,
+            created,
             unsynced: None,
         });
     }

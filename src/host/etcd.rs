@@ -1,6 +1,6 @@
-//! etcd's cluster membership, as a joining control-plane node changes it: list the members,
-//! add this node's peer URL. kubeadm does it with etcd's Go client; kscript speaks etcd's
-//! JSON gateway (`POST /v3/cluster/member/list`, `/v3/cluster/member/add`, served on the
+//! etcd's cluster membership, as a joining control-plane node changes it (list the members,
+//! add this node's peer URL) and a reset one does (remove its member). kubeadm does it with etcd's Go client; kscript speaks etcd's
+//! JSON gateway (`POST /v3/cluster/member/list`, `/v3/cluster/member/add`, `/v3/cluster/member/remove`, served on the
 //! client port of etcd 3.4 and later) over mutual TLS with a client certificate signed by the
 //! etcd CA (apiserver-etcd-client).
 
@@ -126,12 +126,27 @@ pub fn add_request(peer_url: &str) -> Value {
     json!({ "peerURLs": [peer_url] })
 }
 
+/// The body of a member remove: `id` in hex, as [`members`] gives it; `None` when it is not
+/// a member ID.
+pub fn remove_request(id: &str) -> Option<Value> {
+    let n = u64::from_str_radix(id, 16).ok()?;
+    // The gateway reads a uint64 from a JSON string (a number would lose digits in
+    // JavaScript-minded parsers).
+    Some(json!({ "ID": n.to_string() }))
+}
+
 /// How long one etcd call may take.
 pub const DEADLINE: Duration = Duration::from_secs(15);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remove_names_the_member_in_decimal() {
+        assert_eq!(remove_request("8e9e05c52164694d"), Some(json!({"ID": "10276657743932975437"})));
+        assert_eq!(remove_request("not-hex"), None);
+    }
 
     #[test]
     fn members_are_read_from_the_gateways_answer() {

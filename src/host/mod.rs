@@ -9,6 +9,7 @@ pub mod etcd;
 pub mod facts;
 pub mod files;
 mod https;
+pub mod mounts;
 pub mod systemd;
 
 pub use cluster::{Cluster, RealCluster, RecordingCluster};
@@ -16,6 +17,7 @@ pub use commands::{CommandOutput, CommandSpec, Commands, RealCommands, Recording
 pub use cri::{Cri, CriSockets, RealCri, RecordingCri};
 pub use facts::{Facts, RealFacts};
 pub use files::{FileKind, FileState, Files, Owner, PlannedFiles, RealFiles};
+pub use mounts::{Mounts, RealMounts, RecordingMounts};
 pub use systemd::{RealSystemd, RecordingSystemd, Systemd};
 
 /// What a run does to the machine.
@@ -46,6 +48,8 @@ pub struct Host {
     pub commands: Box<dyn Commands>,
     pub facts: Box<dyn Facts>,
     pub systemd: Box<dyn Systemd>,
+    /// The mount table, and unmounting (recorded unless a real run).
+    pub mounts: Box<dyn Mounts>,
     /// The container runtimes behind the sockets scripts name.
     pub cri: CriSockets,
     /// The Kubernetes API, reached through the kubeconfigs scripts name (one client each).
@@ -105,6 +109,7 @@ impl Host {
             commands: if real { Box::new(RealCommands) } else { Box::new(RecordingCommands) },
             facts: Box::new(RealFacts { probes_host: real }),
             systemd: if real { Box::new(RealSystemd) } else { Box::new(RecordingSystemd) },
+            mounts: if real { Box::new(RealMounts) } else { Box::new(RecordingMounts) },
             cri: match mode {
                 Mode::Apply => CriSockets::real(),
                 Mode::Render => rendering_cri(),
