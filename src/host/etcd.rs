@@ -126,6 +126,30 @@ pub fn add_request(peer_url: &str) -> Value {
     json!({ "peerURLs": [peer_url] })
 }
 
+/// What `/v3/maintenance/status` says of the member that answers: its ID and the leader's,
+/// in hex, and its etcd version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub member_id: String,
+    pub leader: String,
+    pub version: String,
+}
+
+/// The status in an answer of the gateway's `/v3/maintenance/status`.
+pub fn status(answer: &Value) -> Status {
+    Status {
+        member_id: hex_id(&answer["header"]["member_id"]),
+        leader: hex_id(&answer["leader"]),
+        version: answer["version"].as_str().unwrap_or_default().to_string(),
+    }
+}
+
+/// The body of a leadership transfer to member `id` (hex); `None` when it is not a member ID.
+pub fn move_leader_request(id: &str) -> Option<Value> {
+    let n = u64::from_str_radix(id, 16).ok()?;
+    Some(json!({ "targetID": n.to_string() }))
+}
+
 /// The body of a member remove: `id` in hex, as [`members`] gives it; `None` when it is not
 /// a member ID.
 pub fn remove_request(id: &str) -> Option<Value> {
@@ -141,6 +165,21 @@ pub const DEADLINE: Duration = Duration::from_secs(15);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_and_leadership_transfer_speak_hex_to_scripts_and_decimal_to_etcd() {
+        let answer = json!({"header": {"cluster_id": "1", "member_id": "10276657743932975437"},
+                            "version": "3.4.23", "leader": "3"});
+        assert_eq!(
+            status(&answer),
+            Status { member_id: "8e9e05c52164694d".into(), leader: "3".into(), version: "3.4.23".into() }
+        );
+        assert_eq!(
+            move_leader_request("8e9e05c52164694d"),
+            Some(json!({"targetID": "10276657743932975437"}))
+        );
+        assert_eq!(move_leader_request("x"), None);
+    }
 
     #[test]
     fn a_remove_names_the_member_in_decimal() {
