@@ -166,7 +166,7 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             "unit_stop",
             "stop",
             |s, unit| s.stop(unit),
-            "/// Stops `unit` if it is active (recorded when rendering). Returns `true` if it stopped.",
+            "/// Stops `unit` unless inactive or failed (a crash loop too; recorded when rendering). Returns `true` if it stopped.",
         ),
         (
             "unit_restart",

@@ -32,7 +32,8 @@ pub trait Systemd {
     fn disable(&self, unit: &str) -> io::Result<UnitChange>;
     /// Starts the unit unless it is active.
     fn start(&self, unit: &str) -> io::Result<UnitChange>;
-    /// Stops the unit if it is active.
+    /// Stops the unit unless it is inactive or failed (one waiting to be started again after a
+    /// crash is stopped, ending its loop).
     fn stop(&self, unit: &str) -> io::Result<UnitChange>;
     fn restart(&self, unit: &str) -> io::Result<UnitChange>;
     /// `systemctl is-active`: `active`, `inactive`, `failed`, `activating`...; `None` when
@@ -134,7 +135,9 @@ impl Systemd for RealSystemd {
     }
 
     fn stop(&self, unit: &str) -> io::Result<UnitChange> {
-        if self.state(unit)?.as_deref() != Some("active") {
+        // A unit crash-looping between two starts (`auto-restart`) is `activating`: stopped too,
+        // or systemd starts it again.
+        if matches!(self.state(unit)?.as_deref(), None | Some("inactive" | "failed" | "unknown")) {
             return Ok(UnitChange::Unchanged);
         }
         check(&["stop", unit])?;

@@ -8,6 +8,8 @@ use std::fs;
 use std::path::Path;
 
 use super::cri::Containerd;
+use super::systemd::{CONTAINER_LIMITS, STAGE_1, STAGE_2, make_bundle};
+use super::systemd_host::Node;
 use super::{
     KillOnDrop, Run, Sandbox, etcdctl_as_healthcheck, fingerprint, start_etcd_member, tree_snapshot,
 };
@@ -369,4 +371,65 @@ fn reset_stops_and_removes_every_pod_the_runtime_holds() {
     assert!(pods("pods/count").contains("pods=0 containers=0"));
     let forced = containerd.shutdown();
     assert!(forced.is_empty(), "left behind after reset removed the Pods: {forced:?}");
+}
+
+/// On a real systemd host (the nspawn harness): stages 1 and 2 (containerd from Debian's
+/// package, the kubelet from a bundle, crash-looping), init's kubelet files, a volume mounted
+/// under /var/lib/kubelet and a file of the kubelet's own state; then a real reset: the
+/// kubelet stopped, its files and state gone, the volume unmounted, containerd still running.
+/// With reset.packages: containerd and the kubelet stopped, disabled and uninstalled, the
+/// files of stages 1 and 2 and the bundle record gone.
+#[test]
+fn reset_on_a_real_systemd_host_after_stages_1_and_2() {
+    let node = Node::boot();
+    node.kscript(&[STAGE_1, CONTAINER_LIMITS].concat()).ok();
+    make_bundle(&node.work().join("bundle"));
+    node.kscript(STAGE_2).ok();
+    node.kscript(&["run", "control-plane.rhai", "--only", "init/kubelet-start"]).ok();
+    node.sh("echo '{}' > /var/lib/kubelet/cpu_manager_state");
+    let volume = "/var/lib/kubelet/pods/0a1b/volumes/kubernetes.io~empty-dir/cache";
+    node.sh(&format!("mkdir -p {volume} && mount -t tmpfs tmpfs {volume} && echo x > {volume}/f"));
+    let mounted =
+        |path: &str| node.sh("cat /proc/self/mountinfo").lines().any(|l| l.split(' ').nth(4) == Some(path));
+    assert!(mounted(volume));
+    assert_eq!(node.property("kubelet.service", "ActiveState"), "activating", "crash-looping");
+
+    let run = node.kscript(&["run", "reset.rhai", "--force"]).ok();
+    assert!(run.stdout.contains("skipped  remove-etcd-member/member"), "{}", run.stdout);
+    assert!(run.stdout.contains("changed  cleanup-node/stop-kubelet"), "{}", run.stdout);
+    assert!(run.stdout.contains("unmounted 1 mount points under /var/lib/kubelet"), "{}", run.stdout);
+    assert_eq!(node.property("kubelet.service", "ActiveState"), "inactive");
+    assert!(!mounted(volume), "the kubelet's volume is still mounted");
+    for gone in ["config.yaml", "kubeadm-flags.env", "instance-config.yaml", "cpu_manager_state", "pods"] {
+        assert!(!node.path(&format!("/var/lib/kubelet/{gone}")).exists(), "{gone} is still there");
+    }
+    assert!(node.path("/var/lib/kubelet").is_dir(), "stage 2's folder stays");
+    assert!(node.path("/usr/bin/kubelet").is_file() && node.path("/etc/containerd/config.toml").is_file());
+    assert_eq!(node.property("containerd.service", "ActiveState"), "active");
+    assert_eq!(node.property("kubelet.service", "UnitFileState"), "enabled");
+
+    let run = node.kscript(&["run", "reset.rhai", "--force", "--set", "reset.packages=true"]).ok();
+    assert!(run.stdout.contains("changed  packages/uninstall"), "{}", run.stdout);
+    assert_eq!(node.property("containerd.service", "ActiveState"), "inactive");
+    assert_eq!(node.property("containerd.service", "LoadState"), "not-found");
+    assert_eq!(node.property("kubelet.service", "LoadState"), "not-found");
+    let status = node.exec(&["dpkg-query", "-W", "-f", "${Status}", "containerd"]);
+    assert!(
+        !String::from_utf8_lossy(&status.stdout).contains("install ok installed"),
+        "containerd is still installed"
+    );
+    for gone in [
+        "/usr/bin/kubelet",
+        "/usr/bin/kubeadm",
+        "/usr/bin/kubectl",
+        "/opt/cni/bin/bridge",
+        "/etc/containerd/config.toml",
+        "/usr/lib/systemd/system/kubelet.service",
+        "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf",
+        "/var/lib/kscript/bundle.json",
+        "/etc/systemd/system/multi-user.target.wants/kubelet.service",
+    ] {
+        assert!(!node.path(gone).exists(), "{gone} is still there");
+    }
+    assert!(node.path("/var/lib/kscript/journal.jsonl").is_file());
 }

@@ -196,13 +196,13 @@ fn a_failing_unit_is_reported_with_its_status_and_journal_lines() {
 }
 
 /// Stage 1 with Debian's containerd 1.6, its version left to kscript (`auto`, the default).
-const STAGE_1: &[&str] = &["run", "control-plane.rhai", "--only", "containerd"];
+pub(super) const STAGE_1: &[&str] = &["run", "control-plane.rhai", "--only", "containerd"];
 
 /// The warning of a chosen containerd version that is not the installed one.
 const VERSION_WARNING: &str = "kscript.containerd.version says";
 
 /// Stage 2 from the local bundle the test puts in the work folder.
-const STAGE_2: &[&str] = &[
+pub(super) const STAGE_2: &[&str] = &[
     "run",
     "control-plane.rhai",
     "--only",
@@ -216,7 +216,7 @@ const STAGE_2: &[&str] = &[
 /// What a container cannot do, so that stage 1 skips it here: load kernel modules (the root
 /// file system has no /lib/modules, and a container may not load modules anyway) and write
 /// sysctls (nspawn mounts /proc/sys read-only).
-const CONTAINER_LIMITS: &[&str] = &["--skip", "containerd/modules", "--skip", "containerd/sysctl"];
+pub(super) const CONTAINER_LIMITS: &[&str] = &["--skip", "containerd/modules", "--skip", "containerd/sysctl"];
 
 /// Asks containerd's CRI socket, through kscript's CRI functions.
 const CRI: &str = r#"
@@ -244,7 +244,7 @@ exit 1
 /// Makes stage 2's bundle in `dir` as the bundle layout asks: kubelet, kubeadm and kubectl
 /// (stand-ins), one cni-plugins-linux-*.tgz (stand-in plugins) and images/*.tar (the CRI
 /// tests' pause image, a real one).
-fn make_bundle(dir: &Path) {
+pub(super) fn make_bundle(dir: &Path) {
     let executable = |path: &Path, text: &str| {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(path, text).unwrap();
