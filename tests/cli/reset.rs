@@ -150,6 +150,83 @@ fn reset_takes_a_rendered_control_plane_back_to_what_was_there() {
     assert_eq!(fs::read(sb.root().join("etc/kubernetes/pki/ca.key")).unwrap(), ca.1);
 }
 
+/// What the actors kscript started make on a real node (the kubelet's certificates and
+/// state, etcd's data, Flannel's CNI file) goes, as kubeadm removes it; what another tool put
+/// next to kscript's files stays, and reset says so.
+#[test]
+fn reset_removes_what_the_actors_made_and_keeps_what_others_put_there() {
+    let sb = Sandbox::new();
+    sb.render("control-plane.rhai", &[]).ok();
+    let root = sb.root();
+    let put = |path: &str, text: &str| {
+        let p = root.join(path.trim_start_matches('/'));
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    };
+    // The actors'.
+    put("/etc/cni/net.d/10-flannel.conflist", "{}\n");
+    put("/var/lib/kubelet/pki/kubelet-client-2026-12-07-00-00-00.pem", "pem\n");
+    std::os::unix::fs::symlink(
+        "/var/lib/kubelet/pki/kubelet-client-2026-12-07-00-00-00.pem",
+        root.join("var/lib/kubelet/pki/kubelet-client-current.pem"),
+    )
+    .unwrap();
+    put("/var/lib/kubelet/pods/0a1b/etc-hosts", "127.0.0.1 localhost\n");
+    put("/var/lib/kubelet/cpu_manager_state", "{}\n");
+    put("/var/lib/etcd/member/snap/db", "data\n");
+    // Another tool's.
+    put("/etc/cni/net.d/50-other.conflist", "{}\n");
+    put("/etc/kubernetes/audit-policy.yaml", "rules: []\n");
+
+    let run = reset(&sb, &["--force"]).ok();
+    assert!(
+        run.stdout.contains("kept in /etc/cni/net.d (not written in kscript's run): 50-other.conflist"),
+        "{}",
+        run.stdout
+    );
+    let installed = Sandbox::new();
+    installed.render("control-plane.rhai", &["--only", "containerd", "--only", "kubelet"]).ok();
+    let other = installed.root();
+    fs::write(other.join("etc/cni/net.d/50-other.conflist"), "{}\n").unwrap();
+    fs::write(other.join("etc/kubernetes/audit-policy.yaml"), "rules: []\n").unwrap();
+    assert_eq!(tree_snapshot(&root), tree_snapshot(&other));
+
+    // Back to before stage 1: the folders kscript made stay where they hold another's file.
+    let run = reset(&sb, &["--force", "--set", "reset.packages=true"]).ok();
+    for kept in ["/etc/kubernetes/", "/etc/cni/net.d/"] {
+        assert!(run.stdout.contains(&format!("kept {kept}: kscript made it")), "{kept}: {}", run.stdout);
+    }
+    let bare = Sandbox::new();
+    fs::create_dir_all(bare.root().join("etc/cni/net.d")).unwrap();
+    fs::create_dir_all(bare.root().join("etc/kubernetes")).unwrap();
+    fs::write(bare.root().join("etc/cni/net.d/50-other.conflist"), "{}\n").unwrap();
+    fs::write(bare.root().join("etc/kubernetes/audit-policy.yaml"), "rules: []\n").unwrap();
+    assert_eq!(tree_snapshot(&root), tree_snapshot(&bare.root()));
+}
+
+/// A node with no journal of init or join (built by kubeadm): kubeadm's list, with a warning.
+#[test]
+fn without_a_journal_reset_removes_what_kubeadm_reset_removes() {
+    let sb = Sandbox::new();
+    sb.render("control-plane.rhai", &[]).ok();
+    let root = sb.root();
+    fs::remove_file(root.join("var/lib/kscript/journal.jsonl")).unwrap();
+    fs::write(root.join("etc/kubernetes/pki/extra.crt"), "not kscript's\n").unwrap();
+    fs::write(root.join("etc/kubernetes/audit-policy.yaml"), "rules: []\n").unwrap();
+    let run = reset(&sb, &["--force"]).ok();
+    assert!(run.message().contains("no journal of kscript's init or join on this node"), "{}", run.stderr);
+    for dir in ["etc/kubernetes/manifests", "etc/kubernetes/pki", "var/lib/kubelet", "var/lib/etcd"] {
+        let left: Vec<_> = fs::read_dir(root.join(dir)).unwrap().collect();
+        assert!(left.is_empty(), "{dir} is not empty: {left:?}");
+    }
+    for f in ["admin.conf", "super-admin.conf", "kubelet.conf", "controller-manager.conf", "scheduler.conf"] {
+        assert!(!root.join("etc/kubernetes").join(f).exists(), "{f}");
+    }
+    // Outside kubeadm's list, nothing is touched.
+    assert!(root.join("etc/kubernetes/audit-policy.yaml").exists());
+    assert!(root.join("etc/containerd/config.toml").exists());
+}
+
 /// worker.rhai's join rendered (discovery from a control plane's files), then reset: back to
 /// stages 1 and 2; with reset.packages back to what was there; joined again, a fresh worker.
 #[test]
