@@ -1,7 +1,8 @@
 //! kubeadm's configuration files, read as they are.
 //!
 //! A `--config` file may hold kubeadm documents (`apiVersion: kubeadm.k8s.io/v1beta4` or
-//! `v1beta3`, `kind: InitConfiguration`, `ClusterConfiguration`, `JoinConfiguration`), a
+//! `v1beta3`, `kind: InitConfiguration`, `ClusterConfiguration`, `JoinConfiguration`; v1beta4's
+//! `ResetConfiguration` for reset.rhai), a
 //! `KubeletConfiguration` and a `KubeProxyConfiguration`. Each is translated to the keys of
 //! `cfg` (see `stdlib/defaults.yaml`): v1beta3 is converted to v1beta4 first (extra-argument
 //! maps become `{name, value}` lists, timeouts move), and fields kubeadm knows but kscript does
@@ -69,6 +70,54 @@ pub struct Translated {
     pub what: String,
     pub overlay: Node,
     pub warnings: Vec<String>,
+}
+
+/// `ResetConfiguration`'s fields kscript reads, and where they land: reset.rhai's confirmation
+/// (`kubeadm reset --force`), the certificate folder, the runtime whose Pods are removed.
+const RESET_FIELDS: &[(&str, &[&str])] = &[
+    ("force", &["reset", "force"]),
+    ("certificatesDir", &["certificatesDir"]),
+    ("criSocket", &["nodeRegistration", "criSocket"]),
+];
+
+/// `ResetConfiguration`'s fields kscript does not read, with what to use instead.
+const RESET_UNUSED: &[(&str, &str)] = &[
+    ("dryRun", "use --dry-run"),
+    ("skipPhases", "use --skip STAGE"),
+    ("ignorePreflightErrors", "reset's preflight is its confirmation alone"),
+    ("cleanupTmpDir", "kscript writes no /etc/kubernetes/tmp"),
+    ("unmountFlags", "reset unmounts without flags"),
+];
+
+/// A v1beta4 `ResetConfiguration` as the keys reset.rhai reads (see [`RESET_FIELDS`]).
+fn translate_reset(mut doc: Node, src: &Source, what: String) -> Result<Translated, Error> {
+    let span = doc.span;
+    let Value::Map(entries) = &mut doc.value else { unreachable!("is_typed checked a map") };
+    let mut top: Vec<(Node, Node)> = Vec::new();
+    let mut warnings = Vec::new();
+    for (k, v) in std::mem::take(entries) {
+        let Value::Str(name) = &k.value else { continue };
+        if let Some((_, path)) = RESET_FIELDS.iter().find(|(f, _)| f == name) {
+            // The value under its path, as nested maps.
+            let mut node = v;
+            for part in path[1..].iter().rev() {
+                node = Node { value: Value::Map(vec![(str_node(part, k.span), node)]), span: k.span };
+            }
+            top.push((str_node(path[0], k.span), node));
+        } else if let Some((_, instead)) = RESET_UNUSED.iter().find(|(f, _)| f == name) {
+            warnings.push(format!("kscript does not use ResetConfiguration's `{name}`: {instead}"));
+        } else {
+            let known: Vec<&str> =
+                RESET_FIELDS.iter().map(|(f, _)| *f).chain(RESET_UNUSED.iter().map(|(f, _)| *f)).collect();
+            return Err(config_error(
+                src,
+                k.span,
+                &format!("`{name}` is not a field of ResetConfiguration"),
+                Some(format!("ResetConfiguration's fields: {}", known.join(", "))),
+            ));
+        }
+    }
+    Ok(Translated { what, overlay: Node { value: Value::Map(top), span }, warnings })
 }
 
 /// Whether `doc` declares an `apiVersion` and a `kind`.
@@ -194,12 +243,13 @@ pub fn translate(mut doc: Node, src: &Source) -> Result<Translated, Error> {
         "ClusterConfiguration" => CLUSTER_FIELDS,
         "InitConfiguration" => INIT_FIELDS,
         "JoinConfiguration" => JOIN_FIELDS,
+        "ResetConfiguration" if version == "v1beta4" => return translate_reset(doc, src, what),
         other => {
             return Err(config_error(
                 src,
                 kind.span,
                 &format!("kscript does not read kubeadm's `{other}`"),
-                Some("kscript reads InitConfiguration, ClusterConfiguration and JoinConfiguration".into()),
+                Some("kscript reads InitConfiguration, ClusterConfiguration, JoinConfiguration and (v1beta4) ResetConfiguration".into()),
             ));
         }
     };
@@ -314,6 +364,24 @@ mod tests {
         let (cfg, _) = load("apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\n").unwrap();
         assert_eq!(get(&cfg, "timeouts.discovery").to_string(), "5m0s");
         assert_eq!(get(&cfg, "timeouts.kubernetesAPICall").to_string(), "1m0s");
+    }
+
+    /// `kubeadm reset --config`'s `ResetConfiguration`: what reset.rhai reads lands in `cfg`,
+    /// what it does not is said with what to use; an unknown field is refused.
+    #[test]
+    fn reads_a_reset_configuration() {
+        let (cfg, warnings) = load(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ResetConfiguration\nforce: true\ncriSocket: unix:///run/crio/crio.sock\ncertificatesDir: /srv/pki\nskipPhases: [remove-etcd-member]\n",
+        )
+        .unwrap();
+        assert_eq!(get(&cfg, "reset.force").to_string(), "true");
+        assert_eq!(get(&cfg, "reset.packages").to_string(), "false");
+        assert_eq!(get(&cfg, "nodeRegistration.criSocket").to_string(), "unix:///run/crio/crio.sock");
+        assert_eq!(get(&cfg, "certificatesDir").to_string(), "/srv/pki");
+        assert_eq!(warnings, ["kscript does not use ResetConfiguration's `skipPhases`: use --skip STAGE"]);
+        let err =
+            load("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ResetConfiguration\nforec: true\n").unwrap_err();
+        assert!(err.to_string().contains("`forec` is not a field of ResetConfiguration"), "{err}");
     }
 
     #[test]
