@@ -432,6 +432,22 @@ fn reset_stops_and_removes_every_pod_the_runtime_holds() {
             .stdout
     };
     assert!(pods("pods/run").contains("pods=2 containers=2"));
+    // The kubelet's files name the runtime (1.33's kubeadm-flags.env holds
+    // --container-runtime-endpoint): reset reads it there, not from its own defaults.
+    sb.render(
+        "control-plane.rhai",
+        &[
+            "--only",
+            "init/kubelet-start",
+            "--set",
+            "kubernetesVersion=v1.33.0",
+            "--set",
+            "nodeRegistration.criSocket=unix:///run/containerd/containerd.sock",
+        ],
+    )
+    .ok();
+    let flags = fs::read_to_string(root.join("var/lib/kubelet/kubeadm-flags.env")).unwrap();
+    assert!(flags.contains("--container-runtime-endpoint=unix:///run/containerd/containerd.sock"), "{flags}");
     let args = [
         "run",
         "reset.rhai",
@@ -440,8 +456,6 @@ fn reset_stops_and_removes_every_pod_the_runtime_holds() {
         "--force",
         "--only",
         "cleanup-node/remove-containers",
-        "--set",
-        "nodeRegistration.criSocket=unix:///run/containerd/containerd.sock",
     ];
     let run = sb.kscript_env(&real, &args).ok();
     assert!(run.stdout.contains("changed  cleanup-node/remove-containers"), "{}", run.stdout);
