@@ -119,9 +119,27 @@ fn reset_takes_a_rendered_control_plane_back_to_what_was_there() {
     installed.render("control-plane.rhai", &["--only", "containerd", "--only", "kubelet"]).ok();
     assert_eq!(tree_snapshot(&sb.root()), tree_snapshot(&installed.root()));
     assert_eq!(fs::read(sb.root().join("etc/kubernetes/pki/ca.crt")).unwrap(), ca.0);
-    // The journal stays, with the reset's removals in it.
+    // The journal stays, with the reset's removals in it: what reset removed is no longer
+    // kscript's (a file another tool writes there later is that tool's), what stays still is.
     let entries = kscript::journal::read(&sb.root().join("var/lib/kscript/journal.jsonl")).unwrap();
     assert!(entries.iter().any(|e| e.stage == "cleanup-node" && e.action == "remove"));
+    sb.write(
+        "wrote.rhai",
+        r#"stage("s", "x", [step("ask", "x", || {
+            for p in ["/etc/kubernetes/admin.conf", "/etc/kubernetes/manifests/etcd.yaml", "/etc/containerd/config.toml", "/etc/kubernetes/pki/ca.crt"] {
+                info(`${p}: ${kscript_wrote(p)}`);
+            }
+        })]);"#,
+    );
+    let run = sb.render("wrote.rhai", &[]).ok();
+    for line in [
+        "/etc/kubernetes/admin.conf: false",
+        "/etc/kubernetes/manifests/etcd.yaml: false",
+        "/etc/containerd/config.toml: true",
+        "/etc/kubernetes/pki/ca.crt: true",
+    ] {
+        assert!(run.stdout.contains(line), "no `{line}` in:\n{}", run.stdout);
+    }
 
     // Again with reset.packages: everything of kscript's run is gone.
     reset(&sb, &["--force", "--set", "reset.packages=true"]).ok();
@@ -276,6 +294,40 @@ fn reset_takes_a_rendered_worker_back_to_what_was_there() {
     lay_out_before(&fresh.root(), None);
     join(&fresh, &[]);
     assert_eq!(tree(&sb), tree(&fresh));
+}
+
+/// The package names reset uninstalls, read from each install command the journal records.
+#[test]
+fn the_packages_to_uninstall_are_read_from_the_install_commands() {
+    let sb = Sandbox::new();
+    sb.write(
+        "names.rhai",
+        r#"import "reset" as reset;
+stage("s", "x", [step("names", "x", || {
+    for c in [
+        "apt-get install -y -q containerd",
+        "apt-get install -y -q --allow-change-held-packages kubelet=1.37.0-1.1 kubeadm=1.37.0-1.1",
+        "dnf install -y --disableexcludes=kubernetes kubelet-1.37.0 cri-tools-1.37.0",
+        "dpkg -i /srv/bundle/containerd_1.6.20~ds1-1+b1_amd64.deb /srv/bundle/runc_1.1.5+ds1-1+deb12u1_amd64.deb",
+        "rpm -Uvh /srv/bundle/containerd.io-1.7.27-3.1.el9.x86_64.rpm",
+        "apt-get update -q",
+    ] {
+        let i = reset::installed_by(c);
+        info(if i == () { `${c} => ()` } else { `${c} => ${i.tool} ${i.names}` });
+    }
+})]);"#,
+    );
+    let run = sb.render("names.rhai", &[]).ok();
+    for line in [
+        r#"apt-get install -y -q containerd => apt ["containerd"]"#,
+        r#"kubeadm=1.37.0-1.1 => apt ["kubelet", "kubeadm"]"#,
+        r#"cri-tools-1.37.0 => dnf ["kubelet", "cri-tools"]"#,
+        r#"_amd64.deb => dpkg ["containerd", "runc"]"#,
+        r#".x86_64.rpm => rpm ["containerd.io"]"#,
+        "apt-get update -q => ()",
+    ] {
+        assert!(run.stdout.contains(line), "no `{line}` in:\n{}", run.stdout);
+    }
 }
 
 /// The settings of control-plane node `n` of a 3-member etcd cluster on 127.0.12.x: its etcd
