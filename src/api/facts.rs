@@ -154,7 +154,8 @@ fn earlier_entries(c: &Ctx) -> Result<Vec<crate::journal::Entry>, Box<EvalAltRes
     crate::journal::read(&journal).map_err(|e| effect_error(format!("cannot read the journal: {e}")))
 }
 
-/// `kscript_wrote` and `journal_paths`: what the journal says kscript made on this node.
+/// `kscript_wrote`, `journal_entries` and `journal_paths`: what the journal says kscript did
+/// on this node.
 fn register_journal(engine: &mut Engine, ctx: &Rc<Ctx>) {
     let c = ctx.clone();
     FuncRegistration::new("kscript_wrote")
