@@ -37,6 +37,7 @@ pub const STDLIB: &[Embedded] = embed!(
     "packages.rhai",
     "pki.rhai",
     "preflight.rhai",
+    "status.rhai",
     "versions.rhai",
 );
 
