@@ -296,7 +296,18 @@ pub trait Cluster {
     /// The objects of `collection` (see [`ObjectRef::collection`]) whose labels match
     /// `selector` (`key=value` pairs joined by commas; `""` for all), each with its
     /// `apiVersion` and `kind`. Recording: the matching objects recorded.
-    fn list(&self, kubeconfig: &Path, collection: &ObjectRef, selector: &str) -> io::Result<Vec<Value>>;
+    fn list(&self, kubeconfig: &Path, collection: &ObjectRef, selector: &str) -> io::Result<Vec<Value>> {
+        self.list_within(kubeconfig, collection, selector, QUERY_DEADLINE)
+    }
+    /// [`Cluster::list`], giving up on an answer after `deadline` (`kscript status` asks with
+    /// a short one, so that a server that does not answer does not hold up the others).
+    fn list_within(
+        &self,
+        kubeconfig: &Path,
+        collection: &ObjectRef,
+        selector: &str,
+        deadline: Duration,
+    ) -> io::Result<Vec<Value>>;
     /// One call of etcd's JSON gateway at `endpoint` (an etcd client URL): POST `body` to
     /// `path`, over mutual TLS. `None` when recording: there is no etcd to ask.
     fn etcd(&self, endpoint: &str, tls: &EtcdTls, path: &str, body: &Value) -> io::Result<Option<Value>>;
@@ -717,7 +728,13 @@ impl Cluster for RealCluster {
         }
     }
 
-    fn list(&self, kubeconfig: &Path, collection: &ObjectRef, selector: &str) -> io::Result<Vec<Value>> {
+    fn list_within(
+        &self,
+        kubeconfig: &Path,
+        collection: &ObjectRef,
+        selector: &str,
+        deadline: Duration,
+    ) -> io::Result<Vec<Value>> {
         let conn = self.connect(kubeconfig)?;
         let mut params = ListParams::default();
         if !selector.is_empty() {
@@ -727,7 +744,7 @@ impl Cluster for RealCluster {
             .list(&params)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let what = format!("list {}", collection.collection_path());
-        let list = match self.send(&conn, request, QUERY_DEADLINE)? {
+        let list = match self.send(&conn, request, deadline)? {
             Ok(text) => parse(&text)?,
             Err(f) => return Err(Self::explain(&conn, &what, &f)),
         };
@@ -1030,7 +1047,13 @@ impl Cluster for RecordingCluster {
         Ok(None)
     }
 
-    fn list(&self, _kubeconfig: &Path, collection: &ObjectRef, selector: &str) -> io::Result<Vec<Value>> {
+    fn list_within(
+        &self,
+        _kubeconfig: &Path,
+        collection: &ObjectRef,
+        selector: &str,
+        _deadline: Duration,
+    ) -> io::Result<Vec<Value>> {
         let wanted: Vec<(&str, &str)> = selector
             .split(',')
             .filter(|p| !p.is_empty())

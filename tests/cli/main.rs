@@ -11,6 +11,7 @@ mod images;
 mod nodes;
 mod pki;
 mod preflight;
+mod status;
 mod systemd;
 mod systemd_host;
 mod waits;

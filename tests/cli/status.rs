@@ -1,0 +1,177 @@
+//! `kscript status`: on rendered roots after each stage (the table, the verdict and what the
+//! next stage must still produce, snapshotted), and bad input.
+
+use std::fs;
+
+use serde_json::Value;
+
+use super::nodes::{CP, render_worker};
+use super::{Run, Sandbox};
+
+/// `kscript status --root ROOT ARGS...` of the sandbox's node.
+fn status(sb: &Sandbox, args: &[&str]) -> Run {
+    let root = sb.root();
+    let mut all = vec!["status", "--root", root.to_str().unwrap()];
+    all.extend_from_slice(args);
+    sb.kscript(&all)
+}
+
+/// A control plane rendered one stage at a time: after each, status names that stage as
+/// reached and lists what the next one must still produce; exit 1 until the last stage.
+#[test]
+fn rendered_control_plane_after_each_stage() {
+    let sb = Sandbox::new();
+    let mut cp_args: Vec<&str> = CP.to_vec();
+    cp_args.extend(["--set", "encryptionAlgorithm=ECDSA-P256"]);
+    for (n, stage) in ["containerd", "kubelet", "init", "network"].iter().enumerate() {
+        let mut args = vec!["--only", stage];
+        args.extend_from_slice(&cp_args);
+        sb.render("control-plane.rhai", &args).ok();
+        let run = status(&sb, &[&["control-plane.rhai"][..], CP].concat());
+        let expected = i32::from(n != 3);
+        let run = run.code(expected);
+        assert!(run.stdout.contains(&format!("stage {} of 4 complete", n + 1)), "{}", run.stdout);
+        insta::assert_snapshot!(format!("status_rendered_control_plane_{}", n + 1), sb.stable(&run.stdout));
+    }
+    // The same facts as JSON.
+    let run = status(&sb, &[&["control-plane.rhai", "--output", "json"][..], CP].concat()).ok();
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["schema"], "kscript.status/v1");
+    assert_eq!(doc["reached"], 4);
+    assert_eq!(doc["total"], 4);
+    assert_eq!(doc["done"], true);
+    assert_eq!(doc["live"], false);
+    assert_eq!(doc["node"]["name"], "k8s-ctr");
+    assert_eq!(doc["node"]["state"], "not-measured");
+    let names: Vec<&str> =
+        doc["components"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "containerd",
+            "kubelet",
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "CoreDNS",
+            "kube-proxy",
+            "Flannel"
+        ]
+    );
+    let kubelet = &doc["components"][1];
+    assert_eq!(kubelet["runs"], "systemd service");
+    assert_eq!(kubelet["installed_from_stage"], 2);
+    assert_eq!(kubelet["running_from_stage"], 3);
+    assert_eq!(kubelet["state"], "not-measured");
+    assert!(doc["stages"].as_array().unwrap().iter().all(|s| s["complete"] == true));
+
+    // A file the script wrote, removed since: the stage is no longer complete, and the file
+    // is named.
+    fs::remove_file(sb.root().join("etc/kubernetes/pki/front-proxy-client.key")).unwrap();
+    let run = status(&sb, &[&["control-plane.rhai", "--output", "json"][..], CP].concat()).code(1);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["reached"], 2);
+    let missing = &doc["stages"][2]["missing"];
+    assert_eq!(missing.as_array().unwrap().len(), 1, "{missing}");
+    assert_eq!(missing[0]["kind"], "file");
+    assert_eq!(missing[0]["path"], "/etc/kubernetes/pki/front-proxy-client.key");
+}
+
+/// A worker rendered stage by stage; without a SCRIPT, status finds worker.rhai from the
+/// journal. The bootstrap kubeconfig, written then removed once the kubelet has its own, is
+/// not missing; kubelet.conf and the kubelet's certificates, made by the kubelet, do not count
+/// against a render.
+#[test]
+fn rendered_worker_after_each_stage() {
+    let cp = Sandbox::new();
+    cp.render(
+        "control-plane.rhai",
+        &[&["--only", "init/certs", "--only", "init/kubeconfig"][..], CP].concat(),
+    )
+    .ok();
+    let sb = Sandbox::new();
+    for (n, stage) in ["containerd", "kubelet", "join", "network"].iter().enumerate() {
+        render_worker(&sb, &cp, &["--only", stage]).ok();
+        let run = status(&sb, &["worker.rhai", "--set", "nodeRegistration.name=worker-1"]);
+        let run = run.code(i32::from(n != 3));
+        assert!(run.stdout.contains(&format!("stage {} of 4 complete", n + 1)), "{}", run.stdout);
+        insta::assert_snapshot!(format!("status_rendered_worker_{}", n + 1), sb.stable(&run.stdout));
+    }
+    // Detected from the journal.
+    let run = status(&sb, &["--set", "nodeRegistration.name=worker-1"]).ok();
+    assert!(run.stderr.contains("worker.rhai (the journal shows its stage `join`)"), "{}", run.stderr);
+    assert!(run.stdout.starts_with("worker.rhai: worker worker-1"), "{}", run.stdout);
+}
+
+/// Bad input: each a one-line error and exit 2.
+#[test]
+fn bad_input_is_a_usage_error() {
+    let sb = Sandbox::new();
+    // Not a folder.
+    let run = sb.kscript(&["status", "--root", "nowhere"]).code(2);
+    assert!(run.stderr.contains("--root nowhere: no such folder"), "{}", run.stderr);
+    // A folder that is not a node.
+    fs::create_dir_all(sb.path().join("empty/etc")).unwrap();
+    let run = sb.kscript(&["status", "--root", "empty", "control-plane.rhai"]).code(2);
+    assert!(run.message().contains("is not a node: it has no journal"), "{}", run.stderr);
+    // An unknown script.
+    sb.render("control-plane.rhai", &["--only", "containerd"]).ok();
+    let run = status(&sb, &["nope.rhai"]).code(2);
+    assert!(run.message().contains("no script at `nope.rhai`"), "{}", run.stderr);
+    // A script without a status table.
+    sb.write("plain.rhai", r#"stage("s", "x", [ step("a", "a", || { file("/etc/a", "a\n"); }) ]);"#);
+    let run = status(&sb, &["plain.rhai"]).code(2);
+    assert!(run.message().contains("plain.rhai declares no status table"), "{}", run.stderr);
+    // A bad row is named.
+    sb.write(
+        "bad.rhai",
+        r#"import "status" as status;
+let s = status::control_plane(cfg);
+s.components.push(#{ name: "ingress", runs: "Helm chart", installed: 4, running: 4 });
+node_status(s);
+stage("s", "x", [ step("a", "a", || { }) ]);"#,
+    );
+    let run = status(&sb, &["bad.rhai"]).code(2);
+    assert!(
+        run.message().contains("components[9] (ingress): `runs` is `Helm chart`; it must be one of"),
+        "{}",
+        run.stderr
+    );
+    // A stage past the script's.
+    sb.write(
+        "late.rhai",
+        r#"import "status" as status;
+node_status(status::control_plane(cfg));
+stage("s", "x", [ step("a", "a", || { }) ]);"#,
+    );
+    let run = status(&sb, &["late.rhai"]).code(2);
+    assert!(run.message().contains("names stage 2, but the script declares 1 stage(s)"), "{}", run.stderr);
+    for run in [sb.kscript(&["status", "--root", "nowhere"]), status(&sb, &["nope.rhai"])] {
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    }
+}
+
+/// A fork adds a component with a row: its status shows it, no rebuild.
+#[test]
+fn a_forked_table_shows_its_own_component() {
+    let sb = Sandbox::new();
+    sb.write(
+        "fork.rhai",
+        r#"import "status" as status;
+node_status(#{ role: "demo", kubeconfig: "/etc/kubernetes/admin.conf", node: "demo-1",
+    cri_socket: "unix:///run/containerd/containerd.sock",
+    components: [status::daemonset("Cilium", "kube-system", "cilium", 1, 1)],
+    files: [status::file_row(1, "/etc/cilium.conf", "Cilium's configuration", ())] });
+stage("containerd", "x", [ step("a", "a", || { file("/etc/other", "x\n"); }) ]);"#,
+    );
+    sb.render("fork.rhai", &[]).ok();
+    let run = status(&sb, &["fork.rhai"]).code(1);
+    assert!(
+        run.stdout.contains("Cilium       DaemonSet  n/a (rendered)  not applied by this node"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("stage 0 of 1 complete"), "{}", run.stdout);
+    assert!(run.stdout.contains("/etc/cilium.conf"), "{}", run.stdout);
+}
