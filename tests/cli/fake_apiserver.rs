@@ -258,10 +258,21 @@ impl State {
         let wanted: Vec<(&str, &str)> =
             selector.split(',').filter(|p| !p.is_empty()).filter_map(|p| p.split_once('=')).collect();
         let prefix = format!("{path}/");
+        // A namespaced resource listed across namespaces: `/apis/apps/v1/deployments` holds
+        // `/apis/apps/v1/namespaces/NS/deployments/NAME`.
+        let (base, resource) = path.rsplit_once('/').unwrap_or_default();
+        let in_all_namespaces = |p: &str| {
+            p.strip_prefix(&format!("{base}/namespaces/")).is_some_and(|rest| {
+                let parts: Vec<&str> = rest.split('/').collect();
+                parts.len() == 3 && parts[1] == resource
+            })
+        };
         let items: Vec<Value> = self
             .objects
             .iter()
-            .filter(|(p, _)| p.strip_prefix(&prefix).is_some_and(|name| !name.contains('/')))
+            .filter(|(p, _)| {
+                p.strip_prefix(&prefix).is_some_and(|name| !name.contains('/')) || in_all_namespaces(p)
+            })
             .filter(|(_, o)| wanted.iter().all(|(k, v)| o["metadata"]["labels"][*k] == json!(v)))
             .map(|(_, o)| o.clone())
             .collect();

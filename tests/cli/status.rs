@@ -3,8 +3,9 @@
 
 use std::fs;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use super::cluster::ControlPlane;
 use super::nodes::{CP, render_worker};
 use super::{Run, Sandbox};
 
@@ -174,4 +175,98 @@ stage("containerd", "x", [ step("a", "a", || { file("/etc/other", "x\n"); }) ]);
     );
     assert!(run.stdout.contains("stage 0 of 1 complete"), "{}", run.stdout);
     assert!(run.stdout.contains("/etc/cilium.conf"), "{}", run.stdout);
+}
+
+/// A table row with its runs of spaces collapsed: `CoreDNS Deployment not ready 0/2 ready`.
+fn row(stdout: &str, first: &str) -> String {
+    stdout.lines().find(|l| l.starts_with(&format!("{first} "))).map_or_else(
+        || panic!("no row {first} in\n{stdout}"),
+        |l| l.split_whitespace().collect::<Vec<_>>().join(" "),
+    )
+}
+
+/// The API rows against the fake API server (the test hook `KSCRIPT_TEST_CLUSTER_API=real`
+/// makes a rendered root's status ask it, with the root's admin.conf): ready counts, an
+/// object that is not there, the Node not Ready with its reason; then with nothing listening
+/// and with no kubeconfig, each named in its rows while the rest of the table is printed.
+#[test]
+fn api_rows_against_the_fake_api_server() {
+    let cp = ControlPlane::up();
+    cp.fake.put(
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kubeadm:cluster-admins",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "kubeadm:cluster-admins"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "kubeadm:cluster-admins"}]}),
+    );
+    cp.fake.put(
+        "/apis/apps/v1/namespaces/kube-system/deployments/coredns",
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "coredns", "namespace": "kube-system"},
+               "spec": {"replicas": 2}, "status": {"replicas": 2, "unavailableReplicas": 2}}),
+    );
+    cp.fake.put(
+        "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy",
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "kube-proxy", "namespace": "kube-system"},
+               "status": {"desiredNumberScheduled": 1, "numberReady": 1}}),
+    );
+    let cni = "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized";
+    cp.fake.put(
+        "/api/v1/nodes/k8s-ctr",
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "k8s-ctr"},
+               "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": cni}]}}),
+    );
+    let ControlPlane { sb, fake, args } = cp;
+    let status_live = |extra: &[&str]| {
+        let root = sb.root();
+        let mut all: Vec<&str> = vec!["status", "control-plane.rhai", "--root", root.to_str().unwrap()];
+        all.extend(args.iter().map(String::as_str));
+        all.extend_from_slice(extra);
+        sb.kscript_env(&[("KSCRIPT_TEST_CLUSTER_API", "real")], &all)
+    };
+    let run = status_live(&[]);
+    assert_eq!(row(&run.stdout, "CoreDNS"), "CoreDNS Deployment not ready 0/2 ready", "{}", run.stdout);
+    assert_eq!(row(&run.stdout, "kube-proxy"), "kube-proxy DaemonSet ready 1/1 ready");
+    assert_eq!(
+        row(&run.stdout, "Flannel"),
+        "Flannel DaemonSet not installed no DaemonSet kube-flannel/kube-flannel-ds"
+    );
+    assert_eq!(row(&run.stdout, "node"), format!("node k8s-ctr Node NotReady (KubeletNotReady: {cni})"));
+    assert_eq!(
+        row(&run.stdout, "containerd"),
+        "containerd systemd service n/a (rendered) unit file /usr/lib/systemd/system/containerd.service"
+    );
+    // One list per kind across namespaces, and the Node.
+    let asked: Vec<String> = fake.seen().iter().map(|s| format!("{} {}", s.method, s.path)).collect();
+    for want in ["GET /apis/apps/v1/deployments", "GET /apis/apps/v1/daemonsets", "GET /api/v1/nodes/k8s-ctr"]
+    {
+        assert_eq!(asked.iter().filter(|a| *a == want).count(), 1, "{asked:?}");
+    }
+    let doc: Value = serde_json::from_str(&status_live(&["--output", "json"]).stdout).unwrap();
+    assert_eq!(doc["node"]["state"], "not-ready");
+    assert_eq!(doc["node"]["reason"], "KubeletNotReady");
+    assert_eq!(doc["components"][6]["ready"], 0);
+    assert_eq!(doc["components"][6]["desired"], 2);
+
+    // Nothing listening: named in each API row; the rest is printed.
+    drop(fake);
+    let run = status_live(&[]);
+    for name in ["CoreDNS", "kube-proxy", "Flannel"] {
+        let r = row(&run.stdout, name);
+        assert!(r.contains("unknown API server not reachable: connection refused"), "{r}");
+    }
+    assert!(row(&run.stdout, "node").contains("unknown (API server not reachable: connection refused"));
+    assert!(row(&run.stdout, "etcd").contains("n/a (rendered) manifest"), "{}", run.stdout);
+    assert!(run.stdout.contains("stage 4 of 4 complete"), "{}", run.stdout);
+
+    // No kubeconfig at all.
+    fs::remove_file(sb.root().join("etc/kubernetes/admin.conf")).unwrap();
+    fs::remove_file(sb.root().join("etc/kubernetes/kubelet.conf")).unwrap();
+    let run = status_live(&[]);
+    let r = row(&run.stdout, "CoreDNS");
+    assert!(
+        r.contains("unknown API server not reachable: there is no kubeconfig") && r.contains("kubelet.conf"),
+        "{r}"
+    );
+    assert!(run.stdout.contains("stage 2 of 4 complete"), "{}", run.stdout);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
 }
