@@ -109,7 +109,7 @@ pub(super) fn folders_deepest_first(dir: &Path) -> Vec<PathBuf> {
 
 /// What a private containerd leaves on the machine, found from the outside.
 #[derive(Debug, Default)]
-struct Traces {
+pub(super) struct Traces {
     /// Shim processes serving its socket.
     shims: Vec<i32>,
     /// Processes in its pods' cgroups.
@@ -359,7 +359,7 @@ state = "{d}/state"
 
     /// Stops containerd and removes what it left; returns what had to be removed by force
     /// (nothing, when the test removed its pods itself).
-    fn shutdown(&mut self) -> Traces {
+    pub(super) fn shutdown(&mut self) -> Traces {
         if self.cleaned {
             return Traces::default();
         }

@@ -5,7 +5,10 @@ use std::fs;
 
 use serde_json::{Value, json};
 
+use kscript::host::cri::{ContainerFilter, ContainerSpec, ContainerState, Cri, PodSpec, RealCri};
+
 use super::cluster::ControlPlane;
+use super::cri::{Containerd, IMAGE};
 use super::nodes::{CP, render_worker};
 use super::{Run, Sandbox};
 
@@ -269,4 +272,132 @@ fn api_rows_against_the_fake_api_server() {
     );
     assert!(run.stdout.contains("stage 2 of 4 complete"), "{}", run.stdout);
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
+
+/// The kubelet's labels on a static Pod's sandbox (`pod`) and container (`container`).
+fn kubelet_labels(pod: &str, container: Option<&str>) -> std::collections::BTreeMap<String, String> {
+    let mut l = std::collections::BTreeMap::new();
+    l.insert("io.kubernetes.pod.namespace".to_string(), "kube-system".to_string());
+    l.insert("io.kubernetes.pod.name".to_string(), pod.to_string());
+    if let Some(c) = container {
+        l.insert("io.kubernetes.container.name".to_string(), c.to_string());
+    }
+    l
+}
+
+/// Lays out, in a private containerd, what the kubelet would have made of a static Pod:
+/// its sandbox and, with `command`, its container (started, with the kubelet's restart count);
+/// waits until the container is `want`. Returns the container's id.
+fn static_pod_in_runtime(
+    containerd: &Containerd,
+    logs: &std::path::Path,
+    component: &str,
+    command: Option<(&[&str], u32, ContainerState)>,
+) -> Option<String> {
+    let cri = RealCri::new(&containerd.socket);
+    let pod_name = format!("{component}-k8s-ctr");
+    let pod = PodSpec {
+        name: pod_name.clone(),
+        namespace: "kube-system".into(),
+        uid: format!("uid-{component}"),
+        host_network: true,
+        cgroup_parent: containerd.cgroup_parent.clone(),
+        log_directory: logs.display().to_string(),
+        labels: kubelet_labels(&pod_name, None),
+        ..PodSpec::default()
+    };
+    let pod_id = cri.run_pod(&pod).unwrap().id.unwrap();
+    let (command, restarts, want) = command?;
+    let mut annotations = std::collections::BTreeMap::new();
+    annotations.insert("io.kubernetes.container.restartCount".to_string(), restarts.to_string());
+    let spec = ContainerSpec {
+        name: component.into(),
+        attempt: restarts,
+        image: IMAGE.into(),
+        command: command.iter().map(ToString::to_string).collect(),
+        log_path: format!("{component}/{restarts}.log"),
+        labels: kubelet_labels(&pod_name, Some(component)),
+        annotations,
+        ..ContainerSpec::default()
+    };
+    let id = cri.create_container(&pod_id, &pod, &spec).unwrap().id.unwrap();
+    cri.start_container(&id).unwrap();
+    let start = std::time::Instant::now();
+    let filter = ContainerFilter { id: Some(id.clone()), ..ContainerFilter::default() };
+    while cri.containers(&filter).unwrap().iter().any(|c| c.state != want) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_mins(1),
+            "the container {id} never became {want}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Some(id)
+}
+
+/// The static Pod rows from a real containerd (the private one of `cri.rs`, at the rendered
+/// root's socket; the test hook `KSCRIPT_TEST_CRI=real` makes the render's status ask it),
+/// with what the kubelet would have made laid out by hand under its labels: a container
+/// running after two restarts, one that exited with its last log line, a sandbox with no
+/// container, and none at all for a Pod whose image (under a `.invalid` registry) the runtime
+/// lacks. Then with containerd gone: named in those rows, the rest printed.
+#[test]
+fn static_pod_rows_from_a_real_containerd() {
+    let sb = Sandbox::new();
+    let args: Vec<&str> = [CP, &["--set", "encryptionAlgorithm=ECDSA-P256"]].concat();
+    sb.render("control-plane.rhai", &args).ok();
+    let manifests = sb.root().join("etc/kubernetes/manifests");
+    let etcd_yaml = fs::read_to_string(manifests.join("etcd.yaml")).unwrap();
+    let etcd_image = etcd_yaml.lines().find_map(|l| l.trim().strip_prefix("image: ")).unwrap().to_string();
+    let absent = format!("registry.kscript.invalid/{}", etcd_image.rsplit('/').next().unwrap());
+    fs::write(manifests.join("etcd.yaml"), etcd_yaml.replace(&etcd_image, &absent)).unwrap();
+    let root = fs::canonicalize(sb.root()).unwrap();
+    let mut containerd = Containerd::start_at(&sb, &root.join("var/run/containerd/containerd.sock"));
+    for component in ["kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
+        let text = fs::read_to_string(manifests.join(format!("{component}.yaml"))).unwrap();
+        let image = text.lines().find_map(|l| l.trim().strip_prefix("image: ")).unwrap();
+        containerd.tag(IMAGE, image);
+    }
+    let logs = sb.path().join("pod-logs");
+    static_pod_in_runtime(
+        &containerd,
+        &logs,
+        "kube-apiserver",
+        Some((&["/pause"], 2, ContainerState::Running)),
+    );
+    let failing: &[&str] = &["/pause", "E1207", "cannot", "load", "/etc/kubernetes/controller-manager.conf"];
+    static_pod_in_runtime(
+        &containerd,
+        &logs,
+        "kube-controller-manager",
+        Some((failing, 3, ContainerState::Exited)),
+    );
+    static_pod_in_runtime(&containerd, &logs, "kube-scheduler", None);
+
+    let status_cri = || {
+        let mut all = vec!["status", "control-plane.rhai", "--root", root.to_str().unwrap()];
+        all.extend_from_slice(CP);
+        sb.kscript_env(&[("KSCRIPT_TEST_CRI", "real")], &all)
+    };
+    let run = status_cri();
+    assert_eq!(row(&run.stdout, "etcd"), format!("etcd static Pod not started (image {absent} not present)"));
+    assert_eq!(row(&run.stdout, "kube-apiserver"), "kube-apiserver static Pod running restarts: 2");
+    assert_eq!(
+        row(&run.stdout, "kube-controller-manager"),
+        "kube-controller-manager static Pod exited (exit code 1 (Error)) restarts: 3; E1207 cannot load /etc/kubernetes/controller-manager.conf"
+    );
+    assert_eq!(
+        row(&run.stdout, "kube-scheduler"),
+        "kube-scheduler static Pod not started (Pod sandbox ready, no kube-scheduler container)"
+    );
+    assert!(row(&run.stdout, "kubelet").contains("n/a (rendered)"), "{}", run.stdout);
+
+    // containerd gone: each static Pod row names the runtime; the rest is printed.
+    let _ = containerd.shutdown();
+    let run = status_cri();
+    for name in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
+        let r = row(&run.stdout, name);
+        assert!(r.contains(&format!("{name} static Pod unknown CRI not reachable: ")), "{r}");
+    }
+    assert!(row(&run.stdout, "CoreDNS").contains("applied in stage 3"), "{}", run.stdout);
+    assert!(run.stdout.contains("stage 4 of 4 complete"), "{}", run.stdout);
 }
