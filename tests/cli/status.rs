@@ -10,6 +10,7 @@ use kscript::host::cri::{ContainerFilter, ContainerSpec, ContainerState, Cri, Po
 use super::cluster::ControlPlane;
 use super::cri::{Containerd, IMAGE};
 use super::nodes::{CP, render_worker};
+use super::systemd_host::Node;
 use super::{Run, Sandbox};
 
 /// `kscript status --root ROOT ARGS...` of the sandbox's node.
@@ -400,4 +401,82 @@ fn static_pod_rows_from_a_real_containerd() {
     }
     assert!(row(&run.stdout, "CoreDNS").contains("applied in stage 3"), "{}", run.stdout);
     assert!(run.stdout.contains("stage 4 of 4 complete"), "{}", run.stdout);
+}
+
+/// Status on the real systemd host of `systemd.rs` after its stage 1 (containerd from
+/// Debian's package): containerd running, the kubelet not installed, no static Pod, the API
+/// server not asked for want of a kubeconfig (named in its rows); stage 1 complete, and
+/// stage 2's files and the kubelet to come.
+pub(super) fn on_a_real_systemd_after_stage_1(node: &Node) {
+    let run = node.kscript(&["status", "control-plane.rhai"]).code(1);
+    assert!(run.stdout.contains("control-plane.rhai: control plane "), "{}", run.stdout);
+    assert!(run.stdout.contains(", on this host\n"), "{}", run.stdout);
+    assert_eq!(
+        row(&run.stdout, "containerd"),
+        "containerd systemd service running enabled",
+        "{}",
+        run.stdout
+    );
+    assert_eq!(row(&run.stdout, "kubelet"), "kubelet systemd service not installed no unit kubelet.service");
+    assert_eq!(
+        row(&run.stdout, "etcd"),
+        "etcd static Pod not installed no manifest /etc/kubernetes/manifests/etcd.yaml"
+    );
+    assert!(row(&run.stdout, "CoreDNS").contains("unknown API server not reachable: there is no kubeconfig"));
+    assert!(
+        run.stdout.contains("stage 1 of 4 complete (containerd)\nstage 2 (kubelet) must still produce:"),
+        "{}",
+        run.stdout
+    );
+    for want in [
+        "\n  /usr/lib/systemd/system/kubelet.service ",
+        "\n  /opt/cni/bin/bridge ",
+        "\n  kubelet: not installed (no unit kubelet.service); must be installed\n",
+    ] {
+        assert!(run.stdout.contains(want), "no `{want}` in\n{}", run.stdout);
+    }
+}
+
+/// Status on the real systemd host after its stage 2 (the kubelet from a bundle: a stand-in
+/// named as such in `systemd.rs`, which exits 1 as the kubelet does without the files init
+/// writes; systemd restarts it): the kubelet crash-looping because config.yaml is missing,
+/// from systemd's state and restart counter; stage 2 complete, as the spec says of a node
+/// after stage 2; init's files and a running kubelet still to come.
+pub(super) fn on_a_real_systemd_after_stage_2(node: &Node) {
+    let run = node.kscript(&["status", "control-plane.rhai"]).code(1);
+    let kubelet = row(&run.stdout, "kubelet");
+    assert!(
+        kubelet.starts_with(
+            "kubelet systemd service crash-looping (config.yaml missing) exit status 1; enabled; restarts: "
+        ),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(row(&run.stdout, "containerd"), "containerd systemd service running enabled");
+    assert!(
+        run.stdout
+            .contains("stage 2 of 4 complete (containerd, kubelet)\nstage 3 (init) must still produce:"),
+        "{}",
+        run.stdout
+    );
+    for want in [
+        "\n  /etc/kubernetes/pki/ca.crt ",
+        "\n  /var/lib/kubelet/config.yaml ",
+        "\n  /var/lib/kubelet/pki/kubelet.crt ",
+        "\n  kubelet: crash-looping (config.yaml missing) (exit status 1; enabled; restarts: ",
+        "\n  etcd: not installed (no manifest /etc/kubernetes/manifests/etcd.yaml); must be running\n",
+    ] {
+        assert!(run.stdout.contains(want), "no `{want}` in\n{}", run.stdout);
+    }
+    let run = node.kscript(&["status", "control-plane.rhai", "--output", "json"]).code(1);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["live"], true);
+    assert_eq!(doc["reached"], 2);
+    let kubelet = &doc["components"][1];
+    assert_eq!(kubelet["state"], "crash-looping");
+    assert_eq!(kubelet["reason"], "config.yaml missing");
+    assert!(kubelet["restarts"].as_u64().unwrap() >= 1, "{kubelet}");
+    // Without a SCRIPT: the journal shows only the stages both flows share.
+    let run = node.kscript(&["status"]).code(1);
+    assert!(run.stderr.contains("nothing on the node tells: control-plane.rhai"), "{}", run.stderr);
 }
