@@ -392,6 +392,8 @@ struct Retryable {
     reason: String,
     /// The whole explanation, the error's text.
     message: String,
+    /// The status the API server answered with, when it answered.
+    code: Option<u16>,
 }
 
 impl fmt::Display for Retryable {
@@ -405,9 +407,26 @@ impl std::error::Error for Retryable {}
 /// `error`, marked as worth retrying for `reason` when there is one.
 fn retryable(error: io::Error, reason: Option<String>) -> io::Error {
     match reason {
-        Some(reason) => io::Error::new(error.kind(), Retryable { reason, message: error.to_string() }),
+        Some(reason) => {
+            io::Error::new(error.kind(), Retryable { reason, message: error.to_string(), code: None })
+        }
         None => error,
     }
+}
+
+/// [`retryable`] for an answer of the API server with the status `code`.
+fn retryable_answer(error: io::Error, reason: Option<String>, code: Option<u16>) -> io::Error {
+    match reason {
+        Some(reason) => io::Error::new(error.kind(), Retryable { reason, message: error.to_string(), code }),
+        None => error,
+    }
+}
+
+/// The status the API server answered a failed call with, when it is one that may mend
+/// (401, 403, 404, 408, 429, 5xx: see [`retry_reason`]); `kscript status` tells a read its
+/// kubeconfig may not make (403) from credentials refused (401) by it.
+pub fn answered_status(error: &io::Error) -> Option<u16> {
+    error.get_ref()?.downcast_ref::<Retryable>().and_then(|r| r.code)
 }
 
 /// Why asking again may succeed, in a few words, when `error` came from an API call that
@@ -580,7 +599,7 @@ impl RealCluster {
     /// A failed request as an error: what, which server, why, and what to check; marked
     /// retryable when time may mend it (see [`retry_reason`]).
     fn explain(conn: &Connection, what: &str, failure: &Failure) -> io::Error {
-        retryable(Self::explain_plain(conn, what, failure), failure.retry_reason())
+        retryable_answer(Self::explain_plain(conn, what, failure), failure.retry_reason(), failure.code())
     }
 
     fn explain_plain(conn: &Connection, what: &str, failure: &Failure) -> io::Error {

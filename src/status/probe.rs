@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::spec::{Component, Runs, Spec};
-use crate::host::cluster::{ObjectRef, retry_reason};
+use crate::host::cluster::{ObjectRef, answered_status, retry_reason};
 use crate::host::cri::{Container, ContainerFilter, ContainerState, ImageLookup, PodFilter};
 use crate::host::{Host, Mode, UnitStatus};
 
@@ -464,7 +464,7 @@ fn unreachable(e: &io::Error) -> String {
 /// Whether an error is the server refusing this kubeconfig's user the read (403), not its
 /// credentials (401): a worker's kubelet.conf may not read Deployments or `DaemonSets`.
 fn forbidden(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::PermissionDenied && e.to_string().contains("forbidden")
+    answered_status(e) == Some(403)
 }
 
 fn workload(c: &Component, namespace: &str, object: &str, source: &Source<Api>) -> Measured {

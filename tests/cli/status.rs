@@ -191,8 +191,9 @@ fn row(stdout: &str, first: &str) -> String {
 
 /// The API rows against the fake API server (the test hook `KSCRIPT_TEST_CLUSTER_API=real`
 /// makes a rendered root's status ask it, with the root's admin.conf): ready counts, an
-/// object that is not there, the Node not Ready with its reason; then with nothing listening
-/// and with no kubeconfig, each named in its rows while the rest of the table is printed.
+/// object that is not there, the Node not Ready with its reason; then with a kubeconfig that
+/// may not read them (403), with credentials refused (401), with nothing listening and with no
+/// kubeconfig, each named in its rows while the rest of the table is printed.
 #[test]
 fn api_rows_against_the_fake_api_server() {
     let cp = ControlPlane::up();
@@ -250,6 +251,32 @@ fn api_rows_against_the_fake_api_server() {
     assert_eq!(doc["node"]["reason"], "KubeletNotReady");
     assert_eq!(doc["components"][6]["ready"], 0);
     assert_eq!(doc["components"][6]["desired"], 2);
+
+    // The kubelet's kubeconfig (no admin.conf: a worker's view): it may not read Deployments
+    // and DaemonSets (403); those rows say so, and do not count against the stage.
+    let admin = sb.root().join("etc/kubernetes/admin.conf");
+    let kept = sb.path().join("admin.conf");
+    fs::rename(&admin, &kept).unwrap();
+    let run = status_live(&[]);
+    let r = row(&run.stdout, "CoreDNS");
+    assert!(
+        r.starts_with("CoreDNS Deployment not readable the kubeconfig may not read it: ")
+            && r.contains("forbidden"),
+        "{r}"
+    );
+    assert!(row(&run.stdout, "node").contains("forbidden"), "{}", run.stdout);
+    // Credentials the server does not accept (401): named in the rows.
+    let mut kubeconfig: Value = serde_saphyr::from_str(&fs::read_to_string(&kept).unwrap()).unwrap();
+    kubeconfig["users"][0]["user"] = json!({"token": "zzzzzz.0000000000000000"});
+    fs::write(&admin, serde_json::to_string(&kubeconfig).unwrap()).unwrap();
+    let run = status_live(&[]);
+    let r = row(&run.stdout, "kube-proxy");
+    assert!(
+        r.starts_with("kube-proxy DaemonSet unknown ") && r.contains("does not accept the credentials of"),
+        "{r}"
+    );
+    assert!(row(&run.stdout, "etcd").contains("n/a (rendered) manifest"), "{}", run.stdout);
+    fs::rename(&kept, &admin).unwrap();
 
     // Nothing listening: named in each API row; the rest is printed.
     drop(fake);
