@@ -100,7 +100,8 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     FuncRegistration::new("node_status")
         .with_comments([
             "/// Declares what `kscript status` measures on this script's node: a map of `role`,",
-            "/// `kubeconfig` (a node path), `cri_socket`, `node` (its name), `components` (the stage",
+            "/// `kubeconfig` (a node path), `cri_socket`, `node` (its name), `node_ready` (the stage",
+            "/// from which the Node must be Ready; optional), `components` (the stage",
             "/// table: a row per systemd service, static Pod, Deployment or DaemonSet, each with the",
             "/// stage from which it must be `installed` and `running`) and `files` (the stage map:",
             "/// `stage`, `path`, `role`, and `by` for a file another actor makes). stdlib/status.rhai",

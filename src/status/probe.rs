@@ -505,3 +505,59 @@ fn workload(c: &Component, namespace: &str, object: &str, source: &Source<Api>) 
     };
     from_source(source, "API server", pick)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(active: &str, sub: &str, restarts: u64) -> UnitStatus {
+        UnitStatus {
+            id: "kubelet.service".into(),
+            load_state: "loaded".into(),
+            active_state: active.into(),
+            sub_state: sub.into(),
+            result: "exit-code".into(),
+            restarts,
+            unit_file_state: "enabled".into(),
+            exec_main_status: 1,
+        }
+    }
+
+    #[test]
+    fn a_restart_loop_is_told_from_a_start_and_a_run() {
+        // Waiting to be started again: a crash loop, named by the file it misses.
+        let m = unit_state(&unit("activating", "auto-restart", 3), Some("E1207 failed"), Some("config.yaml"));
+        assert_eq!((m.state, m.reason.as_str()), (State::CrashLooping, "config.yaml missing"));
+        assert_eq!(m.detail, "exit status 1; enabled; restarts: 3");
+        // With its files there: its last log line says why.
+        let m = unit_state(&unit("activating", "auto-restart", 3), Some("E1207 failed"), None);
+        assert_eq!((m.state, m.reason.as_str()), (State::CrashLooping, "E1207 failed"));
+        // Caught in the few milliseconds it runs between two exits.
+        let m = unit_state(&unit("active", "running", 4), None, Some("config.yaml"));
+        assert_eq!(m.state, State::CrashLooping);
+        // Restarted once, running with its files: running.
+        let m = unit_state(&unit("active", "running", 1), None, None);
+        assert_eq!((m.state, m.detail.as_str()), (State::Running, "enabled; restarts: 1"));
+        // Its first start, not a loop.
+        assert_eq!(
+            unit_state(&unit("activating", "start", 0), None, Some("config.yaml")).state,
+            State::Starting
+        );
+        assert_eq!(unit_state(&unit("failed", "failed", 0), Some("boom"), None).reason, "boom");
+        assert_eq!(unit_state(&unit("inactive", "dead", 0), None, None).state, State::Stopped);
+        let mut gone = unit("inactive", "dead", 0);
+        gone.load_state = "not-found".into();
+        let m = unit_state(&gone, None, None);
+        assert_eq!((m.state, m.detail.as_str()), (State::NotInstalled, "no unit kubelet.service"));
+    }
+
+    #[test]
+    fn states_count_as_installed_and_running() {
+        assert!(State::CrashLooping.installed() && !State::CrashLooping.running());
+        assert!(State::NotStarted.installed() && !State::NotStarted.running());
+        assert!(!State::Unknown.installed() && !State::NotInstalled.installed());
+        assert!(State::Ready.running() && State::Running.running() && !State::NotReady.running());
+        // A read the kubeconfig may not make does not count against a stage.
+        assert!(State::Unreadable.running());
+    }
+}

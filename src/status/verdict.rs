@@ -142,3 +142,36 @@ pub fn judge(
     let reached = out.iter().take_while(|s| s.complete).count();
     Verdict { stages: out, reached }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(stage_index: usize, action: &str, target: &str, outcome: Outcome) -> Entry {
+        Entry {
+            stage: "s".into(),
+            stage_index,
+            step: "x".into(),
+            action: action.into(),
+            target: target.into(),
+            outcome,
+            detail: None,
+            unsynced: None,
+        }
+    }
+
+    #[test]
+    fn the_last_entry_of_a_target_wins() {
+        let entries = [
+            entry(3, "file", "/etc/kubernetes/bootstrap-kubelet.conf", Outcome::Changed),
+            entry(3, "expect", "/etc/kubernetes/kubelet.conf", Outcome::Expected),
+            entry(3, "remove", "/etc/kubernetes/bootstrap-kubelet.conf", Outcome::Changed),
+            entry(3, "file", "/etc/a", Outcome::Failed),
+            entry(3, "run", "apt-get install", Outcome::Changed),
+            entry(2, "dir", "/var/lib/kubelet", Outcome::Ok),
+        ];
+        let view = journal_files(&entries);
+        let paths: Vec<&str> = view.keys().map(String::as_str).collect();
+        assert_eq!(paths, ["/etc/kubernetes/kubelet.conf", "/var/lib/kubelet"]);
+    }
+}
