@@ -12,11 +12,13 @@ use serde_json::Value;
 
 use super::spec::{Component, Runs, Spec};
 use crate::host::cluster::{ObjectRef, answered_status, retry_reason};
-use crate::host::cri::{Container, ContainerFilter, ContainerState, ImageLookup, PodFilter};
+use crate::host::cri::{Container, ContainerFilter, ContainerState, Cri, ImageLookup, PodFilter, RealCri};
 use crate::host::{Host, Mode, UnitStatus};
 
 /// How long each API request may take: a status answers quickly or names what did not.
 pub const API_DEADLINE: Duration = Duration::from_secs(2);
+/// How long each query of the container runtime may take.
+pub const CRI_DEADLINE: Duration = Duration::from_secs(2);
 
 /// A component's state, as measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,12 +299,12 @@ fn cri_source(mode: Mode, spec: &Spec, inputs: &Inputs) -> Source<BTreeMap<Strin
     let Some(socket) = &inputs.socket else {
         return Source::Unreachable(format!("`{}` is not a unix socket endpoint", spec.cri_socket));
     };
-    let host = Host::for_mode(mode);
-    let cri = host.cri.at(socket);
-    match cri.version() {
-        Ok(None) => return Source::NotAsked,
-        Err(e) => return Source::Unreachable(e.to_string()),
-        Ok(Some(_)) => {}
+    if Host::for_mode(mode).cri.at(socket).is_recording() {
+        return Source::NotAsked;
+    }
+    let cri = RealCri::with_deadline(socket, CRI_DEADLINE);
+    if let Err(e) = cri.version() {
+        return Source::Unreachable(e.to_string());
     }
     let mut labels = BTreeMap::new();
     labels.insert(POD_NAMESPACE.to_string(), "kube-system".to_string());
@@ -327,7 +329,7 @@ fn cri_source(mode: Mode, spec: &Spec, inputs: &Inputs) -> Source<BTreeMap<Strin
             .collect();
         mine.sort_by_key(|k| k.created_at);
         let m = if let Some(k) = mine.last() {
-            container_state(cri.as_ref(), k)
+            container_state(&cri, k)
         } else {
             let sandbox = pods.iter().any(|p| p.name == format!("{pod_name}-{}", spec.node));
             let mut m = Measured::new(State::NotStarted, "");
@@ -343,7 +345,7 @@ fn cri_source(mode: Mode, spec: &Spec, inputs: &Inputs) -> Source<BTreeMap<Strin
     Source::Got(out)
 }
 
-fn container_state(cri: &dyn crate::host::Cri, k: &Container) -> Measured {
+fn container_state(cri: &dyn Cri, k: &Container) -> Measured {
     let restarts = k
         .annotations
         .get(RESTART_COUNT)
