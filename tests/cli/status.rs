@@ -182,7 +182,7 @@ stage("containerd", "x", [ step("a", "a", || { file("/etc/other", "x\n"); }) ]);
 }
 
 /// A table row with its runs of spaces collapsed: `CoreDNS Deployment not ready 0/2 ready`.
-fn row(stdout: &str, first: &str) -> String {
+pub(super) fn row(stdout: &str, first: &str) -> String {
     stdout.lines().find(|l| l.starts_with(&format!("{first} "))).map_or_else(
         || panic!("no row {first} in\n{stdout}"),
         |l| l.split_whitespace().collect::<Vec<_>>().join(" "),
@@ -506,4 +506,47 @@ pub(super) fn on_a_real_systemd_after_stage_2(node: &Node) {
     // Without a SCRIPT: the journal shows only the stages both flows share.
     let run = node.kscript(&["status"]).code(1);
     assert!(run.stderr.contains("nothing on the node tells: control-plane.rhai"), "{}", run.stderr);
+}
+
+/// Figures, not a check: how long `kscript status` takes, as a process, on a rendered control
+/// plane, and with its API rows read from the fake API server (the live path: three requests
+/// in parallel, each with its own TLS client). The fake lives in this test binary, so this is
+/// a test, not a bench. Run: `cargo test --release --test cli status_figures -- --ignored
+/// --nocapture` (the targets: under 100 ms rendered, under 300 ms with the API).
+#[test]
+#[ignore = "prints figures"]
+fn status_figures() {
+    const RUNS: usize = 15;
+    let cp = ControlPlane::up();
+    cp.fake.put(
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kubeadm:cluster-admins",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "kubeadm:cluster-admins"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "kubeadm:cluster-admins"}]}),
+    );
+    let root = cp.sb.root();
+    let mut args: Vec<&str> = vec!["status", "control-plane.rhai", "--root", root.to_str().unwrap()];
+    args.extend(cp.args.iter().map(String::as_str));
+    let median = |env: &[(&str, &str)]| {
+        let mut times: Vec<std::time::Duration> = (0..RUNS)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                let run = cp.sb.kscript_env(env, &args);
+                assert!(run.code < 2, "{}", run.stderr);
+                start.elapsed()
+            })
+            .collect();
+        times.sort();
+        times[RUNS / 2].as_secs_f64() * 1000.0
+    };
+    let rendered = median(&[]);
+    let api = median(&[("KSCRIPT_TEST_CLUSTER_API", "real")]);
+    assert!(cp.fake.seen().iter().any(|s| s.path == "/apis/apps/v1/deployments" && s.status == 200));
+    eprintln!(
+        "kscript status, median of {RUNS} ({} build):",
+        if cfg!(debug_assertions) { "debug" } else { "release" }
+    );
+    eprintln!("  rendered root:                       {rendered:7.1} ms  (target < 100 ms)");
+    eprintln!("  API rows from the fake API server:   {api:7.1} ms  (target < 300 ms)");
 }
