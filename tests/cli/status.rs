@@ -107,6 +107,19 @@ fn rendered_worker_after_each_stage() {
     let run = status(&sb, &["--set", "nodeRegistration.name=worker-1"]).ok();
     assert!(run.stderr.contains("worker.rhai (the journal shows its stage `join`)"), "{}", run.stderr);
     assert!(run.stdout.starts_with("worker.rhai: worker worker-1"), "{}", run.stdout);
+    // A node whose files show an API server Pod has a joined control plane's table: the
+    // static Pods, and its stage 3 files (no super-admin.conf, kubelet.conf the kubelet's).
+    fs::write(sb.root().join("etc/kubernetes/manifests/kube-apiserver.yaml"), "kind: Pod\n").unwrap();
+    let run = status(&sb, &["--set", "nodeRegistration.name=worker-1"]).code(1);
+    assert!(run.stdout.starts_with("worker.rhai: control plane (joined) worker-1"), "{}", run.stdout);
+    assert!(row(&run.stdout, "kube-apiserver").contains("n/a (rendered) manifest"), "{}", run.stdout);
+    assert!(run.stdout.contains("stage 2 of 4 complete"), "{}", run.stdout);
+    assert!(run.stdout.contains("\n  /etc/kubernetes/admin.conf "), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains("super-admin.conf") && !run.stdout.contains("  /etc/kubernetes/kubelet.conf "),
+        "{}",
+        run.stdout
+    );
 }
 
 /// Bad input: each a one-line error and exit 2.
