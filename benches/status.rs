@@ -54,7 +54,9 @@ fn main() {
         .status()
         .expect("kscript runs");
     assert!(rendered.success(), "the render failed");
-    println!("kscript status of a rendered control plane (9 components, 60 files), median of {RUNS}:");
+    println!(
+        "kscript status of a rendered control plane (9 components, the stage map of 49 files), median of {RUNS}:"
+    );
     let files: Vec<Duration> = (0..RUNS).map(|_| status(d.path(), &[])).collect();
     println!(
         "  rendered root, no probes:                       {:7.1} ms  (target < 100 ms)",
