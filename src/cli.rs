@@ -64,6 +64,39 @@ pub enum Command {
         /// The node root: a folder rendered with --root, or / for this host.
         dir: PathBuf,
     },
+    /// Show where this node stands: each component's state, the stage reached, what is missing.
+    ///
+    /// One row per component of the script's stage table (`node_status(...)`, built by
+    /// stdlib/status.rhai): systemd services from systemd, static Pods from the container
+    /// runtime, Deployments and DaemonSets (and the Node) from the API server, the three asked
+    /// in parallel, each request within 2 s. States: not installed; installed, stopped;
+    /// starting; running; crash-looping (with the file it misses, else its last log line);
+    /// failed; exited (exit code, last log line); not started (why: its image not present, no
+    /// container yet); ready or not ready (ready/desired replicas); unknown (its source not
+    /// reachable, named in the row: the rest of the table is still shown); not readable (the
+    /// kubeconfig may not read it, as a worker's kubelet.conf may not read DaemonSets);
+    /// n/a (rendered).
+    ///
+    /// Then the verdict: "stage N of M complete", and what stage N+1 must still produce: files
+    /// of the stage map and of the journal (written or expected by the script), services not
+    /// running, objects not ready, the Node not Ready. On this host a stage is complete when its
+    /// files exist and its components are in the state it requires; in a rendered folder
+    /// (--root), when the files kscript writes exist and the journal shows it ran.
+    ///
+    /// --output json prints the same facts as one JSON document: schema ("kscript.status/v1";
+    /// it changes only when a field changes meaning or goes), script, role, root, live, node
+    /// {name, ready_from_stage, state, reason, message}, components [{name, runs,
+    /// installed_from_stage, running_from_stage, state, reason, detail, restarts, ready,
+    /// desired}], stages [{number, name, complete, missing [{kind: file (path, role, by) |
+    /// not-run | component (name, state, wants) | node (state)}]}], reached, total, done.
+    /// A component's state is one of not-installed, stopped, starting, running, crash-looping,
+    /// failed, exited, not-started, ready, not-ready, unknown, unreadable, not-measured; the
+    /// Node's one of ready, not-ready, not-registered, unknown, not-measured.
+    ///
+    /// Exit codes: 0 the node has reached the script's last stage; 1 it has not; 2 a usage
+    /// error (no such folder, a folder that is not a node, an unknown script, a bad table).
+    #[allow(clippy::doc_markdown)] // help for people: names as they read, not rustdoc's code spans
+    Status(StatusArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell to complete for.
@@ -137,6 +170,26 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The script that builds this node, or the name of a stock script; default: detected
+    /// from the node (its journal, then its files).
+    pub script: Option<String>,
+    /// A folder rendered with `kscript run --root DIR`: report what its files and journal
+    /// say; nothing is measured live.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// A YAML configuration file overriding the defaults; may be repeated, later files win.
+    #[arg(long = "config", short = 'c', value_name = "FILE")]
+    pub config: Vec<PathBuf>,
+    /// Override one setting (`--set nodeRegistration.name=node-1`); may be repeated.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// `text` (a table) or `json` (schema kscript.status/v1).
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub output: String,
+}
+
+#[derive(Debug, Args)]
 pub struct StagesArgs {
     #[command(flatten)]
     pub script: ScriptArgs,
@@ -199,6 +252,13 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             print(&mut out, &stages_listing(&loaded));
             Ok(0)
         }
+        Command::Status(a) => crate::status::run(&crate::status::Options {
+            script: a.script,
+            root: a.root,
+            config: a.config,
+            set: a.set,
+            json: a.output == "json",
+        }),
         Command::Scripts => {
             for e in stock::SCRIPTS {
                 print(&mut out, &format!("{:<20} {}\n", e.name, stock::summary(e)));

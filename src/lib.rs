@@ -20,6 +20,7 @@ pub mod root;
 pub mod runner;
 pub mod script_error;
 pub mod stages;
+pub mod status;
 pub mod stock;
 pub mod tree;
 pub mod validate;

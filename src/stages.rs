@@ -37,6 +37,9 @@ pub struct Handler {
 pub struct Model {
     pub stages: Vec<Stage>,
     pub handlers: Vec<Handler>,
+    /// The node's status table, declared with `node_status(...)` (see stdlib/status.rhai):
+    /// what `kscript status` measures.
+    pub node_status: Option<crate::status::spec::Spec>,
 }
 
 /// Checks a stage name (`name`) or step name (`group/name`): lower-case letters, digits and

@@ -38,6 +38,7 @@ pub const STDLIB: &[Embedded] = embed!(
     "pki.rhai",
     "preflight.rhai",
     "reset.rhai",
+    "status.rhai",
     "versions.rhai",
 );
 

@@ -96,6 +96,38 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             Ok(())
         });
 
+    let c = ctx.clone();
+    FuncRegistration::new("node_status")
+        .with_comments([
+            "/// Declares what `kscript status` measures on this script's node: a map of `role`,",
+            "/// `kubeconfig` (a node path), `cri_socket`, `node` (its name), `node_ready` (the stage",
+            "/// from which the Node must be Ready; optional), `components` (the stage",
+            "/// table: a row per systemd service, static Pod, Deployment or DaemonSet, each with the",
+            "/// stage from which it must be `installed` and `running`) and `files` (the stage map:",
+            "/// `stage`, `path`, `role`, and `by` for a file another actor makes). stdlib/status.rhai",
+            "/// builds it; call this once, at the script's top level:",
+            "///",
+            "/// ```rhai",
+            "/// node_status(status::control_plane(cfg));",
+            "/// ```",
+            "///",
+            "/// A fork adds a component by pushing a row (`status::daemonset(...)`) onto",
+            "/// `components`; a bad row is an error naming it.",
+        ])
+        .with_params_info(["status: Map", "()"])
+        .register_into_engine(engine, move |map: rhai::Map| -> Result<(), Box<EvalAltResult>> {
+            let spec = crate::status::spec::Spec::from_map(&map)
+                .map_err(|e| script_error(format!("node_status(): {e}")))?;
+            let mut model = c.model.borrow_mut();
+            if model.node_status.is_some() {
+                return Err(script_error(
+                    "node_status() was called twice: a script declares one status table",
+                ));
+            }
+            model.node_status = Some(spec);
+            Ok(())
+        });
+
     FuncRegistration::new("skip_step")
         .with_comments([
             "/// Ends the current step here, reported as `skipped` with `reason` (for a step that",

@@ -296,7 +296,18 @@ pub trait Cluster {
     /// The objects of `collection` (see [`ObjectRef::collection`]) whose labels match
     /// `selector` (`key=value` pairs joined by commas; `""` for all), each with its
     /// `apiVersion` and `kind`. Recording: the matching objects recorded.
-    fn list(&self, kubeconfig: &Path, collection: &ObjectRef, selector: &str) -> io::Result<Vec<Value>>;
+    fn list(&self, kubeconfig: &Path, collection: &ObjectRef, selector: &str) -> io::Result<Vec<Value>> {
+        self.list_within(kubeconfig, collection, selector, QUERY_DEADLINE)
+    }
+    /// [`Cluster::list`], giving up on an answer after `deadline` (`kscript status` asks with
+    /// a short one, so that a server that does not answer does not hold up the others).
+    fn list_within(
+        &self,
+        kubeconfig: &Path,
+        collection: &ObjectRef,
+        selector: &str,
+        deadline: Duration,
+    ) -> io::Result<Vec<Value>>;
     /// One call of etcd's JSON gateway at `endpoint` (an etcd client URL): POST `body` to
     /// `path`, over mutual TLS. `None` when recording: there is no etcd to ask.
     fn etcd(&self, endpoint: &str, tls: &EtcdTls, path: &str, body: &Value) -> io::Result<Option<Value>>;
@@ -381,6 +392,8 @@ struct Retryable {
     reason: String,
     /// The whole explanation, the error's text.
     message: String,
+    /// The status the API server answered with, when it answered.
+    code: Option<u16>,
 }
 
 impl fmt::Display for Retryable {
@@ -394,9 +407,26 @@ impl std::error::Error for Retryable {}
 /// `error`, marked as worth retrying for `reason` when there is one.
 fn retryable(error: io::Error, reason: Option<String>) -> io::Error {
     match reason {
-        Some(reason) => io::Error::new(error.kind(), Retryable { reason, message: error.to_string() }),
+        Some(reason) => {
+            io::Error::new(error.kind(), Retryable { reason, message: error.to_string(), code: None })
+        }
         None => error,
     }
+}
+
+/// [`retryable`] for an answer of the API server with the status `code`.
+fn retryable_answer(error: io::Error, reason: Option<String>, code: Option<u16>) -> io::Error {
+    match reason {
+        Some(reason) => io::Error::new(error.kind(), Retryable { reason, message: error.to_string(), code }),
+        None => error,
+    }
+}
+
+/// The status the API server answered a failed call with, when it is one that may mend
+/// (401, 403, 404, 408, 429, 5xx: see [`retry_reason`]); `kscript status` tells a read its
+/// kubeconfig may not make (403) from credentials refused (401) by it.
+pub fn answered_status(error: &io::Error) -> Option<u16> {
+    error.get_ref()?.downcast_ref::<Retryable>().and_then(|r| r.code)
 }
 
 /// Why asking again may succeed, in a few words, when `error` came from an API call that
@@ -569,7 +599,7 @@ impl RealCluster {
     /// A failed request as an error: what, which server, why, and what to check; marked
     /// retryable when time may mend it (see [`retry_reason`]).
     fn explain(conn: &Connection, what: &str, failure: &Failure) -> io::Error {
-        retryable(Self::explain_plain(conn, what, failure), failure.retry_reason())
+        retryable_answer(Self::explain_plain(conn, what, failure), failure.retry_reason(), failure.code())
     }
 
     fn explain_plain(conn: &Connection, what: &str, failure: &Failure) -> io::Error {
@@ -717,7 +747,13 @@ impl Cluster for RealCluster {
         }
     }
 
-    fn list(&self, kubeconfig: &Path, collection: &ObjectRef, selector: &str) -> io::Result<Vec<Value>> {
+    fn list_within(
+        &self,
+        kubeconfig: &Path,
+        collection: &ObjectRef,
+        selector: &str,
+        deadline: Duration,
+    ) -> io::Result<Vec<Value>> {
         let conn = self.connect(kubeconfig)?;
         let mut params = ListParams::default();
         if !selector.is_empty() {
@@ -727,7 +763,7 @@ impl Cluster for RealCluster {
             .list(&params)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let what = format!("list {}", collection.collection_path());
-        let list = match self.send(&conn, request, QUERY_DEADLINE)? {
+        let list = match self.send(&conn, request, deadline)? {
             Ok(text) => parse(&text)?,
             Err(f) => return Err(Self::explain(&conn, &what, &f)),
         };
@@ -1030,7 +1066,13 @@ impl Cluster for RecordingCluster {
         Ok(None)
     }
 
-    fn list(&self, _kubeconfig: &Path, collection: &ObjectRef, selector: &str) -> io::Result<Vec<Value>> {
+    fn list_within(
+        &self,
+        _kubeconfig: &Path,
+        collection: &ObjectRef,
+        selector: &str,
+        _deadline: Duration,
+    ) -> io::Result<Vec<Value>> {
         let wanted: Vec<(&str, &str)> = selector
             .split(',')
             .filter(|p| !p.is_empty())

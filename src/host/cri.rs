@@ -431,6 +431,10 @@ pub trait Cri {
     fn start_container(&self, id: &str) -> io::Result<CriChange>;
     /// The container's status; `None` when there is no such container, or no runtime to ask.
     fn container_status(&self, id: &str) -> io::Result<Option<ContainerStatus>>;
+    /// Whether calls are recorded rather than sent (rendering, dry runs).
+    fn is_recording(&self) -> bool {
+        false
+    }
 
     /// The last `count` lines of the container's log (from the log file its status names);
     /// `None` when there is no such container, or no runtime to ask.
@@ -501,6 +505,8 @@ const HINT: &str = "is containerd running? `systemctl status containerd`";
 /// connection is tried again on the next call.
 pub struct RealCri {
     socket: PathBuf,
+    /// How long a query (not a pull, not a stop) may take.
+    query_deadline: Duration,
     // The channel is dropped before the runtime it was made in.
     channel: RefCell<Option<Channel>>,
     runtime: OnceCell<tokio::runtime::Runtime>,
@@ -523,7 +529,18 @@ fn map_from_wire(m: HashMap<String, String>) -> BTreeMap<String, String> {
 impl RealCri {
     /// A client for the socket at `socket` (a host path); nothing is connected yet.
     pub fn new(socket: &Path) -> Self {
-        Self { socket: socket.to_path_buf(), channel: RefCell::default(), runtime: OnceCell::new() }
+        Self::with_deadline(socket, QUERY_DEADLINE)
+    }
+
+    /// [`RealCri::new`] whose queries (version, status, lists, image and container status)
+    /// give up after `deadline`: `kscript status` asks with a short one.
+    pub fn with_deadline(socket: &Path, deadline: Duration) -> Self {
+        Self {
+            socket: socket.to_path_buf(),
+            query_deadline: deadline,
+            channel: RefCell::default(),
+            runtime: OnceCell::new(),
+        }
     }
 
     fn runtime(&self) -> io::Result<&tokio::runtime::Runtime> {
@@ -791,7 +808,7 @@ fn container_config(pod: &PodSpec, c: &ContainerSpec) -> cri::ContainerConfig {
 
 impl Cri for RealCri {
     fn version(&self) -> io::Result<Option<RuntimeVersion>> {
-        let v = self.call("Version", QUERY_DEADLINE, |mut rs, _| async move {
+        let v = self.call("Version", self.query_deadline, |mut rs, _| async move {
             rs.version(cri::VersionRequest { version: String::new() }).await
         })?;
         Ok(Some(RuntimeVersion {
@@ -803,7 +820,7 @@ impl Cri for RealCri {
     }
 
     fn status(&self) -> io::Result<Option<RuntimeStatus>> {
-        let s = self.call("Status", QUERY_DEADLINE, |mut rs, _| async move {
+        let s = self.call("Status", self.query_deadline, |mut rs, _| async move {
             rs.status(cri::StatusRequest { verbose: false }).await
         })?;
         let conditions = s
@@ -822,7 +839,7 @@ impl Cri for RealCri {
             state: filter.state.map(|s| cri::PodSandboxStateValue { state: s.wire() as i32 }),
             label_selector: map_to_wire(&filter.labels),
         };
-        let answer = self.call("ListPodSandbox", QUERY_DEADLINE, |mut rs, _| async move {
+        let answer = self.call("ListPodSandbox", self.query_deadline, |mut rs, _| async move {
             rs.list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(wire) }).await
         })?;
         let mut pods: Vec<Pod> = answer
@@ -842,7 +859,7 @@ impl Cri for RealCri {
             pod_sandbox_id: filter.pod_id.clone().unwrap_or_default(),
             label_selector: map_to_wire(&filter.labels),
         };
-        let answer = self.call("ListContainers", QUERY_DEADLINE, |mut rs, _| async move {
+        let answer = self.call("ListContainers", self.query_deadline, |mut rs, _| async move {
             rs.list_containers(cri::ListContainersRequest { filter: Some(wire) }).await
         })?;
         let mut containers: Vec<Container> = answer
@@ -857,7 +874,7 @@ impl Cri for RealCri {
 
     fn image_status(&self, image: &str) -> io::Result<ImageLookup> {
         let spec = image_spec(image);
-        let answer = self.call("ImageStatus", QUERY_DEADLINE, |_, mut is| async move {
+        let answer = self.call("ImageStatus", self.query_deadline, |_, mut is| async move {
             is.image_status(cri::ImageStatusRequest { image: Some(spec), verbose: false }).await
         })?;
         Ok(match answer.image {
@@ -968,7 +985,7 @@ impl Cri for RealCri {
     fn container_status(&self, id: &str) -> io::Result<Option<ContainerStatus>> {
         check_id("ContainerStatus", id)?;
         let container_id = id.to_string();
-        let answer = self.call("ContainerStatus", QUERY_DEADLINE, |mut rs, _| async move {
+        let answer = self.call("ContainerStatus", self.query_deadline, |mut rs, _| async move {
             rs.container_status(cri::ContainerStatusRequest { container_id, verbose: false }).await
         });
         let status = match answer {
@@ -1001,6 +1018,9 @@ impl Cri for RealCri {
 pub struct RecordingCri;
 
 impl Cri for RecordingCri {
+    fn is_recording(&self) -> bool {
+        true
+    }
     fn version(&self) -> io::Result<Option<RuntimeVersion>> {
         Ok(None)
     }

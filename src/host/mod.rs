@@ -18,7 +18,7 @@ pub use cri::{Cri, CriSockets, RealCri, RecordingCri};
 pub use facts::{Facts, RealFacts};
 pub use files::{FileKind, FileState, Files, Owner, PlannedFiles, RealFiles};
 pub use mounts::{Mounts, RealMounts, RecordingMounts};
-pub use systemd::{RealSystemd, RecordingSystemd, Systemd};
+pub use systemd::{RealSystemd, RecordingSystemd, Systemd, UnitStatus};
 
 /// What a run does to the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

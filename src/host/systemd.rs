@@ -43,6 +43,64 @@ pub trait Systemd {
     fn wait_active(&self, unit: &str, timeout: Duration) -> io::Result<Result<UnitChange, UnitFailure>>;
     /// `systemctl status` and the last journal lines of `unit`; `None` when recording.
     fn diagnosis(&self, unit: &str) -> Option<String>;
+    /// What systemd knows of each of `units`, in their order, from one `systemctl show`;
+    /// `None` when recording (there is no systemd to ask).
+    fn units(&self, units: &[&str]) -> io::Result<Option<Vec<UnitStatus>>>;
+    /// The last line `unit` wrote to the journal; `None` when it wrote none, or recording.
+    fn last_log_line(&self, unit: &str) -> Option<String>;
+}
+
+/// A unit as `systemctl show` reports it (the properties of the same names).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitStatus {
+    pub id: String,
+    /// `loaded`, `not-found`, `masked`, `error`...
+    pub load_state: String,
+    /// `active`, `inactive`, `activating`, `deactivating`, `failed`, `reloading`.
+    pub active_state: String,
+    /// `running`, `auto-restart`, `dead`, `start`, `exited`...
+    pub sub_state: String,
+    /// How it last ended: `success`, `exit-code`, `signal`, `start-limit-hit`...
+    pub result: String,
+    /// How many times systemd restarted it (`Restart=`) since it was last started by hand.
+    pub restarts: u64,
+    /// `enabled`, `disabled`, `static`... (empty when unknown).
+    pub unit_file_state: String,
+    /// The exit status of its main process's last run.
+    pub exec_main_status: i32,
+}
+
+/// The properties [`Systemd::units`] reads.
+pub const UNIT_PROPERTIES: &str =
+    "Id,LoadState,ActiveState,SubState,Result,NRestarts,UnitFileState,ExecMainStatus";
+
+/// Parses `systemctl show -p UNIT_PROPERTIES UNIT...`: one block of `Key=value` lines per
+/// unit, blocks separated by a blank line, in the order the units were named.
+pub fn parse_show(text: &str) -> Vec<UnitStatus> {
+    let mut units = Vec::new();
+    let mut cur: Option<UnitStatus> = None;
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            units.extend(cur.take());
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else { continue };
+        let u = cur.get_or_insert_with(UnitStatus::default);
+        let value = value.trim().to_string();
+        match key {
+            "Id" => u.id = value,
+            "LoadState" => u.load_state = value,
+            "ActiveState" => u.active_state = value,
+            "SubState" => u.sub_state = value,
+            "Result" => u.result = value,
+            "NRestarts" => u.restarts = value.parse().unwrap_or(0),
+            "UnitFileState" => u.unit_file_state = value,
+            "ExecMainStatus" => u.exec_main_status = value.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    units.extend(cur);
+    units
 }
 
 /// `systemctl` on this host.
@@ -101,6 +159,39 @@ fn diagnose(unit: &str) -> String {
 impl Systemd for RealSystemd {
     fn diagnosis(&self, unit: &str) -> Option<String> {
         Some(diagnose(unit))
+    }
+
+    fn units(&self, units: &[&str]) -> io::Result<Option<Vec<UnitStatus>>> {
+        if units.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let mut args = vec!["show", "-p", UNIT_PROPERTIES, "--"];
+        args.extend_from_slice(units);
+        let out = systemctl(&args)?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "`systemctl show` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let found = parse_show(&String::from_utf8_lossy(&out.stdout));
+        if found.len() != units.len() {
+            return Err(io::Error::other(format!(
+                "`systemctl show` answered for {} unit(s) of {}",
+                found.len(),
+                units.len()
+            )));
+        }
+        Ok(Some(found))
+    }
+
+    fn last_log_line(&self, unit: &str) -> Option<String> {
+        let out = Command::new("journalctl")
+            .args(["--no-pager", "-q", "-n", "1", "-o", "cat", "-u", unit])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines().rev().map(str::trim).find(|l| !l.is_empty()).map(str::to_string)
     }
 
     fn daemon_reload(&self) -> io::Result<UnitChange> {
@@ -198,6 +289,12 @@ impl Systemd for RecordingSystemd {
     fn diagnosis(&self, _unit: &str) -> Option<String> {
         None
     }
+    fn units(&self, _units: &[&str]) -> io::Result<Option<Vec<UnitStatus>>> {
+        Ok(None)
+    }
+    fn last_log_line(&self, _unit: &str) -> Option<String> {
+        None
+    }
     fn wait_active(&self, _unit: &str, _timeout: Duration) -> io::Result<Result<UnitChange, UnitFailure>> {
         Ok(Ok(UnitChange::Recorded))
     }
@@ -242,6 +339,18 @@ pub fn parse_install(unit_file: &str) -> Install {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn show_blocks_in_order() {
+        let text = "Id=containerd.service\nLoadState=loaded\nActiveState=active\nSubState=running\nResult=success\nNRestarts=0\nUnitFileState=enabled\nExecMainStatus=0\n\nId=kubelet.service\nLoadState=loaded\nActiveState=activating\nSubState=auto-restart\nResult=exit-code\nNRestarts=7\nUnitFileState=enabled\nExecMainStatus=1\n\nId=nope.service\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nResult=success\nNRestarts=0\nUnitFileState=\nExecMainStatus=0\n";
+        let units = parse_show(text);
+        assert_eq!(units.len(), 3);
+        assert_eq!(units[1].sub_state, "auto-restart");
+        assert_eq!(units[1].restarts, 7);
+        assert_eq!(units[1].exec_main_status, 1);
+        assert_eq!(units[2].load_state, "not-found");
+        assert_eq!(units[2].unit_file_state, "");
+    }
 
     #[test]
     fn install_sections() {

@@ -28,16 +28,16 @@ const API_STEPS: &[&str] = &[
 ];
 
 /// A rendered control-plane node and the fake API server its kubeconfigs name.
-struct ControlPlane {
-    sb: Sandbox,
-    fake: FakeApiServer,
-    args: Vec<String>,
+pub(super) struct ControlPlane {
+    pub(super) sb: Sandbox,
+    pub(super) fake: FakeApiServer,
+    pub(super) args: Vec<String>,
 }
 
 impl ControlPlane {
     /// Renders the node (ECDSA keys: quick), starts the fake with its certificates, and
     /// registers its Node there, as the kubelet would.
-    fn up() -> Self {
+    pub(super) fn up() -> Self {
         let (sb, args, listener) = Self::render_on("127.0.0.1");
         Self::serve(sb, args, listener)
     }

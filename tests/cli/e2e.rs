@@ -336,6 +336,21 @@ fn init_against_the_real_api_server(cp: &ControlPlane) {
             .any(|t| t["key"] == "node-role.kubernetes.io/control-plane" && t["effect"] == "NoSchedule"),
         "{taints:?}"
     );
+
+    // kscript status reads the real API server with admin.conf (one list per kind, across
+    // namespaces): CoreDNS there but not ready (no pod network, no kubelet here to run it),
+    // kube-proxy and Flannel there, the Node not Ready (no kubelet posts its conditions).
+    let mut args: Vec<String> =
+        ["status", "control-plane.rhai", "--root", root.to_str().unwrap()].map(String::from).to_vec();
+    args.extend(cp.node_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = cp.sb.kscript_env(&[("KSCRIPT_TEST_CLUSTER_API", "real")], &args);
+    let row = |name: &str| super::status::row(&run.stdout, name);
+    assert_eq!(row("CoreDNS"), "CoreDNS Deployment not ready 0/2 ready", "{}", run.stdout);
+    for name in ["kube-proxy", "Flannel"] {
+        assert!(row(name).starts_with(&format!("{name} DaemonSet not ready ")), "{}", run.stdout);
+    }
+    assert!(row("node").starts_with("node e2e-cp Node NotReady"), "{}", run.stdout);
 }
 
 /// A worker joins: discovery, the bootstrap kubeconfig, kubelet's files from the cluster,

@@ -10,7 +10,8 @@
 //! - certificates signed by ca.crt authenticate as user CN, groups O;
 //! - a bearer bootstrap token (`id.secret`) authenticates as `system:bootstrap:<id>`, groups
 //!   `system:bootstrappers` and the Secret's `auth-extra-groups`, while its Secret
-//!   kube-system/bootstrap-token-<id> allows authentication and has not expired;
+//!   kube-system/bootstrap-token-<id> allows authentication and has not expired; any other
+//!   bearer token is answered 401;
 //! - `system:masters` may do anything; others what a `ClusterRoleBinding` to `cluster-admin`
 //!   grants their user or groups, or a `RoleBinding` to a `Role` of the namespace whose rules
 //!   name the verb, the resource and (when it lists names) the object.
@@ -258,10 +259,21 @@ impl State {
         let wanted: Vec<(&str, &str)> =
             selector.split(',').filter(|p| !p.is_empty()).filter_map(|p| p.split_once('=')).collect();
         let prefix = format!("{path}/");
+        // A namespaced resource listed across namespaces: `/apis/apps/v1/deployments` holds
+        // `/apis/apps/v1/namespaces/NS/deployments/NAME`.
+        let (base, resource) = path.rsplit_once('/').unwrap_or_default();
+        let in_all_namespaces = |p: &str| {
+            p.strip_prefix(&format!("{base}/namespaces/")).is_some_and(|rest| {
+                let parts: Vec<&str> = rest.split('/').collect();
+                parts.len() == 3 && parts[1] == resource
+            })
+        };
         let items: Vec<Value> = self
             .objects
             .iter()
-            .filter(|(p, _)| p.strip_prefix(&prefix).is_some_and(|name| !name.contains('/')))
+            .filter(|(p, _)| {
+                p.strip_prefix(&prefix).is_some_and(|name| !name.contains('/')) || in_all_namespaces(p)
+            })
             .filter(|(_, o)| wanted.iter().all(|(k, v)| o["metadata"]["labels"][*k] == json!(v)))
             .map(|(_, o)| o.clone())
             .collect();
@@ -582,10 +594,16 @@ async fn handle(
             .or_else(|| serde_saphyr::from_str(&String::from_utf8_lossy(&bytes)).ok())
     };
     let mut state = state.lock().unwrap();
-    let who = who.or_else(|| bearer.and_then(|t| state.bootstrap_identity(&t)));
+    let by_token = bearer.as_deref().and_then(|t| state.bootstrap_identity(t));
+    // A bearer token that authenticates no one is refused (401), as the real server does; an
+    // anonymous request is not, and meets the authorizer (403).
+    let unauthenticated = who.is_none() && bearer.is_some() && by_token.is_none();
+    let who = who.or(by_token);
     let (code, answer) = if state.unavailable_for > 0 {
         state.unavailable_for -= 1;
         status(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "the server is starting")
+    } else if unauthenticated {
+        status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
     } else if !state.allowed(who.as_ref(), &method, &path) {
         let user = who.as_ref().map_or("system:anonymous", |w| w.user.as_str());
         status(

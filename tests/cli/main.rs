@@ -12,6 +12,7 @@ mod nodes;
 mod pki;
 mod preflight;
 mod reset;
+mod status;
 mod systemd;
 mod systemd_host;
 mod waits;

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use super::{Run, Sandbox, node_snapshot};
 
-const CP: &[&str] =
+pub(super) const CP: &[&str] =
     &["--set", "nodeRegistration.name=k8s-ctr", "--set", "localAPIEndpoint.advertiseAddress=192.168.56.10"];
 
 /// The files of stages.md for a control-plane node (pki.md's 22 PKI files, the five
@@ -91,7 +91,7 @@ fn listing(root: &Path) -> BTreeSet<String> {
     out
 }
 
-fn render_worker(sb: &Sandbox, cp: &Sandbox, extra: &[&str]) -> Run {
+pub(super) fn render_worker(sb: &Sandbox, cp: &Sandbox, extra: &[&str]) -> Run {
     let discovery =
         format!("discovery.file.kubeConfigPath={}", cp.root().join("etc/kubernetes/admin.conf").display());
     let ca = fs::read_to_string(cp.root().join("etc/kubernetes/pki/ca.crt")).unwrap();

@@ -284,13 +284,15 @@ fn timed(node: &Node, what: &str, args: &[&str]) -> Run {
 /// Stages 1 and 2 of the control-plane flow on a real systemd: containerd from Debian's
 /// package (apt inside the container), configured, started, answering on its CRI socket;
 /// then kubelet from a local bundle, enabled and crash-looping: the spec's state after
-/// stage 2. Both stages run again without a change.
+/// stage 2. `kscript status` after each says so. Both stages run again without a change.
 #[test]
 fn stages_1_and_2_on_a_real_systemd() {
     let node = Node::boot();
     what_a_container_cannot_do(&node);
     stage_1_installs_and_starts_containerd(&node);
+    super::status::on_a_real_systemd_after_stage_1(&node);
     stage_2_leaves_kubelet_enabled_and_crash_looping(&node);
+    super::status::on_a_real_systemd_after_stage_2(&node);
     a_rerun_reads_nothing_of_an_unchanged_bundle(&node);
 }
 
