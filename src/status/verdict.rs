@@ -80,7 +80,9 @@ pub fn judge(
     exists: &dyn Fn(&str) -> bool,
 ) -> Verdict {
     let journal = journal_files(entries);
-    let ran: BTreeSet<usize> = entries.iter().map(|e| e.stage_index).collect();
+    // A stage is known by its place and its name: the journal also holds other scripts' runs
+    // (reset.rhai's stages are numbered from 1 too).
+    let ran: BTreeSet<(usize, &str)> = entries.iter().map(|e| (e.stage_index, e.stage.as_str())).collect();
     let mut out = Vec::new();
     for (i, name) in stages.iter().enumerate() {
         let number = i + 1;
@@ -92,7 +94,7 @@ pub fn judge(
                 missing.push(Missing::File { path: f.path.clone(), role: f.role.clone(), by: f.by.clone() });
             }
         }
-        for (path, e) in journal.iter().filter(|(_, e)| e.stage_index == number) {
+        for (path, e) in journal.iter().filter(|(_, e)| e.stage_index == number && e.stage == *name) {
             let expected = e.action == "expect";
             if listed.contains(path.as_str()) || (expected && !live) || exists(path) {
                 continue;
@@ -134,7 +136,7 @@ pub fn judge(
                     missing.push(Missing::Node { state });
                 }
             }
-        } else if !ran.contains(&number) {
+        } else if !ran.contains(&(number, name.as_str())) {
             missing.push(Missing::NotRun);
         }
         out.push(StageVerdict { number, name: name.clone(), complete: missing.is_empty(), missing });
@@ -157,6 +159,7 @@ mod tests {
             outcome,
             detail: None,
             unsynced: None,
+            created: false,
         }
     }
 

@@ -119,6 +119,12 @@ fn reset_takes_a_rendered_control_plane_back_to_what_was_there() {
     installed.render("control-plane.rhai", &["--only", "containerd", "--only", "kubelet"]).ok();
     assert_eq!(tree_snapshot(&sb.root()), tree_snapshot(&installed.root()));
     assert_eq!(fs::read(sb.root().join("etc/kubernetes/pki/ca.crt")).unwrap(), ca.0);
+    // Where the node stands now, by its files and journal: the reset's own stages (numbered
+    // from 1 too) are not taken for the control plane's.
+    let root = sb.root();
+    let status = sb.kscript(&["status", "--root", root.to_str().unwrap(), "control-plane.rhai"]).code(1);
+    assert!(status.stdout.contains("stage 2 of 4 complete"), "{}", status.stdout);
+    assert!(status.stdout.contains("/etc/kubernetes/manifests/kube-apiserver.yaml"), "{}", status.stdout);
     // The journal stays, with the reset's removals in it: what reset removed is no longer
     // kscript's (a file another tool writes there later is that tool's), what stays still is.
     let entries = kscript::journal::read(&sb.root().join("var/lib/kscript/journal.jsonl")).unwrap();
@@ -153,6 +159,8 @@ fn reset_takes_a_rendered_control_plane_back_to_what_was_there() {
         "the packages the render recorded installing are the ones removed"
     );
     assert_eq!(tree_snapshot(&sb.root()), bare);
+    let status = sb.kscript(&["status", "--root", root.to_str().unwrap(), "control-plane.rhai"]).code(1);
+    assert!(status.stdout.contains("stage 0 of 4 complete"), "{}", status.stdout);
     let left: Vec<String> = fs::read_dir(sb.root().join("var/lib/kscript"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
