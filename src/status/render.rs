@@ -28,13 +28,23 @@ fn state_cell(m: &Measured) -> String {
     }
 }
 
-fn node_text(node: &NodeState) -> String {
+/// The Node's state and detail cells: the word in the state column, its why (an error, the
+/// Ready condition's reason and message) in the detail column, so one long message does not
+/// widen every row.
+fn node_cells(node: &NodeState) -> (String, String) {
     match node {
-        NodeState::Rendered => "n/a (rendered)".into(),
-        NodeState::Unknown(e) => format!("unknown ({e})"),
-        NodeState::NotRegistered => "not registered".into(),
-        NodeState::Ready => "Ready".into(),
-        NodeState::NotReady { reason, message } => not_ready(reason, message),
+        NodeState::Rendered => ("n/a (rendered)".into(), String::new()),
+        NodeState::Unknown(e) => ("unknown".into(), e.clone()),
+        NodeState::NotRegistered => ("not registered".into(), String::new()),
+        NodeState::Ready => ("Ready".into(), String::new()),
+        NodeState::NotReady { reason, message } => {
+            let why = match (reason.is_empty(), message.is_empty()) {
+                (_, true) => reason.clone(),
+                (true, false) => message.clone(),
+                (false, false) => format!("{reason}: {message}"),
+            };
+            ("NotReady".into(), why)
+        }
     }
 }
 
@@ -52,7 +62,8 @@ pub fn text(s: &Status) -> String {
     for (c, m) in s.spec.components.iter().zip(&s.measures.components) {
         rows.push([c.name.clone(), c.runs.label().into(), state_cell(m), m.detail.clone()]);
     }
-    rows.push([format!("node {}", s.spec.node), "Node".into(), node_text(&s.measures.node), String::new()]);
+    let (state, detail) = node_cells(&s.measures.node);
+    rows.push([format!("node {}", s.spec.node), "Node".into(), state, detail]);
     let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
     let (w0, w1, w2) = (width(0), width(1), width(2));
     for r in &rows {

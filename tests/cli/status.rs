@@ -261,7 +261,7 @@ fn api_rows_against_the_fake_api_server() {
         row(&run.stdout, "Flannel"),
         "Flannel DaemonSet not installed no DaemonSet kube-flannel/kube-flannel-ds"
     );
-    assert_eq!(row(&run.stdout, "node"), format!("node k8s-ctr Node NotReady (KubeletNotReady: {cni})"));
+    assert_eq!(row(&run.stdout, "node"), format!("node k8s-ctr Node NotReady KubeletNotReady: {cni}"));
     assert_eq!(
         row(&run.stdout, "containerd"),
         "containerd systemd service n/a (rendered) unit file /usr/lib/systemd/system/containerd.service"
@@ -311,7 +311,8 @@ fn api_rows_against_the_fake_api_server() {
         let r = row(&run.stdout, name);
         assert!(r.contains("unknown API server not reachable: connection refused"), "{r}");
     }
-    assert!(row(&run.stdout, "node").contains("unknown (API server not reachable: connection refused"));
+    let r = row(&run.stdout, "node");
+    assert!(r.contains("Node unknown API server not reachable: connection refused"), "{r}");
     assert!(row(&run.stdout, "etcd").contains("n/a (rendered) manifest"), "{}", run.stdout);
     assert!(run.stdout.contains("stage 4 of 4 complete"), "{}", run.stdout);
 

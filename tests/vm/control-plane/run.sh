@@ -18,13 +18,12 @@ install -m 0600 /payload/pki/ca.key /etc/kubernetes/pki/ca.key
 # ImagePull checks every image init needs.
 cp /payload/images/*.tar /var/lib/k8s-bundle/images/ 2>/dev/null || true
 VERSION=$(/var/lib/k8s-bundle/kubelet --version | awk '{print $2}')
-ARGS=(run control-plane.rhai --skip network
-      --set kubernetesVersion="$VERSION"
+SETS=(--set kubernetesVersion="$VERSION"
       --set kscript.kubernetes.source=bundle --set kscript.kubernetes.bundleDir=/var/lib/k8s-bundle
       --set localAPIEndpoint.advertiseAddress="$NODE_IP" --set nodeRegistration.name="$NODE_NAME"
       --set 'bootstrapTokens=[{token: abcdef.0123456789abcdef}]'
-      --set timeouts.controlPlaneComponentHealthCheck=15m0s
-      --ignore-preflight-errors NumCPU,Mem)
+      --set timeouts.controlPlaneComponentHealthCheck=15m0s)
+ARGS=(run control-plane.rhai --skip network "${SETS[@]}" --ignore-preflight-errors NumCPU,Mem)
 fail=0
 
 ev "run-A-start"; s=$(date +%s.%N)
@@ -67,5 +66,46 @@ done
 ev "worker-node-seen"
 kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes,pods -A -o wide > "$OUT/cluster.txt" 2>&1; cat "$OUT/cluster.txt"
 kubectl --kubeconfig /etc/kubernetes/admin.conf get node "$WORKER_NAME" > /dev/null 2>&1 || { echo "the worker never registered"; fail=1; }
+
+# D. Where the node stands: init done, the pod network skipped (stage 3 of 4; exit 1: not the script's end).
+ev "status-D-start"; s=$(date +%s.%N)
+kscript status control-plane.rhai "${SETS[@]}" > "$OUT/D.status" 2>&1; rcD=$?
+kscript status control-plane.rhai "${SETS[@]}" --output json > "$OUT/D.json" 2>"$OUT/D.json.err"
+ev "status-D-end rc=$rcD"
+echo "D (status after init): rc=$rcD in $(el $s)s"; cat "$OUT/D.status"
+grep -q 'stage 3 of 4' "$OUT/D.status" || { echo "D: status does not say stage 3 of 4"; fail=1; }
+
+# E. Back to bare: reset keeps the CA it found (put there before A), removes what kscript and its components wrote.
+ev "reset-E-start"; s=$(date +%s.%N)
+kscript run reset.rhai --force "${SETS[@]}" > "$OUT/E.log" 2>&1; rcE=$?
+ev "reset-E-end rc=$rcE"
+echo "E (reset): rc=$rcE in $(el $s)s"; tail -25 "$OUT/E.log"
+[ $rcE = 0 ] || fail=1
+left=$(find /etc/kubernetes /var/lib/etcd /var/lib/kubelet /etc/cni/net.d -mindepth 1 ! -type d 2>/dev/null | sort)
+echo "E: left behind:"; echo "$left"
+[ "$(grep -v -x -e /etc/kubernetes/pki/ca.crt -e /etc/kubernetes/pki/ca.key <<< "$left" | grep -c .)" = 0 ] \
+  || { echo "E: reset left more than the CA it found"; fail=1; }
+cmp -s /payload/pki/ca.crt /etc/kubernetes/pki/ca.crt || { echo "E: the CA found before init is not kept"; fail=1; }
+pods=$(ctr -n k8s.io containers ls -q 2>/dev/null | grep -c .)
+echo "E: containers left in k8s.io: $pods; kubelet $(systemctl is-active kubelet)"
+[ "$pods" = 0 ] || fail=1
+kscript status control-plane.rhai "${SETS[@]}" > "$OUT/E.status" 2>&1; echo "E: status after reset: rc=$?"; cat "$OUT/E.status"
+grep -q 'stage 2 of 4' "$OUT/E.status" || { echo "E: status does not say stage 2 of 4 after reset"; fail=1; }
+
+# F. Init again from scratch, no manual step; the worker resets and joins the new cluster by itself.
+ev "run-F-start"; s=$(date +%s.%N)
+kscript "${ARGS[@]}" > "$OUT/F.log" 2>&1; rcF=$?
+ev "run-F-end rc=$rcF"
+echo "F (init after reset): rc=$rcF in $(el $s)s"; grep -E 'preflight|failed|ERROR|recap|warning' "$OUT/F.log" | head -20
+[ $rcF = 0 ] || { tail -40 "$OUT/F.log"; fail=1; }
+rejoined=no
+for _ in $(seq 1 600); do
+  kubectl --kubeconfig /etc/kubernetes/admin.conf get node "$WORKER_NAME" > /dev/null 2>&1 && { rejoined=yes; break; }
+  sleep 2
+done
+ev "worker-node-seen-again=$rejoined"
+echo "F: worker registered in the new cluster: $rejoined"
+[ $rejoined = yes ] || fail=1
+kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes,pods -A -o wide > "$OUT/cluster-F.txt" 2>&1; cat "$OUT/cluster-F.txt"
 journalctl -u kubelet --no-pager > "$OUT/kubelet.journal" 2>&1
 exit $fail
