@@ -69,8 +69,8 @@ pub enum Command {
     /// One row per component of the script's stage table (`node_status(...)`, built by
     /// stdlib/status.rhai): systemd services from systemd, static Pods from the container
     /// runtime, Deployments and DaemonSets (and the Node) from the API server, the three asked
-    /// in parallel, each request within 2 s. States: not installed; installed, stopped;
-    /// starting; running; crash-looping (with the file it misses, else its last log line);
+    /// in parallel, each request within `--timeout` (5 s). States: not installed; installed,
+    /// stopped; starting; running; crash-looping (with the file it misses, else its last log line);
     /// failed; exited (exit code, last log line); not started (why: its image not present, no
     /// container yet); ready or not ready (ready/desired replicas); unknown (its source not
     /// reachable, named in the row: the rest of the table is still shown); not readable (the
@@ -187,6 +187,18 @@ pub struct StatusArgs {
     /// `text` (a table) or `json` (schema kscript.status/v1).
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub output: String,
+    /// How long each request to the container runtime or the API server may take; a source
+    /// that does not answer in time is named in its rows.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = timeout_seconds)]
+    pub timeout: std::time::Duration,
+}
+
+/// `--timeout SECONDS`: a positive number of seconds (`0.5`, `5`).
+fn timeout_seconds(text: &str) -> Result<std::time::Duration, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 3600.0 => Ok(std::time::Duration::from_secs_f64(s)),
+        _ => Err(format!("`{text}` is not a number of seconds between 0 and 3600")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -258,6 +270,7 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             config: a.config,
             set: a.set,
             json: a.output == "json",
+            timeout: a.timeout,
         }),
         Command::Scripts => {
             for e in stock::SCRIPTS {

@@ -31,6 +31,8 @@ pub struct Options {
     pub config: Vec<PathBuf>,
     pub set: Vec<String>,
     pub json: bool,
+    /// How long each request to the runtime or the API server may take.
+    pub timeout: std::time::Duration,
 }
 
 /// Everything a status says, before it is shown.
@@ -127,7 +129,7 @@ pub fn collect(opts: &Options) -> Result<Status, Error> {
             ),
         });
     }
-    let inputs = inputs(&root, &files, &spec, &exists);
+    let inputs = inputs(&root, &files, &spec, &exists, opts.timeout);
     let mode = if live { Mode::Apply } else { Mode::Render };
     let mut measures = probe::measure(mode, &spec, &inputs);
     for (c, m) in spec.components.iter().zip(&mut measures.components) {
@@ -222,6 +224,7 @@ fn inputs(
     files: &RealFiles,
     spec: &spec::Spec,
     exists: &dyn Fn(&str) -> bool,
+    deadline: std::time::Duration,
 ) -> probe::Inputs {
     let host_path = |p: &str| root.resolve(p).ok().map(|r| r.host);
     let socket = spec
@@ -266,5 +269,5 @@ fn inputs(
             _ => {}
         }
     }
-    probe::Inputs { socket, kubeconfig: host_path(&spec.kubeconfig), manifests, first_missing }
+    probe::Inputs { socket, kubeconfig: host_path(&spec.kubeconfig), manifests, first_missing, deadline }
 }

@@ -15,10 +15,10 @@ use crate::host::cluster::{ObjectRef, answered_status, retry_reason};
 use crate::host::cri::{Container, ContainerFilter, ContainerState, Cri, ImageLookup, PodFilter, RealCri};
 use crate::host::{Host, Mode, UnitStatus};
 
-/// How long each API request may take: a status answers quickly or names what did not.
-pub const API_DEADLINE: Duration = Duration::from_secs(2);
-/// How long each query of the container runtime may take.
-pub const CRI_DEADLINE: Duration = Duration::from_secs(2);
+/// How long each request to the API server or the container runtime may take by default
+/// (`kscript status --timeout`): a status answers quickly or names what did not, and an API
+/// server that takes longer than this to list a kind is worth naming.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A component's state, as measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +143,8 @@ pub struct Inputs {
     pub manifests: BTreeMap<String, Option<(String, String)>>,
     /// Per service component: the first of its `needs` missing on the node (its file name).
     pub first_missing: BTreeMap<String, String>,
+    /// How long each request to the runtime or the API server may take.
+    pub deadline: Duration,
 }
 
 /// Every component's measure, and the Node's.
@@ -302,7 +304,7 @@ fn cri_source(mode: Mode, spec: &Spec, inputs: &Inputs) -> Source<BTreeMap<Strin
     if Host::for_mode(mode).cri.at(socket).is_recording() {
         return Source::NotAsked;
     }
-    let cri = RealCri::with_deadline(socket, CRI_DEADLINE);
+    let cri = RealCri::with_deadline(socket, inputs.deadline);
     if let Err(e) = cri.version() {
         return Source::Unreachable(e.to_string());
     }
@@ -394,6 +396,12 @@ fn api_source(mode: Mode, spec: &Spec, inputs: &Inputs) -> Source<Api> {
     let Some(kubeconfig) = &inputs.kubeconfig else {
         return Source::Unreachable(format!("the kubeconfig {} is outside the node root", spec.kubeconfig));
     };
+    if !kubeconfig.exists() {
+        return Source::Unreachable(format!(
+            "no kubeconfig {} yet (init or join writes it)",
+            spec.kubeconfig
+        ));
+    }
     let wants = |kind: &str| {
         spec.components.iter().any(|c| {
             matches!(
@@ -408,12 +416,12 @@ fn api_source(mode: Mode, spec: &Spec, inputs: &Inputs) -> Source<Api> {
         }
         let host = Host::for_mode(mode);
         let collection = ObjectRef::collection("apps/v1", kind, "").map_err(io::Error::other)?;
-        host.cluster.list_within(kubeconfig, &collection, "", API_DEADLINE)
+        host.cluster.list_within(kubeconfig, &collection, "", inputs.deadline)
     };
     let (deployments, daemonsets, node) = std::thread::scope(|s| {
         let d = s.spawn(|| list("Deployment"));
         let ds = s.spawn(|| list("DaemonSet"));
-        let n = s.spawn(|| node_state(mode, kubeconfig, &spec.node));
+        let n = s.spawn(|| node_state(mode, kubeconfig, &spec.node, inputs.deadline));
         let failed = || io::Error::other("the probe panicked");
         (
             d.join().unwrap_or_else(|_| Err(failed())),
@@ -424,13 +432,13 @@ fn api_source(mode: Mode, spec: &Spec, inputs: &Inputs) -> Source<Api> {
     Source::Got(Api { deployments, daemonsets, node })
 }
 
-fn node_state(mode: Mode, kubeconfig: &Path, name: &str) -> NodeState {
+fn node_state(mode: Mode, kubeconfig: &Path, name: &str, deadline: Duration) -> NodeState {
     let host = Host::for_mode(mode);
     let r = match ObjectRef::new("v1", "Node", "", name) {
         Ok(r) => r,
         Err(e) => return NodeState::Unknown(e),
     };
-    match host.cluster.get_within(kubeconfig, &r, API_DEADLINE) {
+    match host.cluster.get_within(kubeconfig, &r, deadline) {
         Err(e) => NodeState::Unknown(unreachable(&e)),
         Ok(None) => NodeState::NotRegistered,
         Ok(Some(node)) => {

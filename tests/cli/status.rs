@@ -142,6 +142,11 @@ fn bad_input_is_a_usage_error() {
     // Not a folder.
     let run = sb.kscript(&["status", "--root", "nowhere"]).code(2);
     assert!(run.stderr.contains("--root nowhere: no such folder"), "{}", run.stderr);
+    // A timeout that is not a number of seconds.
+    for t in ["0", "soon"] {
+        let run = sb.kscript(&["status", "--timeout", t]).code(2);
+        assert!(run.stderr.contains("is not a number of seconds"), "{}", run.stderr);
+    }
     // A folder that is not a node.
     fs::create_dir_all(sb.path().join("empty/etc")).unwrap();
     let run = sb.kscript(&["status", "--root", "empty", "control-plane.rhai"]).code(2);
@@ -322,7 +327,7 @@ fn api_rows_against_the_fake_api_server() {
     let run = status_live(&[]);
     let r = row(&run.stdout, "CoreDNS");
     assert!(
-        r.contains("unknown API server not reachable: there is no kubeconfig") && r.contains("kubelet.conf"),
+        r.contains("unknown API server not reachable: no kubeconfig /etc/kubernetes/kubelet.conf yet"),
         "{r}"
     );
     assert!(run.stdout.contains("stage 2 of 4 complete"), "{}", run.stdout);

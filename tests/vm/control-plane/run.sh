@@ -68,11 +68,21 @@ kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes,pods -A -o wide > "$OU
 kubectl --kubeconfig /etc/kubernetes/admin.conf get node "$WORKER_NAME" > /dev/null 2>&1 || { echo "the worker never registered"; fail=1; }
 
 # D. Where the node stands: init done, the pod network skipped (stage 3 of 4; exit 1: not the script's end).
+# (--timeout 20: under TCG the API server may take longer than the default 5 s to answer a list.)
+# The worker has just joined: its kube-proxy Pod (the DaemonSet counts every node's) may not be ready yet,
+# so ask until status says stage 3, for up to 5 minutes; each answer is kept.
 ev "status-D-start"; s=$(date +%s.%N)
-kscript status control-plane.rhai "${SETS[@]}" > "$OUT/D.status" 2>&1; rcD=$?
-kscript status control-plane.rhai "${SETS[@]}" --output json > "$OUT/D.json" 2>"$OUT/D.json.err"
+for i in $(seq 1 30); do
+  t=$(date +%s.%N)
+  kscript status control-plane.rhai --timeout 20 "${SETS[@]}" > "$OUT/D.status" 2>&1; rcD=$?
+  echo "D: try $i: rc=$rcD in $(el $t)s: $(grep -o 'stage [0-9] of [0-9] complete' "$OUT/D.status")"
+  cp "$OUT/D.status" "$OUT/D.status.$i"
+  grep -q 'stage 3 of 4' "$OUT/D.status" && break
+  sleep 10
+done
+kscript status control-plane.rhai --timeout 20 "${SETS[@]}" --output json > "$OUT/D.json" 2>"$OUT/D.json.err"
 ev "status-D-end rc=$rcD"
-echo "D (status after init): rc=$rcD in $(el $s)s"; cat "$OUT/D.status"
+echo "D (status after init): rc=$rcD after $(el $s)s"; cat "$OUT/D.status"
 grep -q 'stage 3 of 4' "$OUT/D.status" || { echo "D: status does not say stage 3 of 4"; fail=1; }
 
 # E. Back to bare: reset keeps the CA it found (put there before A), removes what kscript and its components wrote.
@@ -89,7 +99,7 @@ cmp -s /payload/pki/ca.crt /etc/kubernetes/pki/ca.crt || { echo "E: the CA found
 pods=$(ctr -n k8s.io containers ls -q 2>/dev/null | grep -c .)
 echo "E: containers left in k8s.io: $pods; kubelet $(systemctl is-active kubelet)"
 [ "$pods" = 0 ] || fail=1
-kscript status control-plane.rhai "${SETS[@]}" > "$OUT/E.status" 2>&1; echo "E: status after reset: rc=$?"; cat "$OUT/E.status"
+kscript status control-plane.rhai --timeout 20 "${SETS[@]}" > "$OUT/E.status" 2>&1; echo "E: status after reset: rc=$?"; cat "$OUT/E.status"
 grep -q 'stage 2 of 4' "$OUT/E.status" || { echo "E: status does not say stage 2 of 4 after reset"; fail=1; }
 
 # F. Init again from scratch, no manual step; the worker resets and joins the new cluster by itself.

@@ -38,7 +38,7 @@ echo "node $NODE_NAME registered: $registered"; cat "$OUT/node.txt" 2>/dev/null
 [ $registered = yes ] || rc=1
 ls -l /etc/kubernetes /var/lib/kubelet/pki > "$OUT/files.txt" 2>&1
 [ $rc = 0 ] || { journalctl -u kubelet --no-pager > "$OUT/kubelet.journal" 2>&1; exit $rc; }
-kscript status worker.rhai "${SETS[@]}" > "$OUT/status.txt" 2>&1; echo "status after join: rc=$?"; cat "$OUT/status.txt"
+kscript status worker.rhai --timeout 20 "${SETS[@]}" > "$OUT/status.txt" 2>&1; echo "status after join: rc=$?"; cat "$OUT/status.txt"
 grep -q 'stage 3 of 4' "$OUT/status.txt" || { echo "status does not say stage 3 of 4"; rc=1; }
 
 # The control plane resets and inits again: once its API server stops answering, reset this node and
