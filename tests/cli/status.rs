@@ -481,7 +481,11 @@ pub(super) fn on_a_real_systemd_after_stage_1(node: &Node) {
         row(&run.stdout, "etcd"),
         "etcd static Pod not installed no manifest /etc/kubernetes/manifests/etcd.yaml"
     );
-    assert!(row(&run.stdout, "CoreDNS").contains("unknown API server not reachable: there is no kubeconfig"));
+    let r = row(&run.stdout, "CoreDNS");
+    assert!(
+        r.contains("unknown API server not reachable: no kubeconfig /etc/kubernetes/kubelet.conf yet"),
+        "{r}"
+    );
     assert!(
         run.stdout.contains("stage 1 of 4 complete (containerd)\nstage 2 (kubelet) must still produce:"),
         "{}",
