@@ -25,7 +25,11 @@ struct Row {
 /// `/` is not, and shows what the journal names.
 pub fn render(dir: &Path) -> Result<String, Error> {
     let root = NodeRoot::new(dir).map_err(|e| Error::io(format!("cannot open {}", dir.display()), e))?;
-    let journal_host = root.host().join(JOURNAL_PATH.trim_start_matches('/'));
+    // Through the root, as every node path: a link in a folder may not lead out of it.
+    let journal_host = root
+        .resolve(JOURNAL_PATH)
+        .map_err(|e| Error::Usage { message: format!("the journal {JOURNAL_PATH}: {e}") })?
+        .host;
     let entries = journal::read(&journal_host)
         .map_err(|e| Error::io(format!("cannot read {}", journal_host.display()), e))?;
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();

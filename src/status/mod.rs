@@ -70,7 +70,11 @@ pub fn collect(opts: &Options) -> Result<Status, Error> {
     let root = NodeRoot::new(&root_dir)
         .map_err(|e| Error::Usage { message: format!("--root {}: {e}", root_dir.display()) })?;
     let live = root.is_host_root();
-    let journal_host = root.host().join(JOURNAL_PATH.trim_start_matches('/'));
+    // Through the root, as every node path: a link in a folder may not lead out of it.
+    let journal_host = root
+        .resolve(JOURNAL_PATH)
+        .map_err(|e| Error::Usage { message: format!("the journal {JOURNAL_PATH}: {e}") })?
+        .host;
     let entries = journal::read(&journal_host).map_err(|e| Error::Usage {
         message: format!("cannot read the journal {}: {e}", journal_host.display()),
     })?;

@@ -125,6 +125,13 @@ fn reset_takes_a_rendered_control_plane_back_to_what_was_there() {
     let status = sb.kscript(&["status", "--root", root.to_str().unwrap(), "control-plane.rhai"]).code(1);
     assert!(status.stdout.contains("stage 2 of 4 complete"), "{}", status.stdout);
     assert!(status.stdout.contains("/etc/kubernetes/manifests/kube-apiserver.yaml"), "{}", status.stdout);
+    // A second reset finds nothing of kscript's left: it does not take the node for one kubeadm
+    // built (whose list would take the CA kscript found and kept), and changes nothing.
+    let again = reset(&sb, &["--force"]).ok();
+    assert!(!again.stderr.contains("was it built by kubeadm"), "{}", again.stderr);
+    assert!(!again.stdout.contains("was it built by kubeadm"), "{}", again.stdout);
+    assert_eq!(tree_snapshot(&sb.root()), tree_snapshot(&installed.root()));
+    assert_eq!(fs::read(sb.root().join("etc/kubernetes/pki/ca.key")).unwrap(), ca.1);
     // The journal stays, with the reset's removals in it: what reset removed is no longer
     // kscript's (a file another tool writes there later is that tool's), what stays still is.
     let entries = kscript::journal::read(&sb.root().join("var/lib/kscript/journal.jsonl")).unwrap();
@@ -293,6 +300,17 @@ fn reset_takes_a_rendered_worker_back_to_what_was_there() {
     lay_out_before(&installed.root(), None);
     join(&installed, &["--only", "containerd", "--only", "kubelet"]);
     assert_eq!(tree_snapshot(&sb.root()), tree_snapshot(&installed.root()));
+
+    // Another tool puts a static Pod on the reset node; a second reset finds nothing of
+    // kscript's left, and does not take the node for one kubeadm built (whose list empties the
+    // manifests folder): the other tool's file stays.
+    let site = sb.root().join("etc/kubernetes/manifests/site-proxy.yaml");
+    fs::create_dir_all(site.parent().unwrap()).unwrap();
+    fs::write(&site, "kind: Pod\n").unwrap();
+    let again = reset(&sb, &["--force"]).ok();
+    assert!(!again.stderr.contains("was it built by kubeadm"), "{}", again.stderr);
+    assert!(site.exists(), "a second reset removed another tool's file:\n{}", again.stdout);
+    fs::remove_file(&site).unwrap();
 
     reset(&sb, &["--force", "--set", "reset.packages=true"]).ok();
     assert_eq!(tree_snapshot(&sb.root()), bare);

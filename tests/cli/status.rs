@@ -142,6 +142,18 @@ fn bad_input_is_a_usage_error() {
     // Not a folder.
     let run = sb.kscript(&["status", "--root", "nowhere"]).code(2);
     assert!(run.stderr.contains("--root nowhere: no such folder"), "{}", run.stderr);
+    // A journal reached through a link that leads out of the folder is not read: the outside
+    // journal's stage `join` would make it a worker.
+    fs::create_dir_all(sb.path().join("outside")).unwrap();
+    fs::write(
+        sb.path().join("outside/journal.jsonl"),
+        r#"{"stage":"join","stage_index":3,"step":"x","action":"file","target":"/etc/x","outcome":"changed"}"#,
+    )
+    .unwrap();
+    fs::create_dir_all(sb.path().join("linked/var/lib")).unwrap();
+    std::os::unix::fs::symlink("../../../outside", sb.path().join("linked/var/lib/kscript")).unwrap();
+    let run = sb.kscript(&["status", "--root", "linked"]);
+    assert!(!run.stderr.contains("worker.rhai"), "the outside journal was read: {}", run.stderr);
     // A timeout that is not a number of seconds.
     for t in ["0", "soon"] {
         let run = sb.kscript(&["status", "--timeout", t]).code(2);
