@@ -598,3 +598,19 @@ fn status_figures() {
     eprintln!("  rendered root:                       {rendered:7.1} ms  (target < 100 ms)");
     eprintln!("  API rows from the fake API server:   {api:7.1} ms  (target < 300 ms)");
 }
+
+/// The table is declared when a script loads: reading it neither stops a run nor warns. A
+/// distribution kscript does not know, or a node root without /etc/os-release, is for the
+/// steps that install packages to report when they run.
+#[test]
+fn declaring_the_table_neither_stops_a_run_nor_warns() {
+    let sb = Sandbox::new();
+    fs::create_dir_all(sb.root().join("etc")).unwrap();
+    fs::write(sb.root().join("etc/os-release"), "ID=plan9\nVERSION_ID=4\n").unwrap();
+    sb.render("control-plane.rhai", &["--only", "init/certs/ca"]).ok();
+    assert!(sb.root().join("etc/kubernetes/pki/ca.crt").exists());
+
+    let fresh = Sandbox::new();
+    let run = fresh.render("control-plane.rhai", &["--only", "init/certs/ca"]).ok();
+    assert!(!run.stderr.contains("os-release"), "{}", run.stderr);
+}
