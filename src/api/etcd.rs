@@ -82,10 +82,22 @@ fn member_add(ctx: &Ctx, endpoint: &str, certs: &Map, peer_url: &str) -> R<Dynam
     let target = format!("etcd member add {peer_url}");
     ctx.attempt(&target);
     let label = format!("adding {peer_url} to etcd at {endpoint}");
-    let answer = ctx.wait(&label, || add_with_retries(ctx, endpoint, &tls, peer_url)).map_err(|e| {
-        ctx.record("etcd", &target, Outcome::Failed, Some(format!("failed ({endpoint})")), None);
-        effect_error(format!("{target}: {e}"))
-    })?;
+    let add = etcd::add_request(peer_url);
+    let answer = ctx
+        .wait(&label, || {
+            change_membership(
+                ctx,
+                endpoint,
+                &tls,
+                ("/v3/cluster/member/add", &add),
+                "already exists",
+                ADD_PATIENCE,
+            )
+        })
+        .map_err(|e| {
+            ctx.record("etcd", &target, Outcome::Failed, Some(format!("failed ({endpoint})")), None);
+            effect_error(format!("{target}: {e}"))
+        })?;
     let (outcome, sign, word) = match &answer {
         Some(_) => (Outcome::Changed, '+', "added"),
         None => (Outcome::Recorded, '!', "recorded, not sent"),
@@ -98,35 +110,35 @@ fn member_add(ctx: &Ctx, endpoint: &str, certs: &Map, peer_url: &str) -> R<Dynam
 /// How long a member add keeps trying while etcd says it cannot change its membership yet.
 const ADD_PATIENCE: Duration = Duration::from_mins(2);
 
-/// Adds the member, trying again while etcd refuses for a passing reason: a member that
-/// joined moments ago is not yet connected to all (`unhealthy cluster`), or there is no leader
-/// for now. An add whose answer was lost is found on the next try (`already exists`), and
-/// answered with the member list.
-fn add_with_retries(
+/// One change of etcd's membership (`path`, a member add or remove, with `body`), tried again
+/// while etcd refuses for a passing reason, until `patience` runs out: a member that joined or
+/// started moments ago is not yet connected to all (`unhealthy cluster`; etcd says the same of
+/// a change that would leave the members without quorum, which does not pass and ends with the
+/// patience), no leader for now. A change whose answer was lost is found on the next try
+/// (`done`: etcd's words for it, `already exists` or `member not found`), and answered with
+/// the member list.
+fn change_membership(
     ctx: &Ctx,
     endpoint: &str,
     tls: &EtcdTls,
-    peer_url: &str,
+    (path, body): (&str, &serde_json::Value),
+    done: &str,
+    patience: Duration,
 ) -> std::io::Result<Option<serde_json::Value>> {
     let start = Instant::now();
     loop {
-        let error = match ctx.host.cluster.etcd(
-            endpoint,
-            tls,
-            "/v3/cluster/member/add",
-            &etcd::add_request(peer_url),
-        ) {
+        let error = match ctx.host.cluster.etcd(endpoint, tls, path, body) {
             Ok(answer) => return Ok(answer),
             Err(e) => e,
         };
         let text = error.to_string();
-        if text.contains("already exists") {
+        if text.contains(done) {
             return ctx.host.cluster.etcd(endpoint, tls, "/v3/cluster/member/list", &serde_json::json!({}));
         }
         let passing = ["unhealthy cluster", "timed out", "no leader", "leader changed"]
             .iter()
             .any(|p| text.contains(p));
-        if !passing || start.elapsed() >= ADD_PATIENCE {
+        if !passing || start.elapsed() >= patience {
             return Err(error);
         }
         std::thread::sleep(Duration::from_secs(1));
@@ -190,10 +202,21 @@ fn member_remove(ctx: &Ctx, endpoint: &str, certs: &Map, id: &str) -> R<Dynamic>
     let target = format!("etcd member remove {id}");
     ctx.attempt(&target);
     let label = format!("removing member {id} from etcd at {endpoint}");
-    let answer = ctx.wait(&label, || remove_with_retries(ctx, endpoint, &tls, &body)).map_err(|e| {
-        ctx.record("etcd", &target, Outcome::Failed, Some(format!("failed ({endpoint})")), None);
-        effect_error(format!("{target}: {e}"))
-    })?;
+    let answer = ctx
+        .wait(&label, || {
+            change_membership(
+                ctx,
+                endpoint,
+                &tls,
+                ("/v3/cluster/member/remove", &body),
+                "member not found",
+                REMOVE_PATIENCE,
+            )
+        })
+        .map_err(|e| {
+            ctx.record("etcd", &target, Outcome::Failed, Some(format!("failed ({endpoint})")), None);
+            effect_error(format!("{target}: {e}"))
+        })?;
     let (outcome, sign, word) = match &answer {
         Some(_) => (Outcome::Changed, '-', "removed"),
         None => (Outcome::Recorded, '!', "recorded, not sent"),
@@ -205,38 +228,6 @@ fn member_remove(ctx: &Ctx, endpoint: &str, certs: &Map, id: &str) -> R<Dynamic>
 
 /// How long a member remove keeps trying while etcd refuses for a passing reason.
 const REMOVE_PATIENCE: Duration = Duration::from_secs(30);
-
-/// Removes the member, trying again while etcd refuses for a passing reason (no leader for now,
-/// members connected only moments ago); a member already gone
-/// (an answer lost, a rerun) is answered with the member list.
-fn remove_with_retries(
-    ctx: &Ctx,
-    endpoint: &str,
-    tls: &EtcdTls,
-    body: &serde_json::Value,
-) -> std::io::Result<Option<serde_json::Value>> {
-    let start = Instant::now();
-    loop {
-        let error = match ctx.host.cluster.etcd(endpoint, tls, "/v3/cluster/member/remove", body) {
-            Ok(answer) => return Ok(answer),
-            Err(e) => e,
-        };
-        let text = error.to_string();
-        if text.contains("member not found") {
-            return ctx.host.cluster.etcd(endpoint, tls, "/v3/cluster/member/list", &serde_json::json!({}));
-        }
-        // `unhealthy cluster`: etcd removes a member only once the others have been connected
-        // for a while (moments after a start they have not), and never when the members left
-        // could not keep quorum; the second does not pass, and ends at the patience's end.
-        let passing = ["unhealthy cluster", "timed out", "no leader", "leader changed"]
-            .iter()
-            .any(|p| text.contains(p));
-        if !passing || start.elapsed() >= REMOVE_PATIENCE {
-            return Err(error);
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
 
 pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
     let c = ctx.clone();
