@@ -70,6 +70,32 @@ fn members(ctx: &Ctx, endpoint: &str, certs: &Map) -> R<Dynamic> {
     Ok(answer.map_or(Dynamic::UNIT, |a| to_array(etcd::members(&a)).into()))
 }
 
+/// One change of etcd's, `target` (`etcd member add URL`), carried out by `call` under the
+/// progress line `label` and recorded: failed, `done` (its sign and word, `+ added`), or
+/// recorded, not sent, when rendering or in a dry run. Returns etcd's answer (`None` then).
+fn change(
+    ctx: &Ctx,
+    endpoint: &str,
+    target: &str,
+    label: &str,
+    (sign, word): (char, &str),
+    call: impl FnOnce() -> std::io::Result<Option<serde_json::Value>>,
+) -> R<Option<serde_json::Value>> {
+    ctx.attempt(target);
+    let answer = ctx.wait(label, call).map_err(|e| {
+        ctx.record("etcd", target, Outcome::Failed, Some(format!("failed ({endpoint})")), None);
+        effect_error(format!("{target}: {e}"))
+    })?;
+    let (outcome, sign, word) = if answer.is_some() {
+        (Outcome::Changed, sign, word)
+    } else {
+        (Outcome::Recorded, '!', "recorded, not sent")
+    };
+    let line = EffectLine::new(sign, target.to_string(), word);
+    ctx.record("etcd", target, outcome, Some(format!("{word} ({endpoint})")), Some(line));
+    Ok(answer)
+}
+
 fn member_add(ctx: &Ctx, endpoint: &str, certs: &Map, peer_url: &str) -> R<Dynamic> {
     const F: &str = "etcd_member_add";
     ctx.require_step(F)?;
@@ -80,30 +106,18 @@ fn member_add(ctx: &Ctx, endpoint: &str, certs: &Map, peer_url: &str) -> R<Dynam
     }
     let tls = tls(ctx, F, certs)?;
     let target = format!("etcd member add {peer_url}");
-    ctx.attempt(&target);
     let label = format!("adding {peer_url} to etcd at {endpoint}");
     let add = etcd::add_request(peer_url);
-    let answer = ctx
-        .wait(&label, || {
-            change_membership(
-                ctx,
-                endpoint,
-                &tls,
-                ("/v3/cluster/member/add", &add),
-                "already exists",
-                ADD_PATIENCE,
-            )
-        })
-        .map_err(|e| {
-            ctx.record("etcd", &target, Outcome::Failed, Some(format!("failed ({endpoint})")), None);
-            effect_error(format!("{target}: {e}"))
-        })?;
-    let (outcome, sign, word) = match &answer {
-        Some(_) => (Outcome::Changed, '+', "added"),
-        None => (Outcome::Recorded, '!', "recorded, not sent"),
-    };
-    let line = EffectLine::new(sign, target.clone(), word);
-    ctx.record("etcd", &target, outcome, Some(format!("{word} ({endpoint})")), Some(line));
+    let answer = change(ctx, endpoint, &target, &label, ('+', "added"), || {
+        change_membership(
+            ctx,
+            endpoint,
+            &tls,
+            ("/v3/cluster/member/add", &add),
+            "already exists",
+            ADD_PATIENCE,
+        )
+    })?;
     Ok(answer.map_or(Dynamic::UNIT, |a| to_array(etcd::members(&a)).into()))
 }
 
@@ -173,20 +187,10 @@ fn move_leader(ctx: &Ctx, endpoint: &str, certs: &Map, id: &str) -> R<bool> {
     };
     let tls = tls(ctx, F, certs)?;
     let target = format!("etcd move-leader {id}");
-    ctx.attempt(&target);
     let label = format!("moving etcd's leadership to {id} through {endpoint}");
-    let answer = ctx
-        .wait(&label, || ctx.host.cluster.etcd(endpoint, &tls, "/v3/maintenance/transfer-leadership", &body))
-        .map_err(|e| {
-            ctx.record("etcd", &target, Outcome::Failed, Some(format!("failed ({endpoint})")), None);
-            effect_error(format!("{target}: {e}"))
-        })?;
-    let (outcome, sign, word) = match &answer {
-        Some(_) => (Outcome::Changed, '~', "moved"),
-        None => (Outcome::Recorded, '!', "recorded, not sent"),
-    };
-    let line = EffectLine::new(sign, target.clone(), word);
-    ctx.record("etcd", &target, outcome, Some(format!("{word} ({endpoint})")), Some(line));
+    let answer = change(ctx, endpoint, &target, &label, ('~', "moved"), || {
+        ctx.host.cluster.etcd(endpoint, &tls, "/v3/maintenance/transfer-leadership", &body)
+    })?;
     Ok(answer.is_some())
 }
 
@@ -200,29 +204,17 @@ fn member_remove(ctx: &Ctx, endpoint: &str, certs: &Map, id: &str) -> R<Dynamic>
     };
     let tls = tls(ctx, F, certs)?;
     let target = format!("etcd member remove {id}");
-    ctx.attempt(&target);
     let label = format!("removing member {id} from etcd at {endpoint}");
-    let answer = ctx
-        .wait(&label, || {
-            change_membership(
-                ctx,
-                endpoint,
-                &tls,
-                ("/v3/cluster/member/remove", &body),
-                "member not found",
-                REMOVE_PATIENCE,
-            )
-        })
-        .map_err(|e| {
-            ctx.record("etcd", &target, Outcome::Failed, Some(format!("failed ({endpoint})")), None);
-            effect_error(format!("{target}: {e}"))
-        })?;
-    let (outcome, sign, word) = match &answer {
-        Some(_) => (Outcome::Changed, '-', "removed"),
-        None => (Outcome::Recorded, '!', "recorded, not sent"),
-    };
-    let line = EffectLine::new(sign, target.clone(), word);
-    ctx.record("etcd", &target, outcome, Some(format!("{word} ({endpoint})")), Some(line));
+    let answer = change(ctx, endpoint, &target, &label, ('-', "removed"), || {
+        change_membership(
+            ctx,
+            endpoint,
+            &tls,
+            ("/v3/cluster/member/remove", &body),
+            "member not found",
+            REMOVE_PATIENCE,
+        )
+    })?;
     Ok(answer.map_or(Dynamic::UNIT, |a| to_array(etcd::members(&a)).into()))
 }
 
