@@ -11,7 +11,7 @@ use crate::report::Reporter;
 use crate::root::NodeRoot;
 use crate::runner::{self, Loaded, RunOptions, Script};
 use crate::stages::Selection;
-use crate::{stock, tree};
+use crate::{eject, stock, tree};
 
 /// Bootstrap Kubernetes nodes with scripts you can read and edit.
 ///
@@ -38,16 +38,32 @@ pub enum Command {
     Stages(StagesArgs),
     /// List the stock scripts built into kscript.
     Scripts,
-    /// Write the stock scripts and their stdlib into DIR, to fork them.
+    /// Write the stock scripts and their stdlib into DIR, to fork them; or bring a fork up to
+    /// this kscript's stock scripts (--upgrade).
     ///
     /// A script in DIR imports DIR/stdlib/NAME.rhai before the built-in module of that name,
-    /// and reads DIR/stdlib/defaults.yaml for its configuration defaults.
+    /// and reads DIR/stdlib/defaults.yaml for its configuration defaults. DIR/.kscript/ records
+    /// the kscript version and each stock file as ejected (eject.yaml, stock/): keep it in
+    /// version control with the fork, since --upgrade merges from it.
+    ///
+    /// --upgrade compares, per stock file, the fork's text, the text it was ejected from and
+    /// this kscript's: unchanged on both sides, nothing; changed upstream only, the new text is
+    /// taken as it is; changed in the fork only, kept; changed in both, a three-way merge, with
+    /// conflict markers where the changes overlap (never a silent overwrite). New stock files
+    /// are added; a fork's own files are never touched. Exit codes: 0 done; 1 conflicts were
+    /// marked (or would be, with --dry-run); 2 a usage error.
     Eject {
-        /// The folder to write into (created if missing).
+        /// The folder to write into (created if missing), or the fork to upgrade.
         dir: PathBuf,
         /// Overwrite files that exist already.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "upgrade")]
         force: bool,
+        /// Bring the fork in DIR up to this kscript's stock scripts.
+        #[arg(long)]
+        upgrade: bool,
+        /// With --upgrade: list what would be done, and change nothing.
+        #[arg(long, requires = "upgrade")]
+        dry_run: bool,
     },
     /// Print the script API reference: every function, its signature and documentation.
     Api {
@@ -278,8 +294,16 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             }
             Ok(0)
         }
-        Command::Eject { dir, force } => {
-            for p in stock::eject(&dir, force)? {
+        Command::Eject { dir, upgrade: true, dry_run, .. } => {
+            let plan = eject::plan(&dir)?;
+            if !dry_run {
+                eject::apply(&dir, &plan)?;
+            }
+            print(&mut out, &eject::describe(&plan, dry_run));
+            Ok(if plan.conflicts() > 0 { error::EXIT_FAILURE } else { 0 })
+        }
+        Command::Eject { dir, force, .. } => {
+            for p in eject::eject(&dir, force)? {
                 print(&mut out, &format!("wrote {}\n", p.display()));
             }
             Ok(0)

@@ -8,6 +8,7 @@ pub mod apiref;
 pub mod bootstrap;
 pub mod cli;
 pub mod config;
+pub mod eject;
 pub mod engine;
 pub mod error;
 pub mod host;

@@ -1,8 +1,4 @@
-//! The stock scripts and stdlib modules, built into the binary, and `kscript eject`.
-
-use std::path::{Path, PathBuf};
-
-use crate::error::Error;
+//! The stock scripts and stdlib modules, built into the binary (`kscript eject` writes them out).
 
 /// A file built into the binary.
 #[derive(Debug, Clone, Copy)]
@@ -67,37 +63,9 @@ pub fn summary(e: &Embedded) -> String {
         .unwrap_or_default()
 }
 
-/// Writes the stock scripts into `dir` and the stdlib into `dir/stdlib`, for forking. Refuses
-/// to overwrite a file unless `force`; writes nothing if any file is in the way.
-pub fn eject(dir: &Path, force: bool) -> Result<Vec<PathBuf>, Error> {
-    let files: Vec<(PathBuf, &str)> = SCRIPTS
-        .iter()
-        .map(|e| (dir.join(e.name), e.text))
-        .chain(STDLIB.iter().map(|e| (dir.join("stdlib").join(e.name), e.text)))
-        .collect();
-    if !force {
-        let existing: Vec<String> =
-            files.iter().filter(|(p, _)| p.exists()).map(|(p, _)| p.display().to_string()).collect();
-        if !existing.is_empty() {
-            return Err(Error::Usage {
-                message: format!(
-                    "not ejecting: these files exist already (use --force to overwrite them): {}",
-                    existing.join(", ")
-                ),
-            });
-        }
-    }
-    for (path, text) in &files {
-        let parent = path.parent().expect("ejected files are inside dir");
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
-        std::fs::write(path, text).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
-    }
-    Ok(files.into_iter().map(|(p, _)| p).collect())
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
     use std::rc::Rc;
 
     use super::*;

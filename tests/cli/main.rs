@@ -6,6 +6,7 @@ mod cri;
 mod e2e;
 mod fake_apiserver;
 mod flows;
+mod fork;
 mod ha;
 mod images;
 mod nodes;

@@ -1,0 +1,227 @@
+//! A fork's life: `kscript eject`, and `kscript eject --upgrade` bringing it up to a newer
+//! kscript's stock scripts.
+
+use std::fs;
+use std::path::Path;
+
+use super::{Sandbox, fingerprint};
+
+/// `sha256:HEX` of `text`, computed by coreutils' sha256sum, not by kscript.
+fn sha256(text: &str) -> String {
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+    format!("sha256:{}", out.split_whitespace().next().unwrap())
+}
+
+/// Makes the fork in `dir` look ejected by an older kscript whose stock `rel` read `older`:
+/// the recorded base copy and its hash say so, and the fork's own copy is `fork`.
+fn ejected_from_older(dir: &Path, rel: &str, older: Option<&str>, fork: Option<&str>) {
+    let manifest_path = dir.join(".kscript/eject.yaml");
+    let manifest = fs::read_to_string(&manifest_path).unwrap();
+    let current = fs::read_to_string(dir.join(".kscript/stock").join(rel)).unwrap();
+    let line = format!("  {rel}: {}\n", sha256(&current));
+    assert!(manifest.contains(&line), "{rel} is not recorded in:\n{manifest}");
+    let manifest = if let Some(text) = older {
+        fs::write(dir.join(".kscript/stock").join(rel), text).unwrap();
+        manifest.replace(&line, &format!("  {rel}: {}\n", sha256(text)))
+    } else {
+        fs::remove_file(dir.join(".kscript/stock").join(rel)).unwrap();
+        manifest.replace(&line, "")
+    };
+    fs::write(
+        &manifest_path,
+        manifest.replace(&format!("kscript: \"{}\"", env!("CARGO_PKG_VERSION")), "kscript: \"0.0.9\""),
+    )
+    .unwrap();
+    match fork {
+        Some(text) => fs::write(dir.join(rel), text).unwrap(),
+        None => fs::remove_file(dir.join(rel)).unwrap(),
+    }
+}
+
+/// Replaces the one line holding `needle` with `with`.
+fn change_line(text: &str, needle: &str, with: &str) -> String {
+    assert_eq!(text.matches(needle).count(), 1, "`{needle}` must occur once");
+    text.lines().map(|l| if l.contains(needle) { with } else { l }).collect::<Vec<_>>().join("\n") + "\n"
+}
+
+/// How many stock files kscript has: the repository's scripts/ and stdlib/.
+fn stock_count() -> usize {
+    ["scripts", "stdlib"]
+        .iter()
+        .map(|d| fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(d)).unwrap().count())
+        .sum()
+}
+
+#[test]
+fn eject_records_what_an_upgrade_merges_from() {
+    let sb = Sandbox::new();
+    let run = sb.kscript(&["eject", "fork"]).ok();
+    assert!(run.stdout.contains("fork/.kscript/eject.yaml"), "{}", run.stdout);
+    let fork = sb.path().join("fork");
+    let manifest = fs::read_to_string(fork.join(".kscript/eject.yaml")).unwrap();
+    assert!(manifest.contains(&format!("kscript: \"{}\"\n", env!("CARGO_PKG_VERSION"))), "{manifest}");
+    // Every stock file, its base copy identical to it, its hash recorded.
+    for rel in ["control-plane.rhai", "worker.rhai", "stdlib/defaults.yaml", "stdlib/node.rhai"] {
+        let text = fs::read_to_string(fork.join(rel)).unwrap();
+        assert_eq!(fs::read_to_string(fork.join(".kscript/stock").join(rel)).unwrap(), text);
+        assert!(manifest.contains(&format!("  {rel}: {}\n", sha256(&text))), "{rel}: {manifest}");
+    }
+    // Ejecting again refuses, naming the way forward.
+    let again = sb.kscript(&["eject", "fork"]).code(2);
+    assert!(again.message().contains("--upgrade"), "{}", again.stderr);
+    // Upgrading a fork of this very kscript: nothing to do, nothing written.
+    let before = fingerprint(&fork);
+    let run = sb.kscript(&["eject", "fork", "--upgrade"]).ok();
+    assert!(
+        run.stdout.contains(&format!("{} stock files unchanged on both sides", stock_count())),
+        "{}",
+        run.stdout
+    );
+    super::assert_same(&before, &fingerprint(&fork), "an upgrade with nothing to do");
+}
+
+#[test]
+fn upgrade_takes_keeps_merges_and_marks_conflicts() {
+    let sb = Sandbox::new();
+    sb.kscript(&["eject", "fork"]).ok();
+    let fork = sb.path().join("fork");
+    let stock = |rel: &str| fs::read_to_string(fork.join(rel)).unwrap();
+
+    // Changed upstream only: the older stock text is the fork's text too.
+    let node = stock("stdlib/node.rhai");
+    let node_older = node.replacen("fn ", "fn  ", 1);
+    ejected_from_older(&fork, "stdlib/node.rhai", Some(&node_older), Some(&node_older));
+    // Changed in the fork only.
+    let worker = stock("worker.rhai");
+    let worker_fork = format!("{worker}// site: rack 7\n");
+    ejected_from_older(&fork, "worker.rhai", Some(&worker), Some(&worker_fork));
+    // Changed in both, far apart: the older stock lacked the first line, the fork adds a last one.
+    let containerd = stock("stdlib/containerd.rhai");
+    let (first, rest) = containerd.split_once('\n').unwrap();
+    let containerd_fork = format!("{rest}// site: mirror\n");
+    ejected_from_older(&fork, "stdlib/containerd.rhai", Some(rest), Some(&containerd_fork));
+    // Changed in both, the same line: the default pod subnet.
+    let defaults = stock("stdlib/defaults.yaml");
+    let subnet = defaults.lines().find(|l| l.contains("podSubnet:")).unwrap().to_string();
+    let defaults_older = change_line(&defaults, &subnet, "  podSubnet: 10.200.0.0/16");
+    let defaults_fork = change_line(&defaults, &subnet, "  podSubnet: 10.77.0.0/16");
+    ejected_from_older(&fork, "stdlib/defaults.yaml", Some(&defaults_older), Some(&defaults_fork));
+    // New upstream: the older kscript had no such file.
+    ejected_from_older(&fork, "stdlib/status.rhai", None, None);
+    // The fork's own file.
+    fs::write(fork.join("site.rhai"), "// mine\n").unwrap();
+
+    // A dry run lists all of it and changes nothing.
+    let before = fingerprint(&fork);
+    let dry = sb.kscript(&["eject", "fork", "--upgrade", "--dry-run"]).code(1);
+    super::assert_same(&before, &fingerprint(&fork), "a dry-run upgrade");
+    let line = |out: &str, rel: &str| {
+        out.lines().find(|l| l.split_whitespace().nth(1) == Some(rel)).map(str::to_string)
+    };
+    for (rel, word) in [
+        ("stdlib/node.rhai", "take"),
+        ("worker.rhai", "keep"),
+        ("stdlib/containerd.rhai", "merge"),
+        ("stdlib/defaults.yaml", "CONFLICT"),
+        ("stdlib/status.rhai", "add"),
+    ] {
+        let l = line(&dry.stdout, rel).unwrap_or_else(|| panic!("{rel} not listed:\n{}", dry.stdout));
+        assert!(l.trim_start().starts_with(word), "{rel}: {l}");
+    }
+    assert!(line(&dry.stdout, "site.rhai").is_none(), "{}", dry.stdout);
+    assert!(dry.stdout.starts_with("Would upgrade the fork from kscript 0.0.9 to "), "{}", dry.stdout);
+
+    // For real: exit 1, for the conflict left to resolve.
+    let run = sb.kscript(&["eject", "fork", "--upgrade"]).code(1);
+    assert!(run.stdout.contains("1 conflict to resolve"), "{}", run.stdout);
+    assert_eq!(stock("stdlib/node.rhai"), node);
+    assert_eq!(stock("worker.rhai"), worker_fork);
+    assert_eq!(stock("stdlib/containerd.rhai"), format!("{first}\n{containerd_fork}"));
+    let marked = stock("stdlib/defaults.yaml");
+    let conflict = format!(
+        "<<<<<<< fork\n  podSubnet: 10.77.0.0/16\n||||||| stock kscript 0.0.9\n  podSubnet: 10.200.0.0/16\n\
+         =======\n{subnet}\n>>>>>>> stock kscript {}\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(marked.contains(&conflict), "{marked}");
+    assert_eq!(marked.replace(&conflict, "  podSubnet: 10.77.0.0/16\n"), defaults_fork);
+    assert!(fork.join("stdlib/status.rhai").exists());
+    assert_eq!(fs::read_to_string(fork.join("site.rhai")).unwrap(), "// mine\n");
+    // The record now says this kscript, its stock files the new base.
+    let manifest = fs::read_to_string(fork.join(".kscript/eject.yaml")).unwrap();
+    assert!(manifest.contains(&format!("kscript: \"{}\"\n", env!("CARGO_PKG_VERSION"))), "{manifest}");
+    assert!(manifest.contains(&format!("  stdlib/defaults.yaml: {}\n", sha256(&defaults))), "{manifest}");
+
+    // Unresolved markers stop the next upgrade, naming the file.
+    let stopped = sb.kscript(&["eject", "fork", "--upgrade"]).code(2);
+    assert!(
+        stopped.message().contains("stdlib/defaults.yaml still holds conflict markers"),
+        "{}",
+        stopped.stderr
+    );
+    // Resolved: the fork's subnet kept, the fork is current, nothing left to do.
+    fs::write(fork.join("stdlib/defaults.yaml"), &defaults_fork).unwrap();
+    let done = sb.kscript(&["eject", "fork", "--upgrade", "--dry-run"]).ok();
+    let kept: Vec<&str> = done.stdout.lines().filter(|l| l.starts_with("  ")).collect();
+    assert_eq!(kept.len(), 3, "{}", done.stdout);
+    assert!(kept.iter().all(|l| l.trim_start().starts_with("keep")), "{}", done.stdout);
+}
+
+#[test]
+fn upgrade_removes_unchanged_files_stock_dropped_and_keeps_deleted_ones_deleted() {
+    let sb = Sandbox::new();
+    sb.kscript(&["eject", "fork"]).ok();
+    let fork = sb.path().join("fork");
+    // An older stock file this kscript no longer has, unchanged in the fork; and another the
+    // fork changed.
+    let manifest_path = fork.join(".kscript/eject.yaml");
+    for (rel, fork_text) in
+        [("stdlib/gone.rhai", "// old stock\n"), ("stdlib/kept.rhai", "// old stock, forked\n")]
+    {
+        fs::write(fork.join(".kscript/stock").join(rel), "// old stock\n").unwrap();
+        fs::write(fork.join(rel), fork_text).unwrap();
+        let manifest = fs::read_to_string(&manifest_path).unwrap();
+        fs::write(
+            &manifest_path,
+            manifest.replace("files:\n", &format!("files:\n  {rel}: {}\n", sha256("// old stock\n"))),
+        )
+        .unwrap();
+    }
+    // A stock file the fork deleted.
+    fs::remove_file(fork.join("token.rhai")).unwrap();
+    let run = sb.kscript(&["eject", "fork", "--upgrade"]).ok();
+    assert!(!fork.join("stdlib/gone.rhai").exists(), "{}", run.stdout);
+    assert_eq!(fs::read_to_string(fork.join("stdlib/kept.rhai")).unwrap(), "// old stock, forked\n");
+    assert!(!fork.join("token.rhai").exists());
+    assert!(run.stdout.contains("stays deleted"), "{}", run.stdout);
+    let manifest = fs::read_to_string(&manifest_path).unwrap();
+    assert!(!manifest.contains("gone.rhai") && !manifest.contains("kept.rhai"), "{manifest}");
+    assert!(!fork.join(".kscript/stock/stdlib/gone.rhai").exists());
+}
+
+#[test]
+fn upgrade_refuses_what_it_cannot_merge_from() {
+    let sb = Sandbox::new();
+    // Not a fork: no record.
+    fs::create_dir(sb.path().join("plain")).unwrap();
+    let run = sb.kscript(&["eject", "plain", "--upgrade"]).code(2);
+    assert!(run.message().contains("eject.yaml is missing"), "{}", run.stderr);
+    // A base copy altered by hand: the merge base is no longer known.
+    sb.kscript(&["eject", "fork"]).ok();
+    fs::write(sb.path().join("fork/.kscript/stock/stdlib/node.rhai"), "// edited\n").unwrap();
+    let run = sb.kscript(&["eject", "fork", "--upgrade"]).code(2);
+    assert!(
+        run.message().contains("node.rhai is missing or was changed since kscript wrote it"),
+        "{}",
+        run.stderr
+    );
+    // --dry-run and --force belong to --upgrade and to eject respectively.
+    sb.kscript(&["eject", "fork", "--dry-run"]).code(2);
+    sb.kscript(&["eject", "fork", "--force", "--upgrade"]).code(2);
+}
