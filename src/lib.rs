@@ -20,6 +20,7 @@ pub mod report;
 pub mod root;
 pub mod runner;
 pub mod script_error;
+pub mod snapshot;
 pub mod stages;
 pub mod status;
 pub mod stock;

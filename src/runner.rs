@@ -11,6 +11,7 @@ use crate::api::{Ctx, SkipSignal, StepState};
 use crate::config::{Config, Source};
 use crate::engine::{self, Limits, Sources};
 use crate::error::Error;
+use crate::host::cluster::{RENDERED_OBJECTS, objects_yaml};
 use crate::host::{Host, Mode};
 use crate::journal::{JOURNAL_PATH, Outcome};
 use crate::kubeadm;
@@ -281,11 +282,41 @@ pub fn run(opts: &RunOptions) -> Result<u8, Error> {
         }
     }
     let changed = run.changed;
+    if mode == Mode::Render {
+        keep_rendered_objects(&loaded)?;
+    }
     loaded.ctx.report.borrow_mut().recap(&recaps, started.elapsed());
     if let Some((full, err)) = failure {
         return Err(shown(loaded.error(&err, Some(&format!("step {full} failed")))));
     }
     Ok(if opts.detailed_exitcode && changed > 0 { 2 } else { 0 })
+}
+
+/// A render keeps the API objects it recorded in [`RENDERED_OBJECTS`] under the node root, for
+/// review and snapshots; a render that recorded none leaves an earlier render's file as it is.
+fn keep_rendered_objects(loaded: &Loaded) -> Result<(), Error> {
+    let objects = loaded.ctx.host.cluster.recorded();
+    if objects.is_empty() {
+        return Ok(());
+    }
+    let path = loaded
+        .ctx
+        .root
+        .resolve(RENDERED_OBJECTS)
+        .map_err(|e| Error::Usage { message: format!("the rendered objects' path: {e}") })?
+        .host;
+    let text = objects_yaml(&objects);
+    if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+        return Ok(());
+    }
+    let parent = path.parent().expect("a file under the node root");
+    std::fs::create_dir_all(parent)
+        .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(parent)
+        .map_err(|e| Error::io(format!("cannot write in {}", parent.display()), e))?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes())
+        .and_then(|()| tmp.persist(&path).map(drop).map_err(|e| e.error))
+        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
 }
 
 /// Runs the stages of a loaded script, counting changes and keeping the journal.

@@ -215,6 +215,21 @@ impl fmt::Display for ObjectRef {
     }
 }
 
+/// Where a render keeps the API objects it recorded (Secrets' values redacted), for review
+/// and for `kscript test`'s snapshots.
+pub const RENDERED_OBJECTS: &str = "/var/lib/kscript/objects.yaml";
+
+/// The objects as one YAML stream, each document a redacted copy under a comment naming it.
+pub fn objects_yaml(objects: &[Value]) -> String {
+    let mut out = String::new();
+    for object in objects {
+        let name = ObjectRef::of(object).map_or_else(|_| "?".to_string(), |r| r.to_string());
+        out.push_str(&format!("--- # {name}\n"));
+        out.push_str(&crate::yaml::to_string(&redacted(object)));
+    }
+    out
+}
+
 /// The placeholder that stands for a Secret's values wherever an object is shown.
 pub const REDACTED: &str = "[REDACTED]";
 
@@ -313,6 +328,11 @@ pub trait Cluster {
     fn etcd(&self, endpoint: &str, tls: &EtcdTls, path: &str, body: &Value) -> io::Result<Option<Value>>;
     /// Whether calls are recorded rather than sent.
     fn is_recording(&self) -> bool;
+    /// The objects applied and not deleted since this cluster was made, in the order first
+    /// applied, when calls are recorded; nothing when they are sent.
+    fn recorded(&self) -> Vec<Value> {
+        Vec::new()
+    }
 
     /// Waits until the object exists, and returns it; `None` when recording.
     fn wait_for(
@@ -1016,13 +1036,6 @@ pub struct RecordingCluster {
     objects: RefCell<Vec<(ObjectRef, Value)>>,
 }
 
-impl RecordingCluster {
-    /// The objects applied so far, in the order first applied.
-    pub fn objects(&self) -> Vec<Value> {
-        self.objects.borrow().iter().map(|(_, v)| v.clone()).collect()
-    }
-}
-
 impl Cluster for RecordingCluster {
     fn wait_ready(
         &self,
@@ -1101,6 +1114,10 @@ impl Cluster for RecordingCluster {
     fn is_recording(&self) -> bool {
         true
     }
+
+    fn recorded(&self) -> Vec<Value> {
+        self.objects.borrow().iter().map(|(_, v)| v.clone()).collect()
+    }
 }
 
 #[cfg(test)]
@@ -1177,7 +1194,7 @@ mod tests {
         assert_eq!(rec.get(k, &r).unwrap(), Some(cm.clone()));
         assert_eq!(rec.wait_for(k, &r, Duration::from_secs(100)).unwrap(), Some(cm));
         assert_eq!(rec.delete(k, &r).unwrap(), Removed::Recorded);
-        assert!(rec.objects().is_empty());
+        assert!(rec.recorded().is_empty());
         assert_eq!(
             rec.wait_ready(k, Duration::from_secs(100), &mut || ControlFlow::Break(())).unwrap(),
             Readiness::Recorded

@@ -149,75 +149,13 @@ impl Sandbox {
 /// content as it is, each symlink with its target, each empty folder; kscript's own state
 /// folder left out.
 fn tree_snapshot(root: &Path) -> String {
-    snapshot_with(root, &|text| text.to_string())
+    kscript::snapshot::files(root, kscript::snapshot::Contents::AsIs, &[]).unwrap()
 }
 
-/// The tree under `root`, each file's content shown through `describe`.
-fn snapshot_with(root: &Path, describe: &dyn Fn(&str) -> String) -> String {
-    fn walk(dir: &Path, root: &Path, describe: &dyn Fn(&str) -> String, out: &mut String) {
-        let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
-        entries.sort();
-        if entries.is_empty() && dir != root {
-            let rel = dir.strip_prefix(root).unwrap().display();
-            let mode = fs::metadata(dir).unwrap().permissions().mode() & 0o7777;
-            out.push_str(&format!("=== /{rel}/ (dir {mode:04o})\n"));
-        }
-        for p in entries {
-            let rel = format!("/{}", p.strip_prefix(root).unwrap().display());
-            if rel == "/var/lib/kscript" {
-                continue;
-            }
-            let meta = fs::symlink_metadata(&p).unwrap();
-            if meta.file_type().is_symlink() {
-                out.push_str(&format!("=== {rel} -> {}\n", fs::read_link(&p).unwrap().display()));
-            } else if meta.is_dir() {
-                walk(&p, root, describe, out);
-            } else {
-                out.push_str(&format!("=== {rel} ({:04o})\n", meta.mode() & 0o7777));
-                let shown = describe(&String::from_utf8_lossy(&fs::read(&p).unwrap()));
-                out.push_str(&shown);
-                if !shown.ends_with('\n') {
-                    out.push_str("\n[no final newline]\n");
-                }
-            }
-        }
-    }
-    let mut out = String::new();
-    walk(root, root, describe, &mut out);
-    out
-}
-
-/// A node's tree as text, stable from run to run: each file under a header with its mode,
-/// certificates as parsed summaries, keys as `[PRIVATE KEY <algorithm>]`, kubeconfigs with
-/// their credentials redacted (and their client certificate summarised), symlinks with their
-/// target, empty folders; kscript's own state left out.
+/// A node as `kscript test` snapshots it (the same normaliser): its files with certificates
+/// summarised, keys and credentials replaced, then the API objects the render recorded.
 fn node_snapshot(root: &Path) -> String {
-    fn describe(text: &str) -> String {
-        if text.starts_with("-----BEGIN CERTIFICATE-----") {
-            return kscript::pki::summary(text).unwrap_or_else(|e| format!("[BAD CERTIFICATE: {e}]\n"));
-        }
-        if text.starts_with("-----BEGIN PUBLIC KEY-----") {
-            return "[PUBLIC KEY]\n".into();
-        }
-        if text.contains("PRIVATE KEY-----") {
-            return kscript::pki::PrivateKey::from_pem(text)
-                .map_or_else(|e| format!("[BAD KEY: {e}]\n"), |k| format!("{}\n", k.placeholder()));
-        }
-        if text.contains("\nkind: Config\n")
-            && let Ok(kc) = kscript::pki::Kubeconfig::from_yaml(text)
-        {
-            let mut out = kc.redacted().to_yaml().unwrap_or_default();
-            if let Some(data) = kc.users.first().and_then(|u| u.user.client_certificate_data.clone()) {
-                use base64::Engine as _;
-                let pem = base64::engine::general_purpose::STANDARD.decode(data).unwrap_or_default();
-                let summary = kscript::pki::summary(&String::from_utf8_lossy(&pem)).unwrap_or_default();
-                out.push_str(&format!("--- client certificate\n{summary}\n"));
-            }
-            return out;
-        }
-        text.to_string()
-    }
-    snapshot_with(root, &describe)
+    kscript::snapshot::node(root, &[]).unwrap()
 }
 
 /// Fails naming the paths whose content, mode or inode differ between two fingerprints.
