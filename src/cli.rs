@@ -11,7 +11,7 @@ use crate::report::Reporter;
 use crate::root::NodeRoot;
 use crate::runner::{self, Loaded, RunOptions, Script};
 use crate::stages::Selection;
-use crate::{eject, stock, tree};
+use crate::{eject, stock, suite, tree};
 
 /// Bootstrap Kubernetes nodes with scripts you can read and edit.
 ///
@@ -64,6 +64,39 @@ pub enum Command {
         /// With --upgrade: list what would be done, and change nothing.
         #[arg(long, requires = "upgrade")]
         dry_run: bool,
+    },
+    /// Run a fork's snapshot suite: render each case, compare it with its snapshot.
+    ///
+    /// The suite is kscript-tests.yaml (in PATH, or PATH itself): `set` (values for every
+    /// case) and `cases`, each with `name`, `script` (a file beside the suite, or a stock
+    /// script), and optionally `config` (files), `set`, `patches` (a folder), `only`, `skip`,
+    /// `discovery` (the name of a case rendering the control plane this node joins: its
+    /// admin.conf and CA pin are passed as discovery.file.kubeConfigPath and
+    /// discovery.bootstrapToken.caCertHashes) and `snapshot` (node paths to compare; default
+    /// the whole tree). Unknown keys are errors.
+    ///
+    /// Each case is rendered by this binary into a temporary folder with a fixed clock
+    /// (2026-01-01), cases in parallel, and normalised as kscript's own snapshot tests are:
+    /// certificates summarised, keys, credentials and Secrets' values replaced, tokens and
+    /// certificate keys as placeholders, file modes shown, then the API objects the render
+    /// recorded. The text is compared with snapshots/NAME.snap beside the suite. A difference
+    /// prints a unified diff per file; --accept writes the new snapshots (and removes those of
+    /// no case). Exit codes: 0 all match (or were accepted); 1 a case differs, is new, or
+    /// failed to render; 2 a usage error (a bad suite, an unknown case).
+    #[allow(clippy::doc_markdown)] // help for people: names as they read, not rustdoc's code spans
+    Test {
+        /// The suite file, or the folder holding kscript-tests.yaml.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Write the snapshots that differ or are missing; remove those of no case.
+        #[arg(long)]
+        accept: bool,
+        /// Only this case (and the case it discovers from); may be repeated.
+        #[arg(long = "case", value_name = "NAME")]
+        cases: Vec<String>,
+        /// How many cases render at once (default: the number of CPUs).
+        #[arg(long, short = 'j', value_name = "N")]
+        jobs: Option<usize>,
     },
     /// Print the script API reference: every function, its signature and documentation.
     Api {
@@ -242,6 +275,36 @@ pub fn main() -> u8 {
     }
 }
 
+/// `kscript eject`: a new fork with its starter suite, or with `upgrade` the fork brought up
+/// to this kscript. What to print, and the exit code.
+fn eject_command(
+    dir: &std::path::Path,
+    force: bool,
+    upgrade: bool,
+    dry_run: bool,
+) -> Result<(String, u8), Error> {
+    if upgrade {
+        let plan = eject::plan(dir)?;
+        if !dry_run {
+            eject::apply(dir, &plan)?;
+        }
+        let code = if plan.conflicts() > 0 { error::EXIT_FAILURE } else { 0 };
+        return Ok((eject::describe(&plan, dry_run), code));
+    }
+    let mut text = String::new();
+    for p in eject::eject(dir, force)? {
+        text.push_str(&format!("wrote {}\n", p.display()));
+    }
+    if let Some(p) = eject::starter_suite(dir)? {
+        text.push_str(&format!(
+            "wrote {} and its snapshots: run `kscript test {}`\n",
+            p.display(),
+            dir.display()
+        ));
+    }
+    Ok((text, 0))
+}
+
 fn dispatch(command: Command) -> Result<u8, Error> {
     let mut out = std::io::stdout().lock();
     let print = |out: &mut dyn Write, text: &str| {
@@ -294,19 +357,16 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             }
             Ok(0)
         }
-        Command::Eject { dir, upgrade: true, dry_run, .. } => {
-            let plan = eject::plan(&dir)?;
-            if !dry_run {
-                eject::apply(&dir, &plan)?;
-            }
-            print(&mut out, &eject::describe(&plan, dry_run));
-            Ok(if plan.conflicts() > 0 { error::EXIT_FAILURE } else { 0 })
+        Command::Eject { dir, force, upgrade, dry_run } => {
+            let (text, code) = eject_command(&dir, force, upgrade, dry_run)?;
+            print(&mut out, &text);
+            Ok(code)
         }
-        Command::Eject { dir, force, .. } => {
-            for p in eject::eject(&dir, force)? {
-                print(&mut out, &format!("wrote {}\n", p.display()));
-            }
-            Ok(0)
+        Command::Test { path, accept, cases, jobs } => {
+            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
+            let outcome = suite::run(&suite::Options { path, accept, cases, jobs })?;
+            print(&mut out, &outcome.describe());
+            Ok(outcome.exit_code())
         }
         Command::Api { definitions } => {
             let script = Script { name: "api".into(), text: String::new(), dir: None };

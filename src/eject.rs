@@ -149,6 +149,32 @@ pub fn eject(dir: &Path, force: bool) -> Result<Vec<PathBuf>, Error> {
     Ok(written)
 }
 
+/// The snapshot suite `eject` starts a fork with.
+pub const STARTER_SUITE: &str = include_str!("starter-suite.yaml");
+
+/// Writes the starter suite into a fresh fork and its snapshots (rendered by this binary);
+/// a fork that has a suite keeps it. Returns the suite's path when one was written.
+pub fn starter_suite(dir: &Path) -> Result<Option<PathBuf>, Error> {
+    let path = dir.join(crate::suite::SUITE_FILE);
+    if path.exists() {
+        return Ok(None);
+    }
+    write_file(&path, STARTER_SUITE)?;
+    let jobs = std::thread::available_parallelism().map_or(2, usize::from);
+    let outcome = crate::suite::run(&crate::suite::Options {
+        path: path.clone(),
+        accept: true,
+        cases: Vec::new(),
+        jobs,
+    })?;
+    if outcome.exit_code() != 0 {
+        return Err(Error::Usage {
+            message: format!("the starter suite did not render: {}", outcome.describe()),
+        });
+    }
+    Ok(Some(path))
+}
+
 /// What an upgrade does with one stock file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {

@@ -24,6 +24,7 @@ pub mod snapshot;
 pub mod stages;
 pub mod status;
 pub mod stock;
+pub mod suite;
 pub mod tree;
 pub mod validate;
 pub mod yaml;

@@ -225,3 +225,175 @@ fn upgrade_refuses_what_it_cannot_merge_from() {
     sb.kscript(&["eject", "fork", "--dry-run"]).code(2);
     sb.kscript(&["eject", "fork", "--force", "--upgrade"]).code(2);
 }
+
+/// Ejects a fork into `sb/fork` (its starter suite and snapshots with it); its path.
+fn ejected(sb: &Sandbox) -> std::path::PathBuf {
+    let run = sb.kscript(&["eject", "fork"]).ok();
+    assert!(run.stdout.contains("fork/kscript-tests.yaml and its snapshots"), "{}", run.stdout);
+    sb.path().join("fork")
+}
+
+#[test]
+fn an_ejected_fork_passes_its_suite_and_a_changed_default_fails_it_until_accepted() {
+    let sb = Sandbox::new();
+    let fork = ejected(&sb);
+    for case in ["control-plane", "worker", "control-plane-endpoint", "dual-stack", "runtime-and-kubelet"] {
+        assert!(fork.join(format!("snapshots/{case}.snap")).is_file(), "no snapshot of {case}");
+    }
+    let run = sb.kscript(&["test", "fork"]).ok();
+    assert!(run.stdout.ends_with("5 cases: 5 unchanged, 0 changed, 0 new, 0 failed\n"), "{}", run.stdout);
+
+    // One default changed in the fork's stdlib: every case that renders it fails, with a diff
+    // naming the file and the line.
+    let defaults = fs::read_to_string(fork.join("stdlib/defaults.yaml")).unwrap();
+    fs::write(
+        fork.join("stdlib/defaults.yaml"),
+        defaults.replace("podSubnet: 10.244.0.0/16", "podSubnet: 10.32.0.0/16"),
+    )
+    .unwrap();
+    let run = sb.kscript(&["test", "fork"]).code(1);
+    assert!(run.stdout.contains("CHANGED   control-plane\n"), "{}", run.stdout);
+    let manifest = "/etc/kubernetes/manifests/kube-controller-manager.yaml:";
+    let at = run.stdout.find(manifest).unwrap_or_else(|| panic!("{manifest} not named:\n{}", run.stdout));
+    let hunk = &run.stdout[at..];
+    assert!(
+        hunk.contains("-    - --cluster-cidr=10.244.0.0/16\n  +    - --cluster-cidr=10.32.0.0/16\n"),
+        "{hunk}"
+    );
+    // The hunk header gives the line of the manifest itself.
+    let manifest_text = fs::read_to_string(fork.join("snapshots/control-plane.snap")).unwrap();
+    let section = manifest_text
+        .split("=== /etc/kubernetes/manifests/kube-controller-manager.yaml (0600)\n")
+        .nth(1)
+        .unwrap();
+    let line = section.lines().position(|l| l.contains("--cluster-cidr=")).unwrap() + 1;
+    assert!(hunk.contains(&format!("@@ -{},", line.saturating_sub(3))), "line {line} not in:\n{hunk}");
+    // The cases that do not render the default subnet are unchanged: stages 1-2, the worker,
+    // and dual-stack, which sets its own.
+    for case in ["worker", "dual-stack", "runtime-and-kubelet"] {
+        assert!(run.stdout.contains(&format!("ok        {case}\n")), "{}", run.stdout);
+    }
+    assert!(run.stdout.contains(" 3 unchanged, 2 changed, 0 new, 0 failed"), "{}", run.stdout);
+
+    // Accepted: the suite passes again, and the snapshots hold the change.
+    sb.kscript(&["test", "fork", "--accept"]).ok();
+    sb.kscript(&["test", "fork"]).ok();
+    assert!(
+        fs::read_to_string(fork.join("snapshots/control-plane.snap"))
+            .unwrap()
+            .contains("--cluster-cidr=10.32.0.0/16")
+    );
+}
+
+#[test]
+fn a_changed_corefile_shows_in_the_objects_and_cases_can_be_picked() {
+    let sb = Sandbox::new();
+    let fork = ejected(&sb);
+    let cluster = fs::read_to_string(fork.join("stdlib/cluster.rhai")).unwrap();
+    fs::write(
+        fork.join("stdlib/cluster.rhai"),
+        cluster.replace("forward . /etc/resolv.conf {", "forward . 10.0.0.53 {"),
+    )
+    .unwrap();
+    // Only the worker, which discovers from the control plane (rendered, not judged): the
+    // worker's node has no CoreDNS, so it is unchanged.
+    let run = sb.kscript(&["test", "fork", "--case", "worker"]).ok();
+    assert!(run.stdout.ends_with("1 case: 1 unchanged, 0 changed, 0 new, 0 failed\n"), "{}", run.stdout);
+    let run = sb.kscript(&["test", "fork", "--case", "control-plane"]).code(1);
+    assert!(run.stdout.contains("object ConfigMap kube-system/coredns:"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("-        forward . /etc/resolv.conf {\n  +        forward . 10.0.0.53 {\n"),
+        "{}",
+        run.stdout
+    );
+    // An unknown case is a usage error naming the cases there are.
+    let run = sb.kscript(&["test", "fork", "--case", "nope"]).code(2);
+    assert!(
+        run.message().contains("no case `nope`") && run.message().contains("control-plane, worker"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn new_and_orphaned_snapshots_fail_until_accepted() {
+    let sb = Sandbox::new();
+    sb.write(
+        "suite/kscript-tests.yaml",
+        "cases:\n  - name: modules\n    script: control-plane.rhai\n    only: [containerd/modules]\n    snapshot: [/etc/modules-load.d]\n",
+    );
+    let run = sb.kscript(&["test", "suite"]).code(1);
+    assert!(run.stdout.contains("NEW       modules: no snapshot yet"), "{}", run.stdout);
+    let run = sb.kscript(&["test", "suite", "--accept"]).ok();
+    assert!(run.stdout.contains("written   modules (new snapshot)"), "{}", run.stdout);
+    let snap = fs::read_to_string(sb.path().join("suite/snapshots/modules.snap")).unwrap();
+    assert_eq!(
+        snap,
+        "# kscript test: case `modules` (control-plane.rhai); `kscript test --accept` rewrites this file.\n\
+         === /etc/modules-load.d/k8s.conf (0644)\noverlay\nbr_netfilter\n"
+    );
+    // A snapshot of no case is reported, then removed by --accept.
+    sb.write("suite/snapshots/old.snap", "x\n");
+    let run = sb.kscript(&["test", "suite"]).code(1);
+    assert!(run.stdout.contains("old.snap: a snapshot of no case"), "{}", run.stdout);
+    sb.kscript(&["test", "suite", "--accept"]).ok();
+    assert!(!sb.path().join("suite/snapshots/old.snap").exists());
+    sb.kscript(&["test", "suite"]).ok();
+    // A case whose render fails is named with kscript's error, and fails the suite.
+    sb.write(
+        "suite/kscript-tests.yaml",
+        "cases:\n  - name: modules\n    script: control-plane.rhai\n    only: [containerd/modules]\n    snapshot: [/etc/modules-load.d]\n\
+         \x20 - name: broken\n    script: control-plane.rhai\n    set: [networking.podSubnet=not-a-subnet]\n",
+    );
+    let run = sb.kscript(&["test", "suite"]).code(1);
+    assert!(
+        run.stdout.contains("FAILED    broken\n") && run.stdout.contains("`kscript run` ended with 2"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn bad_suites_are_usage_errors_that_say_what_is_wrong() {
+    let sb = Sandbox::new();
+    let cases: &[(&str, &str)] = &[
+        ("cases:\n  - name: a\n    script: control-plane.rhai\n    sett: [x=1]\n", "unknown field `sett`"),
+        ("cases:\n  - name: a\n    script: no-such.rhai\n", "script `no-such.rhai` is neither a file in"),
+        (
+            "cases:\n  - name: a\n    script: worker.rhai\n    discovery: b\n",
+            "discovery names `b`, which is not a case",
+        ),
+        (
+            "cases:\n  - name: a\n    script: worker.rhai\n    discovery: b\n  - name: b\n    script: worker.rhai\n    discovery: a\n",
+            "discovery goes round in a circle: a -> b -> a",
+        ),
+        ("cases:\n  - name: a/b\n    script: worker.rhai\n", "a name is letters, digits"),
+        (
+            "cases:\n  - name: a\n    script: worker.rhai\n  - name: a\n    script: worker.rhai\n",
+            "a second case of that name",
+        ),
+        ("cases:\n  - name: a\n    script: worker.rhai\n    snapshot: [etc]\n", "is not a node path"),
+        (
+            "cases:\n  - name: a\n    script: worker.rhai\n    config: [site.yaml]\n",
+            "site.yaml does not exist",
+        ),
+        ("cases: []\n", "no cases"),
+    ];
+    for (i, (suite, expected)) in cases.iter().enumerate() {
+        sb.write(&format!("s{i}/kscript-tests.yaml"), suite);
+        let run = sb.kscript(&["test", &format!("s{i}")]).code(2);
+        assert!(run.message().contains(expected), "suite {i}: expected `{expected}` in:\n{}", run.stderr);
+    }
+    // A snapshot folder that is a file.
+    sb.write("f/kscript-tests.yaml", "cases:\n  - name: a\n    script: worker.rhai\n");
+    sb.write("f/snapshots", "not a folder\n");
+    let run = sb.kscript(&["test", "f"]).code(2);
+    assert!(run.message().contains("snapshots is not a folder"), "{}", run.stderr);
+    // No suite at all.
+    let run = sb.kscript(&["test", "nowhere"]).code(2);
+    assert!(
+        run.message().contains("no suite at") && run.message().contains("kscript eject"),
+        "{}",
+        run.stderr
+    );
+}
