@@ -262,6 +262,35 @@ mod tests {
     }
 
     #[test]
+    fn kept_secrets_and_tokens_become_placeholders() {
+        let root = tempfile::tempdir().unwrap();
+        let state = root.path().join("var/lib/kscript");
+        fs::create_dir_all(&state).unwrap();
+        fs::create_dir_all(root.path().join("etc")).unwrap();
+        let key = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        fs::write(state.join("bootstrap-token"), "kept01.0123456789abcdef\n").unwrap();
+        fs::write(state.join("certificate-key"), format!("{key}\n")).unwrap();
+        fs::write(
+            root.path().join("etc/join.sh"),
+            format!("kubeadm join --token kept01.0123456789abcdef --certificate-key {key}\n# other: zz9999.aaaaaaaaaaaaaaaa\n"),
+        )
+        .unwrap();
+        fs::set_permissions(root.path().join("etc/join.sh"), fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(
+            state.join("objects.yaml"),
+            "--- # Secret kube-system/bootstrap-token-kept01\napiVersion: v1\nkind: Secret\nmetadata:\n  name: bootstrap-token-kept01\n  namespace: kube-system\ndata:\n  token-secret: MDEyMw==\n",
+        )
+        .unwrap();
+        let text = node(root.path(), &[]).unwrap();
+        assert_eq!(
+            text,
+            "=== /etc/join.sh (0644)\nkubeadm join --token [TOKEN] --certificate-key [CERTIFICATE KEY]\n# other: [TOKEN]\n\
+             === object Secret kube-system/bootstrap-token-[TOKEN ID]\napiVersion: v1\ndata:\n  token-secret: '[REDACTED]'\n\
+             kind: Secret\nmetadata:\n  name: bootstrap-token-[TOKEN ID]\n  namespace: kube-system\n"
+        );
+    }
+
+    #[test]
     fn tokens_are_found_by_shape() {
         assert!(is_token("abcdef.0123456789abcdef"));
         assert!(!is_token("abcdef.0123456789abcde"));

@@ -22,6 +22,8 @@ pub const SUITE_FILE: &str = "kscript-tests.yaml";
 pub const SNAPSHOT_DIR: &str = "snapshots";
 /// Every case's clock (Unix seconds: 2026-01-01T00:00:00Z); serials are numbered from 1.
 pub const CLOCK: u64 = 1_767_225_600;
+/// The folder, among the renders, of the keys the cases share (see [`crate::api::pki::REUSE_KEYS`]).
+const KEYS_DIR: &str = ".keys";
 /// Environment variables that would make a render talk to real components: a case never
 /// inherits them.
 const REAL_COMPONENTS: &[&str] =
@@ -342,6 +344,8 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         .prefix("kscript-test-")
         .tempdir()
         .map_err(|e| Error::io("cannot make a temporary folder for the renders", e))?;
+    std::fs::create_dir(scratch.path().join(KEYS_DIR))
+        .map_err(|e| Error::io("cannot make a folder for the cases' keys", e))?;
     let rendered = render_all(&loaded, &needed, scratch.path(), opts.jobs.max(1));
 
     let mut cases = Vec::new();
@@ -475,7 +479,9 @@ fn render(loaded: &Loaded, case: &Case, scratch: &Path) -> Result<String, String
     for s in &case.skip {
         cmd.arg("--skip").arg(s);
     }
-    cmd.env("KSCRIPT_TEST_NOW", CLOCK.to_string()).env("NO_COLOR", "1");
+    cmd.env("KSCRIPT_TEST_NOW", CLOCK.to_string())
+        .env(crate::api::pki::REUSE_KEYS, scratch.join(KEYS_DIR))
+        .env("NO_COLOR", "1");
     for v in REAL_COMPONENTS {
         cmd.env_remove(v);
     }

@@ -8,6 +8,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,21 +23,53 @@ use crate::pki::{
 
 type R<T> = Result<T, Box<EvalAltResult>>;
 
-/// Keys made ahead of need (in parallel), by the path they will be written to; and the clock.
+/// Keys made ahead of need (in parallel), by the path they will be written to; the clock; and
+/// for tests, a folder of keys to reuse.
 pub struct PkiState {
     pool: RefCell<HashMap<String, PrivateKey>>,
     pub(crate) context: Context,
+    reuse: Option<PathBuf>,
 }
+
+/// Test only: a folder of keys, by node path and algorithm, that renders reuse instead of
+/// making new ones (and add to). `kscript test` sets it so that a suite's cases share keys:
+/// snapshots show no key bytes, and RSA key generation dominates a render's time.
+pub const REUSE_KEYS: &str = "KSCRIPT_TEST_KEYS";
 
 impl PkiState {
     /// The system clock and random serials; `KSCRIPT_TEST_NOW` (Unix seconds) fixes the clock
-    /// and numbers serials from 1, for reproducible tests.
+    /// and numbers serials from 1, for reproducible tests; see also [`REUSE_KEYS`].
     pub fn from_env() -> Self {
         let context = match std::env::var("KSCRIPT_TEST_NOW").ok().and_then(|s| s.parse::<u64>().ok()) {
             Some(secs) => Context::fixed(UNIX_EPOCH + Duration::from_secs(secs), 1),
             None => Context::system(),
         };
-        Self { pool: RefCell::default(), context }
+        let reuse = std::env::var_os(REUSE_KEYS).filter(|v| !v.is_empty()).map(PathBuf::from);
+        Self { pool: RefCell::default(), context, reuse }
+    }
+
+    fn reused_path(&self, path: &str, alg: KeyAlgorithm) -> Option<PathBuf> {
+        let name: String =
+            path.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
+        self.reuse.as_ref().map(|dir| dir.join(format!("{name}.{alg}.pem")))
+    }
+
+    /// The kept key for `path`, when keys are reused and one was kept.
+    fn reused(&self, path: &str, alg: KeyAlgorithm) -> Option<PrivateKey> {
+        let file = self.reused_path(path, alg)?;
+        let key = PrivateKey::from_pem(&std::fs::read_to_string(file).ok()?).ok()?;
+        (key.algorithm() == alg).then_some(key)
+    }
+
+    /// Keeps a new key for reuse (best effort: a key another render kept first stays).
+    fn keep(&self, path: &str, key: &PrivateKey) {
+        let Some(file) = self.reused_path(path, key.algorithm()) else { return };
+        let Some(dir) = file.parent() else { return };
+        if let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir)
+            && std::io::Write::write_all(&mut tmp, key.to_pem().as_bytes()).is_ok()
+        {
+            let _ = tmp.persist_noclobber(&file);
+        }
     }
 }
 
@@ -103,7 +136,12 @@ fn key_for(ctx: &Ctx, path: &str, alg: KeyAlgorithm) -> R<PrivateKey> {
     {
         return Ok(k);
     }
-    pki::generate_key(alg).map_err(pki_err(path))
+    if let Some(k) = ctx.pki.reused(path, alg) {
+        return Ok(k);
+    }
+    let key = pki::generate_key(alg).map_err(pki_err(path))?;
+    ctx.pki.keep(path, &key);
+    Ok(key)
 }
 
 fn sans_of(list: &Array) -> R<Vec<San>> {
@@ -501,7 +539,11 @@ fn prepare_keys(ctx: &Ctx, rows: &Array) -> R<i64> {
         let path = required(&m, "path", "prepare_keys")?;
         let missing = !exists(ctx, &path)? && !ctx.pki.pool.borrow().contains_key(&path);
         if missing {
-            wanted.push((path, algorithm(&m)?));
+            let alg = algorithm(&m)?;
+            match ctx.pki.reused(&path, alg) {
+                Some(key) => drop(ctx.pki.pool.borrow_mut().insert(path, key)),
+                None => wanted.push((path, alg)),
+            }
         }
     }
     let algs: Vec<KeyAlgorithm> = wanted.iter().map(|(_, a)| *a).collect();
@@ -511,6 +553,7 @@ fn prepare_keys(ctx: &Ctx, rows: &Array) -> R<i64> {
     let count = keys.len();
     let mut pool = ctx.pki.pool.borrow_mut();
     for ((path, _), key) in wanted.into_iter().zip(keys) {
+        ctx.pki.keep(&path, &key);
         pool.insert(path, key);
     }
     Ok(i64::try_from(count).unwrap_or(i64::MAX))
