@@ -455,9 +455,11 @@ impl FileCheck<'_> {
         let unit = self.unit;
         let ast = &unit.ast;
         // This file's functions (also private ones and closures), and every name bound to a
-        // value here: a variable may hold a function pointer, called as `f(x)`.
+        // value here: a variable may hold a function pointer, called as `f(x)`, and a map's
+        // property one called as a method, `obj.f(x)`.
         let mut own: HashMap<String, BTreeSet<usize>> = HashMap::new();
         let mut bound: HashSet<String> = HashSet::new();
+        let mut props: HashSet<String> = HashSet::new();
         for f in ast.iter_fn_def() {
             own.entry(f.name.to_string()).or_default().insert(f.params.len());
             bound.extend(f.params.iter().map(ToString::to_string));
@@ -466,6 +468,12 @@ impl FileCheck<'_> {
             match path.last() {
                 Some(ASTNode::Stmt(Stmt::Var(x, ..))) => {
                     bound.insert(x.0.name.to_string());
+                }
+                Some(ASTNode::Expr(Expr::Map(m, _))) => {
+                    props.extend(m.0.iter().map(|(k, _)| k.name.to_string()));
+                }
+                Some(ASTNode::Expr(Expr::Property(p, _))) => {
+                    props.insert(p.2.to_string());
                 }
                 Some(ASTNode::Stmt(Stmt::For(x, _))) => {
                     bound.insert(x.0.name.to_string());
@@ -509,7 +517,7 @@ impl FileCheck<'_> {
             true
         });
         for (f, pos, form) in calls {
-            self.call(&f, pos, form, &own, &bound);
+            self.call(&f, pos, form, &own, if form == CallForm::Method { &props } else { &bound });
         }
         for (segments, written) in chains {
             let keep = segments.len() - usize::from(written && !segments.is_empty());
@@ -518,7 +526,9 @@ impl FileCheck<'_> {
     }
 
     /// A call: the function exists (here, in the engine, or in the module it names) and takes
-    /// that many arguments.
+    /// that many arguments. `bound`: for a method call, the map properties that may hold the
+    /// function pointer it calls (let be); for a call, the variables (a function pointer in
+    /// one is called with `.call(...)`, never as `f(...)`).
     fn call(
         &mut self,
         f: &rhai::FnCallExpr,
@@ -541,10 +551,14 @@ impl FileCheck<'_> {
                 && let Some(Expr::StringConstant(target, tpos)) = f.args.first()
                 && !self.natives.contains_key(target.as_str())
                 && !own.contains_key(target.as_str())
-                && !KEYWORDS.contains(&target.as_str())
             {
-                let help = self.suggest_fn(target, own);
-                self.finding(*tpos, format!("`Fn(\"{target}\")` names no function"), Some(help));
+                if KEYWORDS.contains(&target.as_str()) {
+                    let message = format!("`Fn(\"{target}\")`: `{target}` is a keyword, not a function");
+                    self.finding(*tpos, message, Some("wrap it in a closure: `|x| {target}(x)`".into()));
+                } else {
+                    let help = self.suggest_fn(target, own);
+                    self.finding(*tpos, format!("`Fn(\"{target}\")` names no function"), Some(help));
+                }
             }
             return;
         }
@@ -561,7 +575,15 @@ impl FileCheck<'_> {
             }
         }
         if accepted.is_empty() {
-            if bound.contains(name) || (form == CallForm::Method && name == "call") {
+            if form == CallForm::Method && (bound.contains(name) || name == "call") {
+                return;
+            }
+            if bound.contains(name) {
+                self.finding(
+                    pos,
+                    format!("`{name}` is a variable, not a function: Rhai does not call it as `{name}(...)`"),
+                    Some(format!("call the function pointer it holds with `{name}.call(...)`")),
+                );
                 return;
             }
             let help = self.suggest_fn(name, own);

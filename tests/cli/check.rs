@@ -64,6 +64,7 @@ stage("first", "Stage one", [
     step("b", "z", || { node::load_modulez(cfg); site::helper(cfg, 1); site::hidden(); }),
     step("c", "w", || { let s = cfg.networking.podSubnett; let d = cfg["site"].dnsServr; }),
     step("d", "v", || { let ok = cfg.site.dnsServer; "text".contains("a", "b"); let f = Fn("no_such_fn"); }),
+    step("f", "s", || { let h = Fn("read_file"); h("/etc/hostname"); }),
 ]);
 let more = [step("e", "u", || {})];
 more.push(step("e", "t", || {}));
@@ -141,6 +142,12 @@ fn check_reports_every_seeded_mistake_at_its_place() {
         "`contains` takes 1 argument after the object it is called on, not 2",
     );
     expect("mistakes.rhai", m, "\"no_such_fn\"", "`Fn(\"no_such_fn\")` names no function");
+    expect(
+        "mistakes.rhai",
+        m,
+        "h(\"/etc/hostname\")",
+        "`h` is a variable, not a function: Rhai does not call it as `h(...)`",
+    );
     expect("mistakes.rhai", m, "\"e\", \"t\"", "stage `second` has two steps named `e`");
     expect("mistakes.rhai", m, "\"first\", \"Declared", "stage `first` is declared twice");
     expect("mistakes.rhai", m, "\"Third\"", "`Third` is not a valid stage name");
@@ -151,7 +158,7 @@ fn check_reports_every_seeded_mistake_at_its_place() {
 
     // All of them, sorted by file, then line; then the count.
     let heads: Vec<&str> = out.lines().filter(|l| l.starts_with("  × fork/")).collect();
-    assert_eq!(heads.len(), 17, "{out}");
+    assert_eq!(heads.len(), 18, "{out}");
     let keys: Vec<(String, usize, usize)> = heads
         .iter()
         .map(|h| {
@@ -163,7 +170,7 @@ fn check_reports_every_seeded_mistake_at_its_place() {
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted, "{out}");
-    assert!(out.trim_end().ends_with("kscript check: 17 problem(s) found in 28 file(s) checked"), "{out}");
+    assert!(out.trim_end().ends_with("kscript check: 18 problem(s) found in 28 file(s) checked"), "{out}");
 
     // One script and the modules it imports: the findings in those files only.
     let run = sb.kscript(&["check", "fork/mistakes.rhai"]).code(1);
