@@ -125,6 +125,7 @@ pub fn check(opts: &Options) -> Result<Report, Error> {
     }
     checker.compile_all();
     checker.check_all();
+    checker.evaluate_scripts();
     if let Some(s) = script.filter(|_| !opts.only.is_empty() || !opts.skip.is_empty()) {
         checker.selection(s, opts);
     }
@@ -203,6 +204,8 @@ struct Unit {
     ast: AST,
     /// Import alias -> the module's source name (`None`: not found, reported).
     imports: HashMap<String, Option<String>>,
+    /// A script (with `cfg` in scope), not a module.
+    is_script: bool,
 }
 
 struct Checker {
@@ -219,6 +222,8 @@ struct Checker {
     seen: HashSet<String>,
     /// Modules that did not compile: calls into them are not checked.
     broken: HashSet<String>,
+    /// The stage models of the scripts evaluated, by source name.
+    models: HashMap<String, Model>,
     findings: Vec<Finding>,
     files: usize,
 }
@@ -247,6 +252,7 @@ impl Checker {
             units: Vec::new(),
             seen: HashSet::new(),
             broken: HashSet::new(),
+            models: HashMap::new(),
             findings: Vec::new(),
             files: 0,
         })
@@ -355,7 +361,7 @@ impl Checker {
                 }
                 true
             });
-            self.units.push(Unit { name, text, ast, imports });
+            self.units.push(Unit { name, text, ast, imports, is_script });
         }
     }
 
@@ -385,10 +391,55 @@ impl Checker {
         self.findings.extend(findings);
     }
 
+    /// The source names of a file and of every module it imports, directly or not.
+    fn reachable(&self, name: &str) -> HashSet<String> {
+        let mut seen = HashSet::from([name.to_string()]);
+        let mut todo = vec![name.to_string()];
+        while let Some(n) = todo.pop() {
+            let Some(u) = self.units.iter().find(|u| u.name == n) else { continue };
+            for m in u.imports.values().flatten() {
+                if seen.insert(m.clone()) {
+                    todo.push(m.clone());
+                }
+            }
+        }
+        seen
+    }
+
+    /// Each script whose files gave no finding: its top level evaluated as `kscript stages`
+    /// evaluates it (against a dry-run host; no step runs), which finds what only the declared
+    /// model shows: step names made from tables declared twice, an error at the top level.
+    fn evaluate_scripts(&mut self) {
+        if self.defaults.is_none() {
+            return;
+        }
+        let scripts: Vec<(String, String)> =
+            self.units.iter().filter(|u| u.is_script).map(|u| (u.name.clone(), u.text.clone())).collect();
+        for (name, text) in scripts {
+            let reach = self.reachable(&name);
+            if self.findings.iter().any(|f| reach.contains(&f.file))
+                || reach.iter().any(|r| self.broken.contains(r))
+            {
+                continue;
+            }
+            let script = Script { name: name.clone(), text, dir: self.fork_dir.clone() };
+            match model(script, &[], &[]) {
+                Ok(m) => {
+                    self.models.insert(name, m);
+                }
+                Err(e) => self.findings.push(evaluation_finding(&name, &e)),
+            }
+        }
+    }
+
     /// `--only`/`--skip` names that select nothing in the script's stage model.
     fn selection(&mut self, script: Script, opts: &Options) {
         let name = script.name.clone();
-        let model = match model(script, &[], &[]) {
+        let built = match self.models.remove(&name) {
+            Some(m) => Ok(m),
+            None => model(script, &[], &[]),
+        };
+        let model = match built {
             Ok(m) => m,
             Err(e) => {
                 self.findings.push(Finding {
@@ -836,6 +887,37 @@ fn span_at(text: &str, pos: Position) -> Option<SourceSpan> {
         return Some(SourceSpan::new(span.offset().into(), end + 2));
     }
     Some(span)
+}
+
+/// An error evaluating a script's top level, as a finding at its place.
+fn evaluation_finding(file: &str, e: &Error) -> Finding {
+    let note = "found by evaluating the script's top level, as `kscript stages` does (no step runs)";
+    if let Error::Script(d) = e
+        && let (Some(src), Some(span)) = (&d.src, d.span)
+    {
+        let (line, column) = line_col(src.inner(), span.offset());
+        let name = src.name().to_string();
+        return Finding {
+            message: format!("{name}:{line}:{column}: {}", d.message),
+            src: Some(NamedSource::new(&name, src.inner().clone())),
+            span: Some(span),
+            label: "here".into(),
+            help: Some(note.to_string()),
+            file: name,
+            line,
+            column,
+        };
+    }
+    Finding {
+        message: format!("{file}: {e}"),
+        src: None,
+        span: None,
+        label: String::new(),
+        help: Some(note.to_string()),
+        file: file.to_string(),
+        line: 0,
+        column: 0,
+    }
 }
 
 /// 1-based line and column of a byte offset.

@@ -66,11 +66,14 @@ pub enum Command {
     /// step names twice in a stage, names `--only` could not select; `cfg.` keys (`cfg.a.b`,
     /// `cfg["a"]`) that the defaults do not have, with the closest key. With a SCRIPT,
     /// `--only`/`--skip` NAME are checked against its stages and steps, listed as `kscript
-    /// stages` lists them (with the default configuration).
+    /// stages` lists them (with the default configuration). Then each script whose files show
+    /// none of these has its top level evaluated as `kscript stages` evaluates it (against a dry
+    /// run: no step runs, nothing changes), which finds what only the declared stages show:
+    /// step names made from a table declared twice, an error at the top level.
     ///
-    /// It cannot find what only running shows, since Rhai is dynamic: a call through a variable
-    /// holding a function pointer, `.call(...)` and a method on a map's function property are
-    /// not resolved; step names computed at run time (`"certs/" + r.name`) are not compared;
+    /// It cannot find what only running a step shows, since Rhai is dynamic: the function a
+    /// pointer's `.call(...)` reaches and a method on a map's function property are not
+    /// resolved; a variable called as `f(...)` is reported (Rhai calls pointers with `.call`);
     /// only `cfg` paths written out from a variable named `cfg` are checked, not a part of
     /// `cfg` passed on under another name; types are not checked.
     ///

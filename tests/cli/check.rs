@@ -84,6 +84,14 @@ private fn hidden() {
 }
 "#;
 
+const GENERATED: &str = r#"// gen.rhai: step names made from a table, one of them twice
+let steps = [];
+for n in ["one", "two", "one"] {
+    steps.push(step(n, "Made from a row", || {}));
+}
+stage("generated", "Steps from a table", steps);
+"#;
+
 const BROKEN: &str = r#"// broken.rhai: does not parse
 stage("x", "y", [
     step("a", "b", || { let x = ; }),
@@ -99,6 +107,7 @@ fn check_reports_every_seeded_mistake_at_its_place() {
     sb.write("fork/mistakes.rhai", MISTAKES);
     sb.write("fork/stdlib/site.rhai", SITE);
     sb.write("fork/broken.rhai", BROKEN);
+    sb.write("fork/gen.rhai", GENERATED);
     let defaults = sb.path().join("fork/stdlib/defaults.yaml");
     let mut text = fs::read_to_string(&defaults).unwrap();
     text.push_str("# The site's own settings.\nsite:\n  dnsServer: 10.0.0.53\n");
@@ -115,6 +124,8 @@ fn check_reports_every_seeded_mistake_at_its_place() {
     };
     let m = MISTAKES;
     expect("broken.rhai", BROKEN, "; })", "");
+    // Found by evaluating the top level, as `kscript stages` does: the names are computed.
+    expect("gen.rhai", GENERATED, "stage(\"generated\"", "stage `generated` has two steps named `one`");
     expect("mistakes.rhai", m, "\"nosuch\"", "module `nosuch` not found");
     expect("mistakes.rhai", m, "read_fil(", "unknown function `read_fil`");
     assert!(out.contains("did you mean `read_file`?"), "{out}");
@@ -158,7 +169,7 @@ fn check_reports_every_seeded_mistake_at_its_place() {
 
     // All of them, sorted by file, then line; then the count.
     let heads: Vec<&str> = out.lines().filter(|l| l.starts_with("  × fork/")).collect();
-    assert_eq!(heads.len(), 18, "{out}");
+    assert_eq!(heads.len(), 19, "{out}");
     let keys: Vec<(String, usize, usize)> = heads
         .iter()
         .map(|h| {
@@ -170,7 +181,7 @@ fn check_reports_every_seeded_mistake_at_its_place() {
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted, "{out}");
-    assert!(out.trim_end().ends_with("kscript check: 18 problem(s) found in 28 file(s) checked"), "{out}");
+    assert!(out.trim_end().ends_with("kscript check: 19 problem(s) found in 29 file(s) checked"), "{out}");
 
     // One script and the modules it imports: the findings in those files only.
     let run = sb.kscript(&["check", "fork/mistakes.rhai"]).code(1);
