@@ -643,11 +643,12 @@ impl FileCheck<'_> {
         } else if !accepted.contains(&args) {
             let takes = arities(&accepted);
             let object = if form == CallForm::Method { " after the object it is called on" } else { "" };
-            self.finding(
-                pos,
-                format!("`{name}` takes {takes}{object}, not {args}"),
-                Some("`kscript api` lists each function with its parameters".into()),
-            );
+            let help = if self.natives.contains_key(name) {
+                "`kscript api` lists each function with its parameters".to_string()
+            } else {
+                format!("see `fn {name}` in {}", self.unit.name)
+            };
+            self.finding(pos, format!("`{name}` takes {takes}{object}, not {args}"), Some(help));
         }
     }
 
@@ -926,4 +927,84 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use rhai::FnPtr;
+
+    use super::*;
+    use crate::stages::{Stage, Step};
+
+    #[test]
+    fn selection_names_hold_stages_steps_and_groups() {
+        let f = FnPtr::new("f").unwrap();
+        let step = |n: &str| Step { name: n.into(), description: String::new(), body: f.clone() };
+        let mut m = Model::default();
+        m.add_stage(Stage {
+            name: "init".into(),
+            description: String::new(),
+            steps: vec![step("preflight"), step("certs/ca"), step("certs/apiserver")],
+            explicit: false,
+        })
+        .unwrap();
+        m.add_stage(Stage {
+            name: "empty".into(),
+            description: String::new(),
+            steps: vec![],
+            explicit: false,
+        })
+        .unwrap();
+        let names = selection_names(&m);
+        let expected =
+            ["empty", "init", "init/certs", "init/certs/apiserver", "init/certs/ca", "init/preflight"];
+        assert_eq!(names.iter().map(String::as_str).collect::<Vec<_>>(), expected);
+        // The same rule as `Selection::validate`: what it accepts is in the set, and only that.
+        for name in ["init/certs", "init/cert", "init/certs/c", "empty", "init/preflight/x", "nosuch"] {
+            let sel = crate::stages::Selection { only: vec![name.into()], ..Default::default() };
+            assert_eq!(sel.validate(&m).is_ok(), names.contains(name), "{name}");
+        }
+        let (message, help) = unmatched_selection(&names, "--only", "init/cert").unwrap();
+        assert_eq!(message, "--only init/cert: no stage or step has that name");
+        assert!(help.starts_with("did you mean `init/certs`?"), "{help}");
+        assert!(unmatched_selection(&names, "--skip", "init/certs").is_none());
+    }
+
+    #[test]
+    fn arities_read_as_english() {
+        assert_eq!(arities(&BTreeSet::from([1])), "1 argument");
+        assert_eq!(arities(&BTreeSet::from([0])), "0 arguments");
+        assert_eq!(arities(&BTreeSet::from([2, 3])), "2 or 3 arguments");
+        assert_eq!(arities(&BTreeSet::from([0, 1, 3])), "0, 1 or 3 arguments");
+    }
+
+    #[test]
+    fn cfg_paths_stop_at_what_is_computed() {
+        let mut engine = Engine::new();
+        engine.set_optimization_level(OptimizationLevel::None);
+        let ast = engine
+            .compile(r#"let k = "x"; cfg.a["b"].c.len(); cfg["d"].e; cfg.f[k].g; cfg.h.i[0].j;"#)
+            .unwrap();
+        let mut paths = Vec::new();
+        ast.walk(&mut |path: &[ASTNode]| {
+            if let Some(ASTNode::Expr(e @ (Expr::Dot(b, ..) | Expr::Index(b, ..)))) = path.last()
+                && matches!(&b.lhs, Expr::Variable(v, ..) if v.1 == "cfg")
+            {
+                paths.push(cfg_path(e).into_iter().map(|(k, _)| k).collect::<Vec<_>>().join("."));
+            }
+            true
+        });
+        assert_eq!(paths, ["a.b.c", "d.e", "f", "h.i"]);
+    }
+
+    #[test]
+    fn places_and_spans() {
+        let text = "line one\nstage(\"name\", x)\n";
+        assert_eq!(line_col(text, 0), (1, 1));
+        assert_eq!(line_col(text, 15), (2, 7));
+        let span = span_at(text, Position::new(2, 7)).unwrap();
+        assert_eq!(&text[span.offset()..span.offset() + span.len()], "\"name\"");
+        let span = span_at(text, Position::new(2, 1)).unwrap();
+        assert_eq!(&text[span.offset()..span.offset() + span.len()], "stage");
+    }
 }
