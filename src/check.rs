@@ -490,7 +490,7 @@ struct FileCheck<'a> {
     findings: &'a mut Vec<Finding>,
 }
 
-/// How a function is called: `f(a)`, `x.f(a)` or `m::f(a)`.
+/// How a function is called: `f(a)` (or `m::f(a)`), or as a method, `x.f(a)`.
 #[derive(Clone, Copy, PartialEq)]
 enum CallForm {
     Plain,
@@ -505,9 +505,9 @@ impl FileCheck<'_> {
     fn run(&mut self) {
         let unit = self.unit;
         let ast = &unit.ast;
-        // This file's functions (also private ones and closures), and every name bound to a
-        // value here: a variable may hold a function pointer, called as `f(x)`, and a map's
-        // property one called as a method, `obj.f(x)`.
+        // This file's functions (also private ones and closures); the names of its variables
+        // (one called as `f(x)` gets its own message); and the names of map properties (a
+        // method call `obj.f(x)` may reach a function pointer held in one).
         let mut own: HashMap<String, BTreeSet<usize>> = HashMap::new();
         let mut bound: HashSet<String> = HashSet::new();
         let mut props: HashSet<String> = HashSet::new();
@@ -539,8 +539,14 @@ impl FileCheck<'_> {
         let mut stages = Stages::default();
         let mut calls = Vec::new();
         let mut chains = Vec::new();
+        let mut guarded = HashSet::new();
         ast.walk(&mut |path: &[ASTNode]| {
             let parent = path.len().checked_sub(2).map(|i| &path[i]);
+            if let Some(ASTNode::Expr(e)) = path.last()
+                && let Some(g) = cfg_guard(e)
+            {
+                guarded.insert(g);
+            }
             match path.last() {
                 Some(ASTNode::Expr(Expr::FnCall(f, pos)) | ASTNode::Stmt(Stmt::FnCall(f, pos))) => {
                     calls.push((f.as_ref().clone(), *pos, CallForm::Plain));
@@ -572,7 +578,7 @@ impl FileCheck<'_> {
         }
         for (segments, written) in chains {
             let keep = segments.len() - usize::from(written && !segments.is_empty());
-            self.cfg_keys(&segments[..keep]);
+            self.cfg_keys(&segments[..keep], &guarded);
         }
     }
 
@@ -708,8 +714,8 @@ impl FileCheck<'_> {
     }
 
     /// A `cfg.a.b` path: each key is in the defaults (down to a free-form map, a `null`
-    /// default or a value that is not a map).
-    fn cfg_keys(&mut self, segments: &[(String, Position)]) {
+    /// default or a value that is not a map), or its presence is tested in this file.
+    fn cfg_keys(&mut self, segments: &[(String, Position)], guarded: &HashSet<String>) {
         let Some((root, defaults_name)) = self.defaults else { return };
         let mut node = root;
         let mut walked = vec!["cfg".to_string()];
@@ -721,6 +727,9 @@ impl FileCheck<'_> {
             let Some((_, child)) =
                 entries.iter().find(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))
             else {
+                if guarded.contains(&format!("{}.{key}", walked.join("."))) {
+                    return;
+                }
                 let known: Vec<&str> = entries
                     .iter()
                     .filter_map(|(k, _)| if let Value::Str(s) = &k.value { Some(s.as_str()) } else { None })
@@ -756,8 +765,14 @@ fn arities(n: &BTreeSet<usize>) -> String {
 /// The literal keys of a `cfg.a["b"].c` chain (the part before anything computed), each with
 /// its position.
 fn cfg_path(e: &Expr) -> Vec<(String, Position)> {
+    cfg_chain(e).0
+}
+
+/// The literal keys of a chain, and the first part that is not one (an index computed, a
+/// method called), if any.
+fn cfg_chain(e: &Expr) -> (Vec<(String, Position)>, Option<&Expr>) {
     let mut out = Vec::new();
-    let (Expr::Dot(b, ..) | Expr::Index(b, ..)) = e else { return out };
+    let (Expr::Dot(b, ..) | Expr::Index(b, ..)) = e else { return (out, None) };
     let mut current = &b.rhs;
     loop {
         let (segment, next) = match current {
@@ -767,12 +782,61 @@ fn cfg_path(e: &Expr) -> Vec<(String, Position)> {
         match segment {
             Expr::Property(p, pos) => out.push((p.2.to_string(), *pos)),
             Expr::StringConstant(s, pos) => out.push((s.to_string(), *pos)),
-            _ => return out,
+            other => return (out, Some(other)),
         }
         match next {
             Some(n) => current = n,
-            None => return out,
+            None => return (out, None),
         }
+    }
+}
+
+/// Whether `e` is `cfg` or a chain of literal keys from it: the dotted path (`cfg.a.b`).
+fn cfg_root(e: &Expr) -> Option<String> {
+    let is_cfg = |e: &Expr| matches!(e, Expr::Variable(v, ..) if v.1 == "cfg" && v.2.is_empty());
+    if is_cfg(e) {
+        return Some("cfg".into());
+    }
+    let (Expr::Dot(b, ..) | Expr::Index(b, ..)) = e else { return None };
+    if !is_cfg(&b.lhs) {
+        return None;
+    }
+    let (keys, rest) = cfg_chain(e);
+    rest.is_none()
+        .then(|| std::iter::once("cfg".to_string()).chain(keys.into_iter().map(|(k, _)| k)).join_dots())
+}
+
+/// A key whose presence is tested (`"key" in cfg.a`, `cfg.a.contains("key")`): `cfg.a.key`,
+/// which the file may then read though the defaults lack it.
+fn cfg_guard(e: &Expr) -> Option<String> {
+    match e {
+        Expr::FnCall(f, _) if f.name == "contains" && f.namespace.is_empty() && f.args.len() == 2 => {
+            let ((Expr::StringConstant(key, _), map) | (map, Expr::StringConstant(key, _))) =
+                (&f.args[0], &f.args[1])
+            else {
+                return None;
+            };
+            cfg_root(map).map(|p| format!("{p}.{key}"))
+        }
+        Expr::Dot(b, ..) if matches!(&b.lhs, Expr::Variable(v, ..) if v.1 == "cfg") => {
+            let (keys, Some(Expr::MethodCall(f, _))) = cfg_chain(e) else { return None };
+            let (true, Some(Expr::StringConstant(k, _))) = (f.name == "contains", f.args.first()) else {
+                return None;
+            };
+            let path = std::iter::once("cfg".to_string()).chain(keys.into_iter().map(|(k, _)| k)).join_dots();
+            Some(format!("{path}.{k}"))
+        }
+        _ => None,
+    }
+}
+
+trait JoinDots {
+    fn join_dots(self) -> String;
+}
+
+impl<I: Iterator<Item = String>> JoinDots for I {
+    fn join_dots(self) -> String {
+        self.collect::<Vec<_>>().join(".")
     }
 }
 
