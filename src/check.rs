@@ -4,8 +4,14 @@
 //! is read for what Rhai itself reports only once a node runs into it: calls to functions that
 //! do not exist or with a number of arguments no overload takes, calls into a module that has
 //! no such function, imports that find no module, stage and step names declared twice, and
-//! `cfg.` keys the defaults do not have. `--only`/`--skip` names are checked against the
-//! stages the script declares (its top level evaluated as `kscript stages` does).
+//! `cfg.` keys the defaults do not have (unless the file tests for the key first). Then each
+//! script whose files show none of these has its top level evaluated as `kscript stages` does
+//! (a dry run; no step runs), for what only the declared model shows (step names made from a
+//! table declared twice). `--only`/`--skip` names are checked against that model.
+//!
+//! For `kscript test` suites: [`model`] builds a script's model with a case's configuration,
+//! [`selection_names`] lists what `--only`/`--skip` may name, [`unmatched_selection`] says why
+//! a name selects nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
