@@ -356,7 +356,7 @@ impl Merger<'_> {
 }
 
 /// The closest known key, when one is close enough to be a likely typo.
-fn suggestion<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+pub(crate) fn suggestion<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
     known
         .iter()
         .map(|k| (strsim_distance(&name.to_lowercase(), &k.to_lowercase()), *k))

@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use rhai::{Engine, EvalAltResult, Module, ModuleResolver, Position, Scope, Shared};
@@ -83,21 +83,26 @@ struct Resolver {
 impl Resolver {
     /// The source name and text of a module.
     fn find(&self, path: &str) -> Option<(String, String)> {
-        let base = self.fork_dir.clone().unwrap_or_else(|| PathBuf::from("."));
-        if path.contains('/') || path.ends_with(".rhai") {
-            let file =
-                base.join(if path.ends_with(".rhai") { path.to_string() } else { format!("{path}.rhai") });
-            return std::fs::read_to_string(&file).ok().map(|t| (file.display().to_string(), t));
-        }
-        if let Some(dir) = &self.fork_dir {
-            let file = dir.join("stdlib").join(format!("{path}.rhai"));
-            if let Ok(t) = std::fs::read_to_string(&file) {
-                return Some((file.display().to_string(), t));
-            }
-        }
-        stock::stdlib(&format!("{path}.rhai"))
-            .map(|e| (format!("builtin:stdlib/{}", e.name), e.text.to_string()))
+        find_module(self.fork_dir.as_deref(), path)
     }
+}
+
+/// Where `import "path"` finds its module, as the source name and text: a name with a `/` (or
+/// ending in `.rhai`) is a file relative to the script's folder; a plain name is
+/// `fork_dir/stdlib/NAME.rhai`, else the built-in `stdlib/NAME.rhai`.
+pub fn find_module(fork_dir: Option<&Path>, path: &str) -> Option<(String, String)> {
+    let base = fork_dir.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    if path.contains('/') || path.ends_with(".rhai") {
+        let file = base.join(if path.ends_with(".rhai") { path.to_string() } else { format!("{path}.rhai") });
+        return std::fs::read_to_string(&file).ok().map(|t| (file.display().to_string(), t));
+    }
+    if let Some(dir) = fork_dir {
+        let file = dir.join("stdlib").join(format!("{path}.rhai"));
+        if let Ok(t) = std::fs::read_to_string(&file) {
+            return Some((file.display().to_string(), t));
+        }
+    }
+    stock::stdlib(&format!("{path}.rhai")).map(|e| (format!("builtin:stdlib/{}", e.name), e.text.to_string()))
 }
 
 impl ModuleResolver for Resolver {

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod apiref;
 pub mod bootstrap;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod eject;

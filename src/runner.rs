@@ -56,7 +56,7 @@ impl Script {
     }
 
     /// The defaults document: `stdlib/defaults.yaml` beside a forked script, else the built-in one.
-    fn defaults(&self) -> Result<Source, Error> {
+    pub fn defaults(&self) -> Result<Source, Error> {
         if let Some(dir) = &self.dir {
             let file = dir.join("stdlib/defaults.yaml");
             if file.is_file() {

@@ -58,7 +58,7 @@ fn classify(leaf: &EvalAltResult, limits: &Limits) -> (Cause, u8, Option<String>
 }
 
 /// Byte span of a 1-based line and column in `text`, covering the word that starts there.
-fn span_at(text: &str, pos: rhai::Position) -> Option<SourceSpan> {
+pub(crate) fn span_at(text: &str, pos: rhai::Position) -> Option<SourceSpan> {
     let line = pos.line()?;
     let col = pos.position().unwrap_or(1).max(1);
     let mut offset = 0;
