@@ -122,6 +122,10 @@ pub fn check(opts: &Options) -> Result<Report, Error> {
             let text = read(&file)?;
             checker.queue.push((file.display().to_string(), text, false));
         }
+        if path.join(crate::suite::SUITE_FILE).is_file() {
+            checker.files += 1;
+            checker.findings.extend(suite_findings(path));
+        }
     } else {
         let s = Script::load(&target)?;
         checker = Checker::new(s.dir.clone())?;
@@ -958,6 +962,65 @@ fn span_at(text: &str, pos: Position) -> Option<SourceSpan> {
         return Some(SourceSpan::new(span.offset().into(), end + 2));
     }
     Some(span)
+}
+
+/// The snapshot suite of a fork (`kscript-tests.yaml`): a suite `kscript test` would refuse,
+/// and `only`/`skip` names that select nothing in their case's script (built with the case's
+/// configuration), each at its place in the suite file.
+fn suite_findings(dir: &Path) -> Vec<Finding> {
+    let file = dir.join(crate::suite::SUITE_FILE);
+    let name = file.display().to_string();
+    let plain = |message: String| Finding {
+        message,
+        src: None,
+        span: None,
+        label: String::new(),
+        help: None,
+        file: name.clone(),
+        line: 0,
+        column: 0,
+    };
+    let (text, loaded) = match (read(&file), crate::suite::Loaded::read(&file)) {
+        (Ok(text), Ok(loaded)) => (text, loaded),
+        (Err(e), _) | (_, Err(e)) => return vec![plain(e.to_string())],
+    };
+    let mut out = Vec::new();
+    for case in loaded.suite.cases.iter().filter(|c| !c.only.is_empty() || !c.skip.is_empty()) {
+        let configs: Vec<PathBuf> = case.config.iter().map(|c| loaded.dir.join(c)).collect();
+        let sets: Vec<String> = loaded.suite.set.iter().chain(&case.set).cloned().collect();
+        let built = loaded
+            .script(case)
+            .map_err(|e| Error::Usage { message: e })
+            .and_then(|s| Script::load(&s))
+            .and_then(|s| model(s, &configs, &sets));
+        let names = match built {
+            Ok(m) => selection_names(&m),
+            Err(e) => {
+                out.push(plain(format!("{name}: case `{}`: {e}", case.name)));
+                continue;
+            }
+        };
+        // Where the case's entry starts: names are looked for after it.
+        let case_at = text.find(&format!("name: {}", case.name)).unwrap_or(0);
+        for (flag, list) in [("only:", &case.only), ("skip:", &case.skip)] {
+            for selected in list {
+                let Some((message, help)) = unmatched_selection(&names, flag, selected) else { continue };
+                let offset = text[case_at..].find(selected.as_str()).map_or(case_at, |o| case_at + o);
+                let (line, column) = line_col(&text, offset);
+                out.push(Finding {
+                    message: format!("{name}:{line}:{column}: case `{}`: {message}", case.name),
+                    src: Some(NamedSource::new(&name, text.clone())),
+                    span: Some(SourceSpan::from((offset, selected.len()))),
+                    label: "here".into(),
+                    help: Some(help),
+                    file: name.clone(),
+                    line,
+                    column,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// An error evaluating a script's top level, as a finding at its place.

@@ -186,7 +186,7 @@ impl Loaded {
     }
 
     /// The script argument of `kscript run` for a case: the fork's file, else a stock name.
-    fn script(&self, case: &Case) -> Result<String, String> {
+    pub fn script(&self, case: &Case) -> Result<String, String> {
         let path = self.dir.join(&case.script);
         if path.is_file() {
             return Ok(path.display().to_string());

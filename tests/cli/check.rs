@@ -26,8 +26,8 @@ fn check_is_clean_on_the_stock_scripts_and_an_ejected_fork() {
     }
     sb.kscript(&["eject", "fork"]).ok();
     let run = sb.kscript(&["check", "fork"]).ok();
-    // The scripts, the modules and defaults.yaml.
-    let files = kscript::stock::SCRIPTS.len() + kscript::stock::STDLIB.len();
+    // The scripts, the modules, defaults.yaml and the starter suite.
+    let files = kscript::stock::SCRIPTS.len() + kscript::stock::STDLIB.len() + 1;
     assert!(
         run.stdout.contains(&format!("kscript check: {files} file(s) checked, no problems found")),
         "{}",
@@ -184,7 +184,7 @@ fn check_reports_every_seeded_mistake_at_its_place() {
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted, "{out}");
-    assert!(out.trim_end().ends_with("kscript check: 19 problem(s) found in 29 file(s) checked"), "{out}");
+    assert!(out.trim_end().ends_with("kscript check: 19 problem(s) found in 30 file(s) checked"), "{out}");
 
     // One script and the modules it imports: the findings in those files only.
     let run = sb.kscript(&["check", "fork/mistakes.rhai"]).code(1);

@@ -397,3 +397,20 @@ fn bad_suites_are_usage_errors_that_say_what_is_wrong() {
         run.stderr
     );
 }
+
+#[test]
+fn check_finds_suite_selections_that_match_nothing() {
+    let sb = Sandbox::new();
+    let fork = ejected(&sb);
+    sb.kscript(&["check", "fork"]).ok();
+    let suite = fs::read_to_string(fork.join("kscript-tests.yaml")).unwrap();
+    let changed = suite.replace("only: [containerd, kubelet]", "only: [containerd, kubelt]");
+    assert_ne!(suite, changed);
+    fs::write(fork.join("kscript-tests.yaml"), &changed).unwrap();
+    let run = sb.kscript(&["check", "fork"]).code(1);
+    let line = changed.lines().position(|l| l.contains("kubelt")).unwrap() + 1;
+    let column = changed.lines().nth(line - 1).unwrap().find("kubelt").unwrap() + 1;
+    let at = format!("kscript-tests.yaml:{line}:{column}: case `runtime-and-kubelet`: only: kubelt:");
+    assert!(run.stdout.contains(&at), "no `{at}` in:\n{}", run.stdout);
+    assert!(run.stdout.contains("did you mean `kubelet`?"), "{}", run.stdout);
+}
