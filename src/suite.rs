@@ -421,12 +421,16 @@ fn render_all(
     let mut done: BTreeMap<String, Result<String, String>> = BTreeMap::new();
     let mut pending: Vec<&Case> =
         loaded.suite.cases.iter().filter(|c| needed.contains(c.name.as_str())).collect();
+    // The first case renders alone: the keys it makes (in parallel) are then shared by the
+    // others rather than made again by each of those running beside it.
+    let mut first = true;
     while !pending.is_empty() {
         let (ready, waiting): (Vec<&Case>, Vec<&Case>) =
             pending.into_iter().partition(|c| c.discovery.as_ref().is_none_or(|d| done.contains_key(d)));
         pending = waiting;
-        let ready_now: Vec<&Case> = ready.iter().take(jobs).copied().collect();
-        pending.extend(ready.iter().skip(jobs).copied());
+        let width = if std::mem::take(&mut first) { 1 } else { jobs };
+        let ready_now: Vec<&Case> = ready.iter().take(width).copied().collect();
+        pending.extend(ready.iter().skip(width).copied());
         let results: Vec<(String, Result<String, String>)> = std::thread::scope(|s| {
             let handles: Vec<_> = ready_now
                 .iter()
