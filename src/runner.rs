@@ -941,6 +941,137 @@ mod props {
             .prop_map(|tokens| tokens.join(" "))
     }
 
+    /// A `Write` into a buffer the test reads afterwards (the JSON sink needs `Send`).
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A key generated once for every case, PEM-encoded.
+    fn key_pem() -> &'static str {
+        static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        KEY.get_or_init(|| crate::pki::generate_key(crate::pki::KeyAlgorithm::EcdsaP256).unwrap().to_pem())
+    }
+
+    /// How a script carries key material: in a file (as it is, inside a kubeconfig's
+    /// `client-key-data`, or its bare base64 body in a file marked secret), or in a Secret
+    /// applied through the API (`data` or `stringData`).
+    #[derive(Debug, Clone, Copy)]
+    enum Carrier {
+        File,
+        Kubeconfig,
+        SecretFile,
+        SecretData,
+        SecretStringData,
+    }
+
+    /// Runs one stage whose two steps write or apply `key` by `carrier`, wrapped in `before` and
+    /// `after`, first as `v1` then changed to `v2` (so that a diff is due); returns the JSON
+    /// stream, with diffs and objects shown.
+    fn stream(carrier: Carrier, before: &str, after: &str, mode: Mode, diff: bool) -> String {
+        use base64::Engine as _;
+        let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+        let key = key_pem();
+        let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+        let (content, secret) = match carrier {
+            Carrier::File | Carrier::SecretData | Carrier::SecretStringData => (key.to_string(), false),
+            Carrier::Kubeconfig => (format!("users:\n- user:\n    client-key-data: {}\n", b64(key)), false),
+            Carrier::SecretFile => (body, true),
+        };
+        let text = |v: &str| lit(&format!("{before}{v}{content}{after}"));
+        let write = |v: &str| match carrier {
+            Carrier::File | Carrier::Kubeconfig | Carrier::SecretFile => {
+                format!("file(\"/etc/kscript-test/k.conf\", {}, #{{ secret: {secret} }});", text(v))
+            }
+            Carrier::SecretData | Carrier::SecretStringData => {
+                // The key whole in one value (base64 of it alone, for `data`), the rest in another.
+                let note = format!("{before}{v}{after}");
+                let (field, key, note) = match carrier {
+                    Carrier::SecretData => ("data", lit(&b64(&content)), lit(&b64(&note))),
+                    _ => ("stringData", lit(&content), lit(&note)),
+                };
+                format!(
+                    "api_apply(\"/etc/kubernetes/admin.conf\", #{{ apiVersion: \"v1\", kind: \"Secret\", \
+                     metadata: #{{ name: \"k\", namespace: \"kube-system\" }}, {field}: #{{ key: {key}, note: {note} }} }});"
+                )
+            }
+        };
+        let script = format!(
+            "stage(\"s\", \"keys\", [step(\"one\", \"first\", || {{ {} }}), step(\"two\", \"changed\", || {{ {} }})]);",
+            write("v1"),
+            write("v2")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let script = Script { name: "keys.rhai".into(), text: script, dir: None };
+        let (cfg, _) = script.config(&[], &[]).unwrap();
+        let root = NodeRoot::new(dir.path()).unwrap();
+        let out = Shared::default();
+        let shown = Shown { effects: true, diff, objects: true };
+        let report = Reporter::json(JsonOut::new(out.clone()), shown);
+        let loaded = Loaded::new(script, &cfg, root, Host::for_mode(mode), report).unwrap();
+        let model = loaded.model();
+        let mut run = StageRunner {
+            loaded: &loaded,
+            journal: None,
+            boot: None,
+            unsynced: false,
+            changed: 0,
+            steps_done: 0,
+            kill_after: None,
+        };
+        let (_, failure) = run.stage(0, 1, &model.stages[0], &[true, true]).unwrap();
+        if let Some((full, err)) = failure {
+            let e = loaded.error(&err, Some(&format!("step {full} failed")));
+            panic!("{}", crate::error::render(&e, false));
+        }
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// Text that surrounds key material in a file or a Secret: any printable text and newlines.
+    fn wrapper() -> impl Strategy<Value = String> {
+        "[ -~\n]{0,40}"
+    }
+
+    proptest! {
+        #![proptest_config(cases(24))]
+
+        /// Whatever surrounds it and however it is carried, key material never reaches the JSON
+        /// stream: no PEM header, no line of the key's base64 body, no base64 of the PEM text.
+        #[test]
+        fn no_json_stream_contains_key_material(
+            carrier in prop_oneof![
+                Just(Carrier::File),
+                Just(Carrier::Kubeconfig),
+                Just(Carrier::SecretFile),
+                Just(Carrier::SecretData),
+                Just(Carrier::SecretStringData),
+            ],
+            before in wrapper(),
+            after in wrapper(),
+            render in any::<bool>(),
+            diff in any::<bool>(),
+        ) {
+            let mode = if render { Mode::Render } else { Mode::DryRun };
+            let out = stream(carrier, &before, &after, mode, diff);
+            prop_assert!(out.lines().count() >= 2, "{out}");
+            prop_assert!(!out.contains("PRIVATE KEY"), "{out}");
+            for line in key_pem().lines().filter(|l| !l.starts_with("-----")) {
+                prop_assert!(!out.contains(line), "a line of the key's body: {line}\n{out}");
+            }
+            use base64::Engine as _;
+            let whole = base64::engine::general_purpose::STANDARD.encode(key_pem());
+            prop_assert!(!out.contains(&whole[..40]), "the key's PEM as base64\n{out}");
+        }
+    }
+
     #[test]
     fn a_timeout_too_long_fails_the_step() {
         // The minimized input of the first panic these properties found.
