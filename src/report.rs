@@ -852,6 +852,128 @@ mod tests {
         assert_eq!(waiting_line("discovery", Some("403")), "discovery; 403");
     }
 
+    /// A `Write` into a buffer the test reads afterwards.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn lines(&self) -> Vec<serde_json::Value> {
+            let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        }
+    }
+
+    /// The objects a wait watched in JSON gives: `waiting` past the grace period, one `reason`
+    /// per new reason, `done` at its end; a wait that ends within the grace period, none.
+    #[test]
+    fn a_json_wait_gives_an_object_per_new_reason_and_one_at_its_end() {
+        let watched = |reasons: &[&str], grace: Duration| {
+            let (tx, rx) = mpsc::channel();
+            for r in reasons {
+                tx.send((*r).to_string()).unwrap();
+            }
+            drop(tx);
+            let buf = Shared::default();
+            watch_json("discovery", &rx, grace, Duration::from_hours(1), &JsonOut::new(buf.clone()));
+            buf.lines()
+        };
+        let lines = watched(&["refused", "refused", "not signed yet"], Duration::ZERO);
+        let states: Vec<(&str, &str)> = lines
+            .iter()
+            .map(|l| (l["state"].as_str().unwrap(), l["reason"].as_str().unwrap_or("-")))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("waiting", "-"),
+                ("reason", "refused"),
+                ("reason", "not signed yet"),
+                ("done", "not signed yet")
+            ]
+        );
+        assert!(
+            lines.iter().all(|l| l["type"] == "wait" && l["label"] == "discovery" && l["schema"] == SCHEMA)
+        );
+        assert!(watched(&["refused"], Duration::from_hours(1)).is_empty());
+    }
+
+    /// One object of every type, as the JSON sink writes them, is valid against
+    /// schemas/run.v1.json (checked by schemas/check.py with Python's jsonschema), and every
+    /// type the schema names is among them.
+    #[test]
+    fn every_kind_of_object_matches_the_schema() {
+        let buf = Shared::default();
+        let out = JsonOut::new(buf.clone());
+        let mut r = Reporter::json(out.clone(), Shown { effects: true, diff: true, objects: true });
+        r.start("control-plane.rhai", true, Mode::DryRun, std::path::Path::new("/"), Some("v1.37.0"));
+        r.stage(1, 2, "init", "kubeadm init");
+        let effects = [
+            EffectLine::new('+', "/etc/a.conf", "0644, 1 bytes").with_diff(Some("+a\n".into())),
+            EffectLine::new('!', "api apply ConfigMap x", "recorded")
+                .with_body(Some("kind: ConfigMap\n".into())),
+            EffectLine::new('=', "/etc/b.conf", "0644"),
+        ];
+        r.step(Outcome::Changed, "init/certs", false, "/etc/a.conf", &effects);
+        r.step(Outcome::Ok, "init/handlers/restart-kubelet", true, "", &[]);
+        r.message("Join worker nodes with: ...");
+        r.warn("the node root has no /etc/os-release");
+        out.emit(&Event::Wait { label: "pulling", state: "still-waiting", reason: None, elapsed_s: 30.0 });
+        let (tx, rx) = mpsc::channel();
+        tx.send("refused".to_string()).unwrap();
+        drop(tx);
+        watch_json("waiting for the API server", &rx, Duration::ZERO, Duration::from_hours(1), &out);
+        r.recap(
+            &[StageRecap { name: "init".into(), changed: 1, ok: 1, ..StageRecap::default() }],
+            Duration::ZERO,
+        );
+        let io = crate::error::Error::io("cannot append to the journal /j", io::Error::other("disk full"));
+        r.error(&Failure::of(&io, Some("init/certs".into())));
+        r.result(3, Some("init/certs"), 1, false);
+        let lines = buf.lines();
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+
+        let schema_path = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/run.v1.json");
+        let schema: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
+        let kinds: std::collections::BTreeSet<&str> =
+            lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+        let named: std::collections::BTreeSet<&str> = schema["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["$ref"].as_str().unwrap().trim_start_matches("#/$defs/"))
+            .collect();
+        assert_eq!(kinds, named, "one object of each type the schema names");
+        let error = lines.iter().find(|l| l["type"] == "error").unwrap();
+        assert_eq!(error["causes"], serde_json::json!(["disk full"]), "{error}");
+
+        let mut child = std::process::Command::new("python3")
+            .args([concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/check.py"), schema_path, "--lines"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs (with jsonschema from PyPI: .ci/run installs it)");
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        let done = child.wait_with_output().unwrap();
+        assert!(
+            done.status.success(),
+            "{}\n{}{text}",
+            String::from_utf8_lossy(&done.stdout),
+            String::from_utf8_lossy(&done.stderr)
+        );
+    }
+
     #[test]
     fn progress_sends_a_reason_once_per_change() {
         let (tx, rx) = mpsc::channel();
