@@ -8,6 +8,7 @@ mod fake_apiserver;
 mod flows;
 mod ha;
 mod images;
+mod json;
 mod nodes;
 mod pki;
 mod preflight;
