@@ -123,7 +123,14 @@ impl Failure {
         let (kind, location, help, frames) = match err {
             Error::Usage { .. } => ("usage", None, None, Vec::new()),
             Error::Io { .. } => ("io", None, None, Vec::new()),
-            Error::Config(c) => ("config", Some(c.src.name().to_string()), c.help.clone(), Vec::new()),
+            Error::Config(c) => {
+                use miette::SourceCode as _;
+                let at = c.src.read_span(&c.span, 0, 0).ok().map_or_else(
+                    || c.src.name().to_string(),
+                    |s| format!("{}:{}:{}", c.src.name(), s.line() + 1, s.column() + 1),
+                );
+                ("config", Some(at), c.help.clone(), Vec::new())
+            }
             Error::Script(d) => {
                 let kind = match d.cause {
                     Cause::Bug => "bug",

@@ -204,10 +204,12 @@ stage("one", "first", [
 fn failures_before_the_run_are_objects_too() {
     let sb = Sandbox::new();
     sb.write("broken.rhai", "stage(\"one\", \"first\", [\n  step(\"a\", \"b\", || { let x = ; })\n]);\n");
+    sb.write("bad.yaml", "networking:\n  podSubnet: 10.244.0.0/16\n  noSuchKey: 1\n");
     for (args, kind, says, code) in [
         (vec!["no-such.rhai"], "usage", "no stock script of that name", 2),
         (vec!["control-plane.rhai", "--set", "no.such.key=1"], "usage", "unknown key", 2),
         (vec!["broken.rhai"], "bug", "", 2),
+        (vec!["control-plane.rhai", "--config", "bad.yaml"], "config", "noSuchKey", 2),
     ] {
         let mut all = vec!["run"];
         all.extend(&args);
@@ -221,8 +223,11 @@ fn failures_before_the_run_are_objects_too() {
         assert_eq!(objects[0]["kind"], kind, "{args:?}: {}", objects[0]);
         assert!(objects[0]["message"].as_str().unwrap().contains(says), "{args:?}: {}", objects[0]);
         assert_eq!(objects[1]["exit_code"], code);
-        if kind == "bug" {
-            assert!(objects[0]["location"].as_str().unwrap().starts_with("broken.rhai:2:"), "{}", objects[0]);
+        let location = objects[0]["location"].as_str().unwrap_or_default();
+        match kind {
+            "bug" => assert!(location.starts_with("broken.rhai:2:"), "{}", objects[0]),
+            "config" => assert_eq!(location, "bad.yaml:3:3", "{}", objects[0]),
+            _ => {}
         }
     }
     // A command line that does not parse is clap's, on stderr, as before.
