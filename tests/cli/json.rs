@@ -17,7 +17,7 @@ use super::{Run, Sandbox};
 
 /// Validates `text` (JSON lines with `lines`, else one document) against `schemas/NAME`.
 #[track_caller]
-fn check(name: &str, text: &str, lines: bool) {
+pub fn check(name: &str, text: &str, lines: bool) {
     let dir = env!("CARGO_MANIFEST_DIR");
     let mut args = vec![format!("{dir}/schemas/check.py"), format!("{dir}/schemas/{name}")];
     if lines {
