@@ -33,8 +33,21 @@ pub enum Command {
     ///
     /// Exit codes: 0 success; 1 a step failed; 2 a usage, configuration or script error (or,
     /// with --detailed-exitcode, something changed or would change).
+    ///
+    /// --output json prints one JSON object per line as the run goes, each with its type and
+    /// schema ("kscript.run/v1", described by schemas/run.v1.json): start, stage, step (with
+    /// its effects), message, warning, wait, recap, error (with its causes), and last, always,
+    /// result {ok, changed, changes, failed_step, exit_code}. Nothing else goes to stdout, no
+    /// spinner is drawn, and once the command line is read every failure is an error object,
+    /// not text on stderr.
+    #[allow(clippy::doc_markdown)] // help for people, not rustdoc's code spans
     Run(RunArgs),
     /// List a script's stages and steps with their descriptions.
+    ///
+    /// --output json prints one JSON document (schema "kscript.stages/v1", described by
+    /// schemas/stages.v1.json): script, stages [{number, name, description, explicit, steps
+    /// [{name, description}]}], handlers, warnings.
+    #[allow(clippy::doc_markdown)]
     Stages(StagesArgs),
     /// List the stock scripts built into kscript.
     Scripts,
@@ -140,9 +153,17 @@ pub enum Command {
     /// Files that another actor creates (containerd's socket, kubelet's certificates) are
     /// listed as expected. A rendered folder is walked whole; on a real host (`kscript tree /`)
     /// only the paths the journal names are shown.
+    ///
+    /// --output json prints one JSON document (schema "kscript.tree/v1", described by
+    /// schemas/tree.v1.json): root, files [{path, kind, mode, link, stage {number, name},
+    /// expected_by}].
+    #[allow(clippy::doc_markdown)]
     Tree {
         /// The node root: a folder rendered with --root, or / for this host.
         dir: PathBuf,
+        /// `text` or `json` (schema kscript.tree/v1).
+        #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+        output: String,
     },
     /// Show where this node stands: each component's state, the stage reached, what is missing.
     ///
@@ -247,6 +268,9 @@ pub struct RunArgs {
     /// /var/lib/kscript/journal.jsonl under the node root.
     #[arg(long, value_name = "FILE")]
     pub journal: Option<PathBuf>,
+    /// `text` (for people) or `json` (JSON lines, schema kscript.run/v1).
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub output: String,
 }
 
 #[derive(Debug, Args)]
@@ -298,6 +322,9 @@ pub struct CheckArgs {
 pub struct StagesArgs {
     #[command(flatten)]
     pub script: ScriptArgs,
+    /// `text` or `json` (schema kscript.stages/v1).
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub output: String,
 }
 
 /// Parses the command line, runs the command, prints any error; returns the exit code.
@@ -350,7 +377,8 @@ fn eject_command(
 }
 
 fn dispatch(command: Command) -> Result<u8, Error> {
-    let mut out = std::io::stdout().lock();
+    // Not locked for the whole command: a run in JSON writes from the threads watching its waits.
+    let mut out = std::io::stdout();
     let print = |out: &mut dyn Write, text: &str| {
         let _ = out.write_all(text.as_bytes());
     };
@@ -375,11 +403,19 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             diff: a.diff,
             verbose: a.verbose,
             detailed_exitcode: a.detailed_exitcode,
+            json: a.output == "json",
             journal: a.journal,
         }),
         Command::Stages(a) => {
             let script = Script::load(&a.script.script)?;
             let (cfg, warnings) = script.config(&a.script.config, &a.script.set)?;
+            if a.output == "json" {
+                let loaded = inert(script, &cfg)?;
+                let name = loaded.script.name.trim_start_matches("builtin:");
+                let builtin = loaded.script.dir.is_none();
+                print(&mut out, &crate::stages::json(&loaded.model(), name, builtin, &warnings));
+                return Ok(0);
+            }
             for w in warnings {
                 eprintln!("warning: {w}");
             }
@@ -432,8 +468,9 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             }
             Ok(0)
         }
-        Command::Tree { dir } => {
-            print(&mut out, &tree::render(&dir)?);
+        Command::Tree { dir, output } => {
+            let text = if output == "json" { tree::json(&dir)? } else { tree::render(&dir)? };
+            print(&mut out, &text);
             Ok(0)
         }
         Command::Completions { shell } => {

@@ -15,7 +15,7 @@ use crate::host::cluster::{RENDERED_OBJECTS, objects_yaml};
 use crate::host::{Host, Mode};
 use crate::journal::{JOURNAL_PATH, Outcome};
 use crate::kubeadm;
-use crate::report::{Reporter, StageRecap};
+use crate::report::{self, JsonOut, Reporter, Shown, StageRecap};
 use crate::root::NodeRoot;
 use crate::stages::{Model, Selection, Stage};
 use crate::stock;
@@ -185,6 +185,8 @@ pub struct RunOptions {
     pub diff: bool,
     pub verbose: bool,
     pub detailed_exitcode: bool,
+    /// `--output json`: JSON lines on stdout instead of text.
+    pub json: bool,
     /// A host path for the journal, instead of the one under the node root.
     pub journal: Option<PathBuf>,
 }
@@ -202,8 +204,47 @@ enum StepEnd {
     Failed(Box<EvalAltResult>),
 }
 
-/// Runs a script; returns the exit code.
+/// What a run's JSON stream needs to say at its end, gathered as it runs.
+#[derive(Debug, Default)]
+struct Ended {
+    /// Effects that changed something.
+    changed: usize,
+    /// The step that failed (`stage/step`).
+    failed_step: Option<String>,
+}
+
+/// Runs a script; returns the exit code. In JSON mode every failure is reported in the stream
+/// (an `error` object, then the `result`), and the exit code returned; only a failure to
+/// write is left to the caller.
 pub fn run(opts: &RunOptions) -> Result<u8, Error> {
+    // With no server to diff against, a dry run shows the API objects themselves.
+    let shown =
+        Shown { effects: opts.dry_run || opts.verbose, diff: opts.diff, objects: opts.dry_run || opts.diff };
+    let mut ended = Ended::default();
+    if !opts.json {
+        // Without -v, an error thrown on purpose or a failed effect is its message alone.
+        return execute(opts, Reporter::stdout(shown), &mut ended)
+            .map_err(|e| if opts.verbose { e } else { e.for_operator() });
+    }
+    let out = JsonOut::stdout();
+    let result = execute(opts, Reporter::json(out.clone(), shown), &mut ended);
+    let mut end = Reporter::json(out, shown);
+    Ok(match result {
+        Ok(code) => {
+            end.result(ended.changed, None, code, true);
+            code
+        }
+        Err(e) => {
+            let failure = report::Failure::of(&e, ended.failed_step);
+            end.error(&failure);
+            end.result(ended.changed, failure.step.as_deref(), failure.exit_code, false);
+            failure.exit_code
+        }
+    })
+}
+
+/// Runs a script, reporting to `report`; returns the exit code.
+fn execute(opts: &RunOptions, report: Reporter, ended: &mut Ended) -> Result<u8, Error> {
     let script = Script::load(&opts.script)?;
     let (cfg, warnings) = script.config(&opts.config, &opts.set)?;
     let mode = match (opts.dry_run, &opts.root) {
@@ -218,30 +259,33 @@ pub fn run(opts: &RunOptions) -> Result<u8, Error> {
     }
     let root = NodeRoot::new_lenient(&root_dir)
         .map_err(|e| Error::io(format!("cannot use {} as the node root", root_dir.display()), e))?;
-    // With no server to diff against, a dry run shows the API objects themselves.
-    let report = Reporter::stdout(opts.dry_run || opts.verbose, opts.diff, opts.dry_run || opts.diff);
     let probing = mode == Mode::Apply || (mode == Mode::DryRun && root.is_host_root());
-    // Without -v, an error thrown on purpose or a failed effect is its message alone.
-    let shown = |e: Error| if opts.verbose { e } else { e.for_operator() };
-    let loaded =
-        Loaded::new(script, &cfg, root, Host::for_mode(mode).probing_host(probing), report).map_err(shown)?;
-    for w in &warnings {
-        loaded.ctx.report.borrow_mut().warn(w);
-    }
-    let model = loaded.model();
-    opts.selection.validate(&model)?;
-    let plan = opts.selection.plan(&model);
-
-    let origin = if loaded.script.dir.is_none() { " (built-in)" } else { "" };
-    let target = match mode {
-        Mode::Apply => "on this host".to_string(),
-        Mode::Render => format!("into {}", loaded.ctx.root.host().display()),
-        Mode::DryRun => {
-            format!("against {} (dry run: nothing will change)", loaded.ctx.root.host().display())
-        }
+    let version = match cfg.get("kubernetesVersion").map(|n| &n.value) {
+        Some(crate::config::Value::Str(v)) => Some(v.clone()),
+        _ => None,
     };
-    let script_name = loaded.script.name.trim_start_matches("builtin:").to_string();
-    loaded.ctx.report.borrow_mut().header(&format!("kscript {} {script_name}{origin} {target}", mode.name()));
+    let loaded = Loaded::new(script, &cfg, root, Host::for_mode(mode).probing_host(probing), report)?;
+    let model = loaded.model();
+    if let Err(e) = opts.selection.validate(&model) {
+        for w in &warnings {
+            loaded.ctx.report.borrow_mut().warn(w);
+        }
+        return Err(e);
+    }
+    let plan = opts.selection.plan(&model);
+    {
+        let mut report = loaded.ctx.report.borrow_mut();
+        report.start(
+            loaded.script.name.trim_start_matches("builtin:"),
+            loaded.script.dir.is_none(),
+            mode,
+            loaded.ctx.root.host(),
+            version.as_deref(),
+        );
+        for w in &warnings {
+            report.warn(w);
+        }
+    }
 
     let journal_host = match &opts.journal {
         Some(p) => {
@@ -274,7 +318,9 @@ pub fn run(opts: &RunOptions) -> Result<u8, Error> {
         if !plan[si].iter().any(|s| *s) {
             continue;
         }
-        let (recap, failed) = run.stage(si, model.stages.len(), stage, &plan[si])?;
+        let staged = run.stage(si, model.stages.len(), stage, &plan[si]);
+        ended.changed = run.changed;
+        let (recap, failed) = staged?;
         recaps.push(recap);
         if failed.is_some() {
             failure = failed;
@@ -287,7 +333,9 @@ pub fn run(opts: &RunOptions) -> Result<u8, Error> {
     }
     loaded.ctx.report.borrow_mut().recap(&recaps, started.elapsed());
     if let Some((full, err)) = failure {
-        return Err(shown(loaded.error(&err, Some(&format!("step {full} failed")))));
+        let e = loaded.error(&err, Some(&format!("step {full} failed")));
+        ended.failed_step = Some(full);
+        return Err(e);
     }
     Ok(if opts.detailed_exitcode && changed > 0 { 2 } else { 0 })
 }
@@ -356,10 +404,16 @@ impl StageRunner<'_> {
             let full = format!("{}/{}", stage.name, step.name);
             if !run_it {
                 recap.count(Outcome::Skipped);
-                self.loaded.ctx.report.borrow_mut().step(Outcome::Skipped, &full, "(not selected)", &[]);
+                self.loaded.ctx.report.borrow_mut().step(
+                    Outcome::Skipped,
+                    &full,
+                    false,
+                    "(not selected)",
+                    &[],
+                );
                 continue;
             }
-            let (failed, state) = self.one(&mut recap, stage, si, &step.name, &step.body)?;
+            let (failed, state) = self.one(&mut recap, stage, si, &step.name, false, &step.body)?;
             if state.changed > 0 {
                 for n in state.notified {
                     if !notified.contains(&n) {
@@ -383,7 +437,7 @@ impl StageRunner<'_> {
                     .cloned()
                     .expect("notify() checks the handler exists");
                 let step_name = format!("handlers/{}", slug(name));
-                let (failed, _) = self.one(&mut recap, stage, si, &step_name, &handler.body)?;
+                let (failed, _) = self.one(&mut recap, stage, si, &step_name, true, &handler.body)?;
                 if failed.is_some() {
                     failure = failed;
                     break;
@@ -426,12 +480,13 @@ impl StageRunner<'_> {
         stage: &Stage,
         si: usize,
         step: &str,
+        handler: bool,
         body: &rhai::FnPtr,
     ) -> Result<(Failure, StepState), Error> {
         let full = format!("{}/{step}", stage.name);
         let (end, state) = run_body(self.loaded, stage, si, step, body);
         self.changed += state.changed;
-        let failed = finish_step(self.loaded, recap, &full, end, &state);
+        let failed = finish_step(self.loaded, recap, &full, handler, end, &state);
         if let Some(path) = &self.journal {
             // Without a boot id to mark them with, a step's entries wait for its sync.
             if self.boot.is_none() {
@@ -499,6 +554,7 @@ fn finish_step(
     loaded: &Loaded,
     recap: &mut StageRecap,
     full: &str,
+    handler: bool,
     end: StepEnd,
     state: &StepState,
 ) -> Option<Box<EvalAltResult>> {
@@ -506,12 +562,13 @@ fn finish_step(
     match end {
         StepEnd::Done(outcome, note) => {
             recap.count(outcome);
-            report.step(outcome, full, &note, &state.effects);
+            report.step(outcome, full, handler, &note, &state.effects);
             None
         }
         StepEnd::Failed(err) => {
             recap.count(Outcome::Failed);
-            report.step(Outcome::Failed, full, state.last_target.as_deref().unwrap_or(""), &state.effects);
+            let target = state.last_target.as_deref().unwrap_or("");
+            report.step(Outcome::Failed, full, handler, target, &state.effects);
             Some(err)
         }
     }
@@ -913,6 +970,137 @@ mod props {
         );
         prop::collection::vec(prop_oneof![3 => prop::sample::select(vocabulary), 1 => leaf()], 0..40)
             .prop_map(|tokens| tokens.join(" "))
+    }
+
+    /// A `Write` into a buffer the test reads afterwards (the JSON sink needs `Send`).
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A key generated once for every case, PEM-encoded.
+    fn key_pem() -> &'static str {
+        static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        KEY.get_or_init(|| crate::pki::generate_key(crate::pki::KeyAlgorithm::EcdsaP256).unwrap().to_pem())
+    }
+
+    /// How a script carries key material: in a file (as it is, inside a kubeconfig's
+    /// `client-key-data`, or its bare base64 body in a file marked secret), or in a Secret
+    /// applied through the API (`data` or `stringData`).
+    #[derive(Debug, Clone, Copy)]
+    enum Carrier {
+        File,
+        Kubeconfig,
+        SecretFile,
+        SecretData,
+        SecretStringData,
+    }
+
+    /// Runs one stage whose two steps write or apply `key` by `carrier`, wrapped in `before` and
+    /// `after`, first as `v1` then changed to `v2` (so that a diff is due); returns the JSON
+    /// stream, with diffs and objects shown.
+    fn stream(carrier: Carrier, before: &str, after: &str, mode: Mode, diff: bool) -> String {
+        use base64::Engine as _;
+        let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+        let key = key_pem();
+        let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+        let (content, secret) = match carrier {
+            Carrier::File | Carrier::SecretData | Carrier::SecretStringData => (key.to_string(), false),
+            Carrier::Kubeconfig => (format!("users:\n- user:\n    client-key-data: {}\n", b64(key)), false),
+            Carrier::SecretFile => (body, true),
+        };
+        let text = |v: &str| lit(&format!("{before}{v}{content}{after}"));
+        let write = |v: &str| match carrier {
+            Carrier::File | Carrier::Kubeconfig | Carrier::SecretFile => {
+                format!("file(\"/etc/kscript-test/k.conf\", {}, #{{ secret: {secret} }});", text(v))
+            }
+            Carrier::SecretData | Carrier::SecretStringData => {
+                // The key whole in one value (base64 of it alone, for `data`), the rest in another.
+                let note = format!("{before}{v}{after}");
+                let (field, key, note) = match carrier {
+                    Carrier::SecretData => ("data", lit(&b64(&content)), lit(&b64(&note))),
+                    _ => ("stringData", lit(&content), lit(&note)),
+                };
+                format!(
+                    "api_apply(\"/etc/kubernetes/admin.conf\", #{{ apiVersion: \"v1\", kind: \"Secret\", \
+                     metadata: #{{ name: \"k\", namespace: \"kube-system\" }}, {field}: #{{ key: {key}, note: {note} }} }});"
+                )
+            }
+        };
+        let script = format!(
+            "stage(\"s\", \"keys\", [step(\"one\", \"first\", || {{ {} }}), step(\"two\", \"changed\", || {{ {} }})]);",
+            write("v1"),
+            write("v2")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let script = Script { name: "keys.rhai".into(), text: script, dir: None };
+        let (cfg, _) = script.config(&[], &[]).unwrap();
+        let root = NodeRoot::new(dir.path()).unwrap();
+        let out = Shared::default();
+        let shown = Shown { effects: true, diff, objects: true };
+        let report = Reporter::json(JsonOut::new(out.clone()), shown);
+        let loaded = Loaded::new(script, &cfg, root, Host::for_mode(mode), report).unwrap();
+        let model = loaded.model();
+        let mut run = StageRunner {
+            loaded: &loaded,
+            journal: None,
+            boot: None,
+            unsynced: false,
+            changed: 0,
+            steps_done: 0,
+            kill_after: None,
+        };
+        let (_, failure) = run.stage(0, 1, &model.stages[0], &[true, true]).unwrap();
+        if let Some((full, err)) = failure {
+            let e = loaded.error(&err, Some(&format!("step {full} failed")));
+            panic!("{}", crate::error::render(&e, false));
+        }
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// Text that surrounds key material in a file or a Secret: any printable text and newlines.
+    fn wrapper() -> impl Strategy<Value = String> {
+        "[ -~\n]{0,40}"
+    }
+
+    proptest! {
+        #![proptest_config(cases(24))]
+
+        /// Whatever surrounds it and however it is carried, key material never reaches the JSON
+        /// stream: no PEM header, no line of the key's base64 body, no base64 of the PEM text.
+        #[test]
+        fn no_json_stream_contains_key_material(
+            carrier in prop_oneof![
+                Just(Carrier::File),
+                Just(Carrier::Kubeconfig),
+                Just(Carrier::SecretFile),
+                Just(Carrier::SecretData),
+                Just(Carrier::SecretStringData),
+            ],
+            before in wrapper(),
+            after in wrapper(),
+            render in any::<bool>(),
+            diff in any::<bool>(),
+        ) {
+            let mode = if render { Mode::Render } else { Mode::DryRun };
+            let out = stream(carrier, &before, &after, mode, diff);
+            prop_assert!(out.lines().count() >= 2, "{out}");
+            prop_assert!(!out.contains("PRIVATE KEY"), "{out}");
+            for line in key_pem().lines().filter(|l| !l.starts_with("-----")) {
+                prop_assert!(!out.contains(line), "a line of the key's body: {line}\n{out}");
+            }
+            use base64::Engine as _;
+            let whole = base64::engine::general_purpose::STANDARD.encode(key_pem());
+            prop_assert!(!out.contains(&whole[..40]), "the key's PEM as base64\n{out}");
+        }
     }
 
     #[test]

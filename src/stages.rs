@@ -167,6 +167,47 @@ impl Selection {
     }
 }
 
+/// The `schema` of `kscript stages --output json`; it changes only when a field changes
+/// meaning or goes (fields may be added).
+pub const SCHEMA: &str = "kscript.stages/v1";
+
+/// `kscript stages --output json`: the script's stages, steps and handlers as one JSON
+/// document (`schemas/stages.v1.json`), with the configuration's warnings.
+pub fn json(model: &Model, script: &str, builtin: bool, warnings: &[String]) -> String {
+    use serde_json::json;
+    let stages: Vec<serde_json::Value> = model
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, stage)| {
+            let steps: Vec<serde_json::Value> = stage
+                .steps
+                .iter()
+                .map(|step| json!({"name": step.name, "description": step.description}))
+                .collect();
+            json!({
+                "number": i + 1,
+                "name": stage.name,
+                "description": stage.description,
+                "explicit": stage.explicit,
+                "steps": steps,
+            })
+        })
+        .collect();
+    let handlers: Vec<&str> = model.handlers.iter().map(|h| h.name.as_str()).collect();
+    let doc = json!({
+        "schema": SCHEMA,
+        "script": script,
+        "builtin": builtin,
+        "stages": stages,
+        "handlers": handlers,
+        "warnings": warnings,
+    });
+    let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,9 +21,13 @@ struct Row {
     expected: Option<String>,
 }
 
-/// The annotated tree of the node at `dir`. A rendered folder is walked whole; the host's own
-/// `/` is not, and shows what the journal names.
-pub fn render(dir: &Path) -> Result<String, Error> {
+/// The `schema` of `kscript tree --output json`; it changes only when a field changes meaning
+/// or goes (fields may be added).
+pub const SCHEMA: &str = "kscript.tree/v1";
+
+/// The rows of the node at `dir`, by node path. A rendered folder is walked whole; the host's
+/// own `/` is not, and shows what the journal names.
+fn rows(dir: &Path) -> Result<BTreeMap<String, Row>, Error> {
     let root = NodeRoot::new(dir).map_err(|e| Error::io(format!("cannot open {}", dir.display()), e))?;
     // Through the root, as every node path: a link in a folder may not lead out of it.
     let journal_host = root
@@ -37,6 +41,12 @@ pub fn render(dir: &Path) -> Result<String, Error> {
         walk(root.host(), &root, &mut rows)?;
     }
     annotate(&root, &entries, &mut rows);
+    Ok(rows)
+}
+
+/// The annotated tree of the node at `dir`, as text.
+pub fn render(dir: &Path) -> Result<String, Error> {
+    let rows = rows(dir)?;
     let width = rows.keys().map(|k| k.len() + 2).max().unwrap_or(0).min(72);
     let mut out = String::new();
     for (path, row) in &rows {
@@ -60,6 +70,34 @@ pub fn render(dir: &Path) -> Result<String, Error> {
         out.push_str(")\n");
     }
     Ok(out)
+}
+
+/// `kscript tree --output json`: the same rows as one JSON document (`schemas/tree.v1.json`).
+pub fn json(dir: &Path) -> Result<String, Error> {
+    use serde_json::json;
+    let files: Vec<serde_json::Value> = rows(dir)?
+        .into_iter()
+        .map(|(path, row)| {
+            let kind = match row.kind {
+                'd' => "dir",
+                'l' => "symlink",
+                '?' => "expected",
+                _ => "file",
+            };
+            json!({
+                "path": path,
+                "kind": kind,
+                "mode": row.mode.map(|m| format!("{m:04o}")),
+                "link": row.link,
+                "stage": row.stage.map(|(number, name)| json!({"number": number, "name": name})),
+                "expected_by": row.expected,
+            })
+        })
+        .collect();
+    let doc = json!({"schema": SCHEMA, "root": dir.display().to_string(), "files": files});
+    let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    text.push('\n');
+    Ok(text)
 }
 
 /// What a row shows of the file at `path`: its kind (`d`, `l`, `f`) and, for a link, its

@@ -1134,7 +1134,7 @@ mod tests {
         let again = || Attempt::Again { reason: "not yet".into(), error: "no answer".into() };
         let mut script = vec![again(), again(), Attempt::Done(7)].into_iter();
         let mut calls = 0;
-        let got = crate::report::wait_with("test", false, |p| {
+        let got = crate::report::wait_with("test", crate::report::Watch::Plain, |p| {
             keep_trying(p, Duration::from_mins(10), |_| {
                 calls += 1;
                 script.next().unwrap()
@@ -1143,14 +1143,14 @@ mod tests {
         assert_eq!((got.unwrap(), calls), (7, 3));
 
         let mut script = vec![again(), Attempt::Fatal("pin".into()), Attempt::Done(1)].into_iter();
-        let got = crate::report::wait_with("test", false, |p| {
+        let got = crate::report::wait_with("test", crate::report::Watch::Plain, |p| {
             keep_trying(p, Duration::from_mins(10), |_| script.next().unwrap())
         });
         assert!(matches!(got, Err(GaveUp::Fatal(e)) if e == "pin"));
         assert_eq!(script.len(), 1, "nothing asked after the fatal answer");
 
         let mut deadlines = Vec::new();
-        let got = crate::report::wait_with("test", false, |p| {
+        let got = crate::report::wait_with("test", crate::report::Watch::Plain, |p| {
             keep_trying(p, Duration::ZERO, |d| {
                 deadlines.push(d);
                 again()

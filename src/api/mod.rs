@@ -128,15 +128,15 @@ impl Ctx {
     /// Runs `work`, showing `label` as progress when it takes long (see `report::wait`). The
     /// report is not borrowed while `work` runs.
     pub fn wait<T>(&self, label: &str, work: impl FnOnce() -> T) -> T {
-        let tty = self.report.borrow().tty;
-        crate::report::wait(label, tty, work)
+        let watch = self.report.borrow().watch();
+        crate::report::wait(label, watch, work)
     }
 
     /// [`Ctx::wait`] for work that says why it is still waiting: each new reason it gives its
     /// [`Progress`](crate::report::Progress) is shown once (see `report::wait_with`).
     pub fn wait_with<T>(&self, label: &str, work: impl FnOnce(&crate::report::Progress) -> T) -> T {
-        let tty = self.report.borrow().tty;
-        crate::report::wait_with(label, tty, work)
+        let watch = self.report.borrow().watch();
+        crate::report::wait_with(label, watch, work)
     }
 
     /// Notes the target an effect is about to work on.

@@ -10,6 +10,7 @@ mod flows;
 mod fork;
 mod ha;
 mod images;
+mod json;
 mod nodes;
 mod pki;
 mod preflight;

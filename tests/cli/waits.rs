@@ -207,6 +207,27 @@ fn a_failing_container_is_shown_with_its_last_log_line() {
     ] {
         assert!(message.contains(&flat(&want)), "no `{want}` in:\n{}", run.stderr);
     }
+
+    // The same wait with --output json: wait objects instead of lines on stderr, the failure
+    // as an error object, nothing on stderr.
+    let run =
+        node.wait(&["--set", "timeouts.controlPlaneComponentHealthCheck=3s", "--output", "json"]).code(1);
+    assert_eq!(run.stderr, "");
+    super::json::check("run.v1.json", &run.stdout, true);
+    let objects: Vec<serde_json::Value> =
+        run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let waits: Vec<&serde_json::Value> = objects.iter().filter(|o| o["type"] == "wait").collect();
+    let states: Vec<&str> = waits.iter().map(|w| w["state"].as_str().unwrap()).collect();
+    assert_eq!(states.first(), Some(&"waiting"), "{waits:?}");
+    assert_eq!(states.last(), Some(&"done"), "{waits:?}");
+    assert!(waits.iter().any(|w| w["reason"].as_str().is_some_and(|r| r.contains(&seen))), "{waits:?}");
+    // Past its grace period only, and the end no sooner than the start.
+    let elapsed: Vec<f64> = waits.iter().map(|w| w["elapsed_s"].as_f64().unwrap()).collect();
+    assert!(elapsed[0] >= 1.0 && elapsed.windows(2).all(|p| p[0] <= p[1]), "{elapsed:?}");
+    let error = objects.iter().find(|o| o["type"] == "error").unwrap();
+    assert_eq!(error["step"], "init/wait-control-plane");
+    assert!(flat(error["message"].as_str().unwrap()).contains("is not ready after 3s"), "{error}");
+    assert_eq!(objects.last().unwrap()["failed_step"], "init/wait-control-plane");
 }
 
 /// `api_wait_ready` with a check: when rendering and in a dry run the wait is recorded and the
