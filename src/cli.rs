@@ -376,6 +376,31 @@ fn eject_command(
     Ok((text, 0))
 }
 
+/// The run a command line asks for: the flags that are settings (`--patches`,
+/// `--ignore-preflight-errors`, `--force`) become `--set` values before the user's own.
+fn run_options(a: RunArgs) -> Result<RunOptions, Error> {
+    Ok(RunOptions {
+        script: a.script.script,
+        root: a.root,
+        config: a.script.config,
+        set: patches_setting(a.patches.as_deref())?
+            .into_iter()
+            .chain((!a.ignore_preflight_errors.is_empty()).then(|| {
+                format!("nodeRegistration.ignorePreflightErrors=[{}]", a.ignore_preflight_errors.join(", "))
+            }))
+            .chain(a.force.then(|| "reset.force=true".to_string()))
+            .chain(a.script.set)
+            .collect(),
+        selection: Selection { only: a.only, skip: a.skip, from: a.from },
+        dry_run: a.dry_run,
+        diff: a.diff,
+        verbose: a.verbose,
+        detailed_exitcode: a.detailed_exitcode,
+        json: a.output == "json",
+        journal: a.journal,
+    })
+}
+
 fn dispatch(command: Command) -> Result<u8, Error> {
     // Not locked for the whole command: a run in JSON writes from the threads watching its waits.
     let mut out = std::io::stdout();
@@ -383,29 +408,7 @@ fn dispatch(command: Command) -> Result<u8, Error> {
         let _ = out.write_all(text.as_bytes());
     };
     match command {
-        Command::Run(a) => runner::run(&RunOptions {
-            script: a.script.script,
-            root: a.root,
-            config: a.script.config,
-            set: patches_setting(a.patches.as_deref())?
-                .into_iter()
-                .chain((!a.ignore_preflight_errors.is_empty()).then(|| {
-                    format!(
-                        "nodeRegistration.ignorePreflightErrors=[{}]",
-                        a.ignore_preflight_errors.join(", ")
-                    )
-                }))
-                .chain(a.force.then(|| "reset.force=true".to_string()))
-                .chain(a.script.set)
-                .collect(),
-            selection: Selection { only: a.only, skip: a.skip, from: a.from },
-            dry_run: a.dry_run,
-            diff: a.diff,
-            verbose: a.verbose,
-            detailed_exitcode: a.detailed_exitcode,
-            json: a.output == "json",
-            journal: a.journal,
-        }),
+        Command::Run(a) => runner::run(&run_options(a)?),
         Command::Stages(a) => {
             let script = Script::load(&a.script.script)?;
             let (cfg, warnings) = script.config(&a.script.config, &a.script.set)?;
