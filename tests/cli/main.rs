@@ -10,6 +10,7 @@ mod ha;
 mod images;
 mod nodes;
 mod pki;
+mod portable;
 mod preflight;
 mod reset;
 mod status;
