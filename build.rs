@@ -2,8 +2,8 @@
 //! built from and the target it was built for.
 //!
 //! - `KSCRIPT_COMMIT`: `git rev-parse --short HEAD`, with `-dirty` when tracked files differ
-//!   from it; `unknown` when there is no git or no repository (a crate tarball). Never fails
-//!   the build.
+//!   from it; in a crate tarball (no repository), the commit `cargo package` recorded in
+//!   `.cargo_vcs_info.json`; else `unknown`. Never fails the build.
 //! - `KSCRIPT_TARGET`: cargo's target triple, then `, glibc X.Y` when the build was made
 //!   against that glibc (`KSCRIPT_GLIBC`, set by `dist/build.sh` from the same value it gives
 //!   cargo-zigbuild; the portable test checks the binary's ELF against it).
@@ -23,6 +23,17 @@ fn git(args: &[&str]) -> Option<String> {
         return None;
     }
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The commit `cargo package` recorded in `.cargo_vcs_info.json` (a crate tarball has no .git).
+fn packaged_commit() -> Option<String> {
+    let text = std::fs::read_to_string(".cargo_vcs_info.json").ok()?;
+    let start = text.find("\"sha1\": \"")? + "\"sha1\": \"".len();
+    let sha: String = text[start..].chars().take_while(char::is_ascii_hexdigit).take(7).collect();
+    if sha.len() < 7 {
+        return None;
+    }
+    Some(if text.contains("\"dirty\": true") { format!("{sha}-dirty") } else { sha })
 }
 
 fn main() {
@@ -52,7 +63,7 @@ fn main() {
         }
         _ => {
             println!("cargo:rerun-if-changed=build.rs");
-            "unknown".to_string()
+            packaged_commit().unwrap_or_else(|| "unknown".to_string())
         }
     };
     let mut target = std::env::var("TARGET").unwrap_or_else(|_| "unknown".into());
