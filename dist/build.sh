@@ -56,6 +56,11 @@ done
 zigbuild="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/cargo-zigbuild"
 # KSCRIPT_GLIBC: `kscript --version` says which glibc the binary was built against (build.rs).
 build_dir=${KSCRIPT_DIST_TARGET_DIR:-target}
+if [ -n "${KSCRIPT_DIST_TARGET_DIR:-}" ]; then
+  # A folder shared by checkouts: cargo tells kscript's builds from different checkouts apart
+  # by file times only, so kscript itself is always built again (its dependencies are kept).
+  cargo clean --quiet --release --target "$TARGET" --target-dir "$build_dir" -p kscript
+fi
 KSCRIPT_GLIBC=$GLIBC "$zigbuild" zigbuild --release --locked --target "$TARGET.$GLIBC" --target-dir "$build_dir"
 bin="$build_dir/$TARGET/release/kscript"
 
