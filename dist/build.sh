@@ -55,12 +55,12 @@ done
 
 # pip's scripts folder need not be on PATH; cargo-zigbuild finds zig as `python3 -m ziglang`.
 zigbuild="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/cargo-zigbuild"
-# KSCRIPT_GLIBC: `kscript --version` says which glibc the binary was built against (build.rs).
 build_dir=${KSCRIPT_DIST_TARGET_DIR:-target}
 # kscript itself is always built again (its dependencies are kept), so that --version names
 # the commit and dirty state of this very tree: build.rs does not rerun on every edit, and in a
 # folder shared by checkouts cargo tells their builds apart by file times only.
 cargo clean --quiet --release --target "$TARGET" --target-dir "$build_dir" -p kscript
+# KSCRIPT_GLIBC: `kscript --version` says which glibc the binary was built against (build.rs).
 KSCRIPT_GLIBC=$GLIBC "$zigbuild" zigbuild --release --locked --target "$TARGET.$GLIBC" --target-dir "$build_dir"
 bin="$build_dir/$TARGET/release/kscript"
 
