@@ -13,6 +13,17 @@ use crate::runner::{self, Loaded, RunOptions, Script};
 use crate::stages::Selection;
 use crate::{eject, stock, suite, tree};
 
+/// What `kscript --version` prints after the name: the version, the git commit and the target
+/// the binary was built for (both recorded by build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("KSCRIPT_COMMIT"),
+    ", ",
+    env!("KSCRIPT_TARGET"),
+    ")"
+);
+
 /// Bootstrap Kubernetes nodes with scripts you can read and edit.
 ///
 /// kscript runs Rhai scripts made of named stages (kubeadm's phases, as code): containerd,
@@ -21,7 +32,7 @@ use crate::{eject, stock, suite, tree};
 /// it renders the node into DIR instead, touching nothing outside it; with `--dry-run` it
 /// changes nothing and prints what would change.
 #[derive(Debug, Parser)]
-#[command(name = "kscript", version, max_term_width = 100)]
+#[command(name = "kscript", version = VERSION, max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -13,6 +13,7 @@ mod images;
 mod json;
 mod nodes;
 mod pki;
+mod portable;
 mod preflight;
 mod reset;
 mod status;
@@ -24,6 +25,15 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// The kscript binary a [`Sandbox`] runs: this build's, or the one `KSCRIPT_TEST_BIN` names
+/// (`.ci/run` runs the real-containerd and fake-API-server tests again with the portable
+/// release binary, whose CRI and Kubernetes clients are built by another toolchain).
+fn kscript_bin() -> PathBuf {
+    std::env::var_os("KSCRIPT_TEST_BIN")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kscript")), PathBuf::from)
+}
 
 /// A scratch folder with scripts in it, and a builder for `kscript` invocations.
 struct Sandbox {
@@ -97,7 +107,7 @@ impl Sandbox {
 
     /// Runs kscript with `args` and extra environment variables.
     fn kscript_env(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_kscript"))
+        let out = Command::new(kscript_bin())
             .args(args)
             .envs(env.iter().copied())
             .current_dir(self.path())

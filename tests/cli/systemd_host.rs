@@ -63,11 +63,15 @@ fn require_tools() {
     );
 }
 
-/// The recipe of the root file system, and a short stable hash of it (FNV-1a) that names its
+/// The recipe of a root file system, and a short stable hash of it (FNV-1a) that names its
 /// folder: a changed recipe builds a new folder instead of changing one that a running test
 /// may have under its overlay.
-fn recipe() -> (String, String) {
-    let text = format!("debootstrap --variant=minbase --include={} {SUITE}\n", PACKAGES.join(","));
+fn recipe(suite: &str, packages: &[&str]) -> (String, String) {
+    let text = if packages.is_empty() {
+        format!("debootstrap --variant=minbase {suite}\n")
+    } else {
+        format!("debootstrap --variant=minbase --include={} {suite}\n", packages.join(","))
+    };
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for b in text.bytes() {
         hash ^= u64::from(b);
@@ -80,12 +84,20 @@ fn recipe() -> (String, String) {
 /// packages) and reused afterwards.
 fn rootfs() -> PathBuf {
     static TREE: OnceLock<PathBuf> = OnceLock::new();
-    TREE.get_or_init(build_rootfs).clone()
+    TREE.get_or_init(|| {
+        require_tools();
+        debootstrap_root(SUITE, PACKAGES, "usr/lib/systemd/systemd")
+    })
+    .clone()
 }
 
-fn build_rootfs() -> PathBuf {
-    require_tools();
-    let (text, hash) = recipe();
+/// A Debian `suite` root file system (minbase and `packages`), built by debootstrap into
+/// `/var/tmp/kscript-test-rootfs-<recipe hash>/root` on first use and reused afterwards, by
+/// this and other test processes: a build is serialised by a lock file and the tree is
+/// renamed into place whole, with a `ready` marker; `check` is a file the finished tree has.
+/// Tests never change it: they work in an overlay of it, or a copy.
+pub(super) fn debootstrap_root(suite: &str, packages: &[&str], check: &str) -> PathBuf {
+    let (text, hash) = recipe(suite, packages);
     let home = PathBuf::from(format!("/var/tmp/kscript-test-rootfs-{hash}"));
     fs::create_dir_all(&home).unwrap();
     // Other test processes (another checkout, a CI clone) may build it at the same time.
@@ -93,7 +105,7 @@ fn build_rootfs() -> PathBuf {
     lock.lock().unwrap();
     let tree = home.join("root");
     let marker = home.join("ready");
-    if marker.is_file() && tree.join("usr/lib/systemd/systemd").is_file() {
+    if marker.is_file() && tree.join(check).exists() {
         return tree;
     }
     // A build killed half-way, or a tree without its marker: start again.
@@ -105,10 +117,13 @@ fn build_rootfs() -> PathBuf {
     }
     let start = Instant::now();
     let log = home.join("debootstrap.log");
-    let status = Command::new("debootstrap")
-        .arg("--variant=minbase")
-        .arg(format!("--include={}", PACKAGES.join(",")))
-        .arg(SUITE)
+    let mut command = Command::new("debootstrap");
+    command.arg("--variant=minbase");
+    if !packages.is_empty() {
+        command.arg(format!("--include={}", packages.join(",")));
+    }
+    let status = command
+        .arg(suite)
         .arg(&partial)
         .arg(mirror())
         .stdin(Stdio::null())
@@ -121,7 +136,7 @@ fn build_rootfs() -> PathBuf {
         let err = fs::read_to_string(home.join("debootstrap.err")).unwrap_or_default();
         let tail: Vec<&str> = out.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
         panic!(
-            "debootstrap {SUITE} into {} failed ({status}); it needs network access to {}\n{}\n{err}",
+            "debootstrap {suite} into {} failed ({status}); it needs network access to {}\n{}\n{err}",
             partial.display(),
             mirror(),
             tail.join("\n")
