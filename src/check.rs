@@ -58,6 +58,9 @@ pub struct Options {
     pub target: Option<String>,
     pub only: Vec<String>,
     pub skip: Vec<String>,
+    /// Configuration files and settings the scripts' top level is evaluated with.
+    pub config: Vec<PathBuf>,
+    pub set: Vec<String>,
 }
 
 /// Checks, prints each finding then a count; returns the exit code (0 clean, 1 findings).
@@ -109,6 +112,7 @@ pub fn check(opts: &Options) -> Result<Report, Error> {
             });
         }
         checker = Checker::new(Some(path.to_path_buf()))?;
+        checker.config = (opts.config.clone(), opts.set.clone());
         checker.defaults(&Script {
             name: target.clone(),
             text: String::new(),
@@ -129,6 +133,7 @@ pub fn check(opts: &Options) -> Result<Report, Error> {
     } else {
         let s = Script::load(&target)?;
         checker = Checker::new(s.dir.clone())?;
+        checker.config = (opts.config.clone(), opts.set.clone());
         checker.defaults(&s)?;
         checker.queue.push((s.name.clone(), s.text.clone(), true));
         script = Some(s);
@@ -220,6 +225,8 @@ struct Unit {
 
 struct Checker {
     engine: Engine,
+    /// The configuration files and settings of `--config`/`--set`, for the evaluation pass.
+    config: (Vec<PathBuf>, Vec<String>),
     fork_dir: Option<PathBuf>,
     /// Native functions the engine knows (kscript's and Rhai's packages): name -> arities.
     natives: HashMap<String, BTreeSet<usize>>,
@@ -255,6 +262,7 @@ impl Checker {
         }
         Ok(Self {
             engine,
+            config: (Vec::new(), Vec::new()),
             fork_dir,
             natives,
             defaults: None,
@@ -433,7 +441,7 @@ impl Checker {
                 continue;
             }
             let script = Script { name: name.clone(), text, dir: self.fork_dir.clone() };
-            match model(script, &[], &[]) {
+            match model(script, &self.config.0, &self.config.1) {
                 Ok(m) => {
                     self.models.insert(name, m);
                 }
@@ -447,7 +455,7 @@ impl Checker {
         let name = script.name.clone();
         let built = match self.models.remove(&name) {
             Some(m) => Ok(m),
-            None => model(script, &[], &[]),
+            None => model(script, &self.config.0, &self.config.1),
         };
         let model = match built {
             Ok(m) => m,
@@ -560,7 +568,21 @@ impl FileCheck<'_> {
             match path.last() {
                 Some(ASTNode::Expr(Expr::FnCall(f, pos)) | ASTNode::Stmt(Stmt::FnCall(f, pos))) => {
                     calls.push((f.as_ref().clone(), *pos, CallForm::Plain));
-                    stages.call(f, &mut *self.findings, self.unit);
+                    // Not inside a branch or a loop: declared whatever the configuration.
+                    let unconditional = !path[..path.len() - 1].iter().any(|n| {
+                        matches!(
+                            n,
+                            ASTNode::Stmt(
+                                Stmt::If(..)
+                                    | Stmt::Switch(..)
+                                    | Stmt::While(..)
+                                    | Stmt::Do(..)
+                                    | Stmt::For(..)
+                                    | Stmt::TryCatch(..)
+                            )
+                        )
+                    });
+                    stages.call(f, unconditional, &mut *self.findings, self.unit);
                 }
                 Some(ASTNode::Expr(Expr::MethodCall(f, pos))) => {
                     calls.push((f.as_ref().clone(), *pos, CallForm::Method));
@@ -904,8 +926,10 @@ impl Stages {
         }
     }
 
-    /// `stage("name", "description", steps)`: the stage name is new, its step names differ.
-    fn call(&mut self, f: &rhai::FnCallExpr, findings: &mut Vec<Finding>, unit: &Unit) {
+    /// `stage("name", "description", steps)`: its step names differ, and, for a declaration
+    /// outside any branch or loop, the stage name is new (one inside an `if` may be an
+    /// alternative to another: the evaluation pass judges what is really declared).
+    fn call(&mut self, f: &rhai::FnCallExpr, top_level: bool, findings: &mut Vec<Finding>, unit: &Unit) {
         if f.name != "stage" || !f.namespace.is_empty() {
             return;
         }
@@ -916,17 +940,19 @@ impl Stages {
         if let Err(e) = crate::stages::check_name(name, false) {
             at(*pos, e, None);
         }
-        if let Some(first) = self.stages.get(name.as_str()) {
-            at(
+        match self.stages.get(name.as_str()) {
+            _ if !top_level => {}
+            Some(first) => at(
                 *pos,
                 format!("stage `{name}` is declared twice"),
                 Some(format!(
                     "first declared at line {}; stage names select stages in --only and --skip",
                     first.line().unwrap_or(0)
                 )),
-            );
-        } else {
-            self.stages.insert(name.to_string(), *pos);
+            ),
+            None => {
+                self.stages.insert(name.to_string(), *pos);
+            }
         }
         let steps = match f.args.get(2) {
             Some(Expr::Variable(v, ..)) => self.lists.get(v.1.as_str()).cloned().unwrap_or_default(),
@@ -1001,7 +1027,12 @@ fn suite_findings(dir: &Path) -> Vec<Finding> {
             }
         };
         // Where the case's entry starts: names are looked for after it.
-        let case_at = text.find(&format!("name: {}", case.name)).unwrap_or(0);
+        let case_at = text
+            .match_indices(&format!("name: {}", case.name))
+            .find(|(i, m)| {
+                text[i + m.len()..].starts_with(['\n', '\r', ' ', '#']) || i + m.len() == text.len()
+            })
+            .map_or(0, |(i, _)| i);
         for (flag, list) in [("only:", &case.only), ("skip:", &case.skip)] {
             for selected in list {
                 let Some((message, help)) = unmatched_selection(&names, flag, selected) else { continue };

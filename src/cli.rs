@@ -92,8 +92,9 @@ pub enum Command {
     /// Run a fork's snapshot suite: render each case, compare it with its snapshot.
     ///
     /// The suite is kscript-tests.yaml (in PATH, or PATH itself): `set` (values for every
-    /// case) and `cases`, each with `name`, `script` (a file beside the suite, or a stock
-    /// script), and optionally `config` (files), `set`, `patches` (a folder), `only`, `skip`,
+    /// case) and `cases`, each with `name`, `script` (a file beside the suite; a stock
+    /// script as builtin:NAME, or by its name alone outside a fork), and optionally `config`
+    /// (files), `set`, `patches` (a folder), `only`, `skip`,
     /// `discovery` (the name of a case rendering the control plane this node joins: its
     /// admin.conf and CA pin are passed as discovery.file.kubeConfigPath and
     /// discovery.bootstrapToken.caCertHashes) and `snapshot` (node paths to compare; default
@@ -327,6 +328,13 @@ pub struct CheckArgs {
     /// A stage or step name a run would be given with --skip: it must select something.
     #[arg(long, value_name = "STAGE|STAGE/STEP")]
     pub skip: Vec<String>,
+    /// A configuration file for evaluating the scripts' top level (a fork whose top level
+    /// needs site settings); may be repeated.
+    #[arg(long = "config", short = 'c', value_name = "FILE")]
+    pub config: Vec<PathBuf>,
+    /// A setting for evaluating the scripts' top level; may be repeated.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -419,7 +427,15 @@ fn dispatch(command: Command) -> Result<u8, Error> {
         let _ = out.write_all(text.as_bytes());
     };
     match command {
-        Command::Run(a) => runner::run(&run_options(a)?),
+        Command::Run(a) => {
+            let json = a.output == "json";
+            match run_options(a) {
+                Ok(opts) => runner::run(&opts),
+                // In JSON every failure after the command line is parsed is in the stream.
+                Err(e) if json => Ok(runner::json_failure(&e)),
+                Err(e) => Err(e),
+            }
+        }
         Command::Stages(a) => {
             let script = Script::load(&a.script.script)?;
             let (cfg, warnings) = script.config(&a.script.config, &a.script.set)?;
@@ -447,7 +463,13 @@ fn dispatch(command: Command) -> Result<u8, Error> {
         }),
         Command::Check(a) => {
             let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            let opts = crate::check::Options { target: a.target, only: a.only, skip: a.skip };
+            let opts = crate::check::Options {
+                target: a.target,
+                only: a.only,
+                skip: a.skip,
+                config: a.config,
+                set: a.set,
+            };
             crate::check::run(&opts, color, &mut out)
         }
         Command::Scripts => {

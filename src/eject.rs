@@ -24,6 +24,9 @@ pub const MANIFEST: &str = ".kscript/eject.yaml";
 /// The stock files as ejected (the merge base), relative to the fork.
 pub const BASE_DIR: &str = ".kscript/stock";
 
+/// Where an upgrade puts a new stock file whose name a fork's own file has, relative to the fork.
+pub const INCOMING_DIR: &str = ".kscript/incoming";
+
 /// The marker that opens a conflict an upgrade could not resolve.
 const CONFLICT_OPEN: &str = "<<<<<<< ";
 
@@ -52,17 +55,21 @@ fn sha256(text: &str) -> String {
 }
 
 /// Writes `text` to `path` whole or not at all: into a temporary file beside it, then renamed.
-/// A file that holds `text` already is left as it is.
-fn write_file(path: &Path, text: &str) -> Result<(), Error> {
+/// A file that holds `text` already is left as it is; one that is replaced keeps its mode, and
+/// a new one is 0644 (a fork is text for people and CI to read).
+pub(crate) fn write_file(path: &Path, text: &str) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt as _;
     if read_optional(path)?.as_deref() == Some(text) {
         return Ok(());
     }
-    let parent = path.parent().expect("fork files are inside the fork");
+    let parent = path.parent().expect("a file inside a folder");
     std::fs::create_dir_all(parent)
         .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
+    let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
     let mut tmp = tempfile::NamedTempFile::new_in(parent)
         .map_err(|e| Error::io(format!("cannot write in {}", parent.display()), e))?;
     std::io::Write::write_all(&mut tmp, text.as_bytes())
+        .and_then(|()| tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)))
         .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
     tmp.persist(path).map_err(|e| Error::io(format!("cannot write {}", path.display()), e.error))?;
     Ok(())
@@ -194,6 +201,9 @@ pub enum Action {
     KeepRemoved,
     /// Deleted in the fork: stays deleted (whether or not upstream changed it).
     StayDeleted { changed_upstream: bool },
+    /// New upstream, but the fork has a file of its own by that name: the fork's stays, the
+    /// stock text is put in `.kscript/incoming/` for the fork's owner to compare.
+    Clash,
 }
 
 /// One stock file's verdict, and its text after the upgrade (`None`: no file).
@@ -311,6 +321,7 @@ fn decide(
         (_, None, None) | (None, Some(_), None) => None,
         (Some(b), None, t) => Some((Action::StayDeleted { changed_upstream: t != Some(b) }, None)),
         (None, None, Some(t)) => Some((Action::Add, owned(t))),
+        (None, Some(o), Some(t)) if o != t => Some((Action::Clash, owned(t))),
         (Some(b), Some(o), None) if o == b => Some((Action::Remove, None)),
         (Some(_), Some(o), None) => Some((Action::KeepRemoved, owned(o))),
         (b, Some(o), Some(t)) => {
@@ -338,6 +349,7 @@ pub fn apply(dir: &Path, plan: &Plan) -> Result<(), Error> {
         let path = dir.join(&f.rel);
         match (&f.action, &f.text) {
             (Action::Keep | Action::KeepRemoved | Action::StayDeleted { .. }, _) => {}
+            (Action::Clash, Some(text)) => write_file(&dir.join(INCOMING_DIR).join(&f.rel), text)?,
             (_, Some(text)) => write_file(&path, text)?,
             (_, None) => remove_file(&path)?,
         }
@@ -392,6 +404,14 @@ pub fn describe(plan: &Plan, dry_run: bool) -> String {
                 ),
             ),
             Action::Add => ("add", "new upstream: added".to_string()),
+            Action::Clash => (
+                "CLASH",
+                format!(
+                    "new upstream, and the fork has its own file of that name: kept; the stock text is \
+                     in {INCOMING_DIR}/{} (your file shadows the stock one)",
+                    f.rel
+                ),
+            ),
             Action::Remove => ("remove", "removed upstream, unchanged in the fork: removed".to_string()),
             Action::KeepRemoved => (
                 "keep",
@@ -417,6 +437,10 @@ pub fn describe(plan: &Plan, dry_run: bool) -> String {
             plan.conflicts(),
             if plan.conflicts() == 1 { "" } else { "s" }
         ));
+    } else if !plan.files.is_empty() && !dry_run {
+        out.push_str(
+            "Then `kscript check` and `kscript test` the fork: its own scripts may use what changed.\n",
+        );
     }
     out
 }
@@ -477,9 +501,12 @@ mod tests {
             decided(Some(BASE), None, Some("a\n")),
             Some((Action::StayDeleted { changed_upstream: true }, None))
         );
-        // A fork's own file that a new stock file now names: merged from nothing, so conflicts.
-        let (action, _) = decided(None, Some("mine\n"), Some("theirs\n")).unwrap();
-        assert_eq!(action, Action::Conflict(1));
+        // A fork's own file that a new stock file now names: never merged with it, kept.
+        assert_eq!(
+            decided(None, Some("mine\n"), Some("theirs\n")),
+            Some((Action::Clash, Some("theirs\n".into())))
+        );
+        assert_eq!(decided(None, Some("same\n"), Some("same\n")), None);
         // A fork's own file that stock never had is not ours to judge.
         assert_eq!(decided(None, Some("mine\n"), None), None);
     }

@@ -243,6 +243,17 @@ pub fn run(opts: &RunOptions) -> Result<u8, Error> {
     })
 }
 
+/// A run that failed before it started (its command line's settings are wrong), in JSON
+/// mode: the `error` object and the `result`, as for any other failure; returns the exit code.
+pub fn json_failure(e: &Error) -> u8 {
+    let shown = Shown { effects: false, diff: false, objects: false };
+    let mut end = Reporter::json(JsonOut::stdout(), shown);
+    let failure = report::Failure::of(e, None);
+    end.error(&failure);
+    end.result(0, None, failure.exit_code, false);
+    failure.exit_code
+}
+
 /// Runs a script, reporting to `report`; returns the exit code.
 fn execute(opts: &RunOptions, report: Reporter, ended: &mut Ended) -> Result<u8, Error> {
     let script = Script::load(&opts.script)?;
@@ -328,8 +339,11 @@ fn execute(opts: &RunOptions, report: Reporter, ended: &mut Ended) -> Result<u8,
         }
     }
     let changed = run.changed;
-    if mode == Mode::Render {
-        keep_rendered_objects(&loaded)?;
+    if mode == Mode::Render
+        && let Err(e) = keep_rendered_objects(&loaded)
+    {
+        // The run's own outcome stands; the review copy of its objects is what failed.
+        loaded.ctx.report.borrow_mut().warn(&format!("the rendered API objects were not kept: {e}"));
     }
     loaded.ctx.report.borrow_mut().recap(&recaps, started.elapsed());
     if let Some((full, err)) = failure {

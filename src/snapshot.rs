@@ -20,7 +20,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use crate::host::cluster::{RENDERED_OBJECTS, redacted};
-use crate::pki::{Kubeconfig, PrivateKey};
+use crate::pki::PrivateKey;
 
 /// kscript's own state under a node root: the journal, kept tokens, the rendered objects.
 pub const STATE_DIR: &str = "/var/lib/kscript";
@@ -103,18 +103,60 @@ pub fn describe(text: &str) -> String {
         return PrivateKey::from_pem(text)
             .map_or_else(|e| format!("[BAD KEY: {e}]\n"), |k| format!("{}\n", k.placeholder()));
     }
-    if text.contains("\nkind: Config\n")
-        && let Ok(kc) = Kubeconfig::from_yaml(text)
+    if text.contains("kind: Config")
+        && let Some(shown) = kubeconfig(text)
     {
-        let mut out = kc.redacted().to_yaml().unwrap_or_default();
-        if let Some(data) = kc.users.first().and_then(|u| u.user.client_certificate_data.clone()) {
-            let pem = base64::engine::general_purpose::STANDARD.decode(data).unwrap_or_default();
-            let summary = crate::pki::summary(&String::from_utf8_lossy(&pem)).unwrap_or_default();
-            let _ = write!(out, "--- client certificate\n{summary}\n");
-        }
-        return out;
+        return shown;
+    }
+    // What a script marks secret or what looks like one (see `files::looks_secret`: a token,
+    // a password) is shown by its size alone, as the run's own output shows it.
+    if crate::api::files::looks_secret(text.as_bytes()) {
+        return format!("[SECRET: {} bytes]\n", text.len());
     }
     embedded_pem_replaced(text)
+}
+
+/// A kubeconfig with its credentials replaced in place (everything else kept as written: a
+/// fork's `insecure-skip-tls-verify` or `proxy-url` shows), then each user's client
+/// certificate summarised; `None` when `text` is not a kubeconfig.
+fn kubeconfig(text: &str) -> Option<String> {
+    const CREDENTIALS: &[(&str, &str)] = &[
+        ("certificate-authority-data", "[CERTIFICATE DATA]"),
+        ("client-certificate-data", "[CERTIFICATE DATA]"),
+        ("client-key-data", "[PRIVATE KEY DATA]"),
+        ("token", "[TOKEN]"),
+        ("password", "[PASSWORD]"),
+    ];
+    let mut doc: Value = serde_saphyr::from_str(text).ok()?;
+    if doc.get("kind").and_then(Value::as_str) != Some("Config") {
+        return None;
+    }
+    let mut certificates = Vec::new();
+    for (list, field) in [("clusters", "cluster"), ("users", "user")] {
+        let Some(items) = doc.get_mut(list).and_then(Value::as_array_mut) else { continue };
+        for item in items {
+            let name = item.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            let Some(entry) = item.get_mut(field).and_then(Value::as_object_mut) else { continue };
+            if let Some(data) = entry.get("client-certificate-data").and_then(Value::as_str) {
+                let pem = base64::engine::general_purpose::STANDARD.decode(data).unwrap_or_default();
+                let summary = crate::pki::summary(&String::from_utf8_lossy(&pem))
+                    .unwrap_or_else(|e| format!("[BAD CERTIFICATE: {e}]\n"));
+                certificates.push((name, summary));
+            }
+            for (key, placeholder) in CREDENTIALS {
+                if let Some(v) = entry.get_mut(*key) {
+                    *v = Value::String((*placeholder).to_string());
+                }
+            }
+        }
+    }
+    let mut out = crate::yaml::to_string(&doc);
+    let several = certificates.len() > 1;
+    for (name, summary) in certificates {
+        let of = if several { format!(" of {name}") } else { String::new() };
+        let _ = write!(out, "--- client certificate{of}\n{summary}\n");
+    }
+    Some(out)
 }
 
 /// `text` with each PEM block written in base64 inside it (a kubeconfig a config map holds, a
@@ -154,7 +196,8 @@ pub fn objects(root: &Path) -> io::Result<String> {
         Err(e) => return Err(e),
     };
     let mut out = String::new();
-    for doc in text.split("--- # ").filter(|d| !d.trim().is_empty()) {
+    // Documents start at a line `--- # NAME` (a value may hold that text inside a line).
+    for doc in format!("\n{text}").split("\n--- # ").filter(|d| !d.trim().is_empty()) {
         let (name, body) = doc.split_once('\n').unwrap_or((doc, ""));
         let object: Value = serde_saphyr::from_str(body).map_err(|e| {
             io::Error::new(io::ErrorKind::InvalidData, format!("{}: {name}: {e}", path.display()))

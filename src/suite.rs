@@ -45,7 +45,8 @@ pub struct Suite {
 pub struct Case {
     /// Names the snapshot file: letters, digits, `-`, `_` and `.`.
     pub name: String,
-    /// A script of the fork (relative to the suite file), or a stock script's name.
+    /// A script beside the suite file; a stock script as `builtin:NAME` (or, outside a fork,
+    /// by its name alone).
     pub script: String,
     /// Configuration files (relative to the suite file), in order.
     #[serde(default)]
@@ -185,14 +186,27 @@ impl Loaded {
         self.suite.cases.iter().find(|c| c.name == name)
     }
 
-    /// The script argument of `kscript run` for a case: the fork's file, else a stock name.
+    /// The script argument of `kscript run` for a case: a file beside the suite, or a stock
+    /// script. In a fork (a folder with `stdlib/` or `.kscript/`) a stock script must be named
+    /// `builtin:NAME`, so that a fork's script renamed or deleted is an error, never silently
+    /// replaced by the stock one (which would not load the fork's stdlib either).
     pub fn script(&self, case: &Case) -> Result<String, String> {
         let path = self.dir.join(&case.script);
         if path.is_file() {
             return Ok(path.display().to_string());
         }
-        if crate::stock::script(&case.script).is_some() {
-            return Ok(case.script.clone());
+        let fork = self.dir.join("stdlib").is_dir() || self.dir.join(crate::eject::STATE_DIR).is_dir();
+        let builtin = case.script.starts_with("builtin:");
+        let stock = crate::stock::script(&case.script).is_some();
+        if stock && (builtin || !fork) {
+            return Ok(if builtin { case.script.clone() } else { format!("builtin:{}", case.script) });
+        }
+        if stock {
+            return Err(format!(
+                "script `{0}` is not a file of this fork ({1}); for the stock script, write `builtin:{0}`",
+                case.script,
+                self.dir.display()
+            ));
         }
         Err(format!(
             "script `{}` is neither a file in {} nor a stock script (`kscript scripts`)",
@@ -400,14 +414,7 @@ fn orphans(loaded: &Loaded) -> Result<Vec<PathBuf>, Error> {
 }
 
 fn write_snapshot(path: &Path, text: &str) -> Result<(), Error> {
-    let parent = path.parent().expect("a snapshot is in the snapshot folder");
-    std::fs::create_dir_all(parent)
-        .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(parent)
-        .map_err(|e| Error::io(format!("cannot write in {}", parent.display()), e))?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes())
-        .and_then(|()| tmp.persist(path).map(drop).map_err(|e| e.error))
-        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+    crate::eject::write_file(path, text)
 }
 
 /// Renders the `needed` cases, each once the case it discovers from is rendered, `jobs` at a
@@ -445,7 +452,15 @@ fn render_all(
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("a case's thread does not panic")).collect()
+            handles
+                .into_iter()
+                .zip(&ready_now)
+                .map(|(h, case)| {
+                    h.join().unwrap_or_else(|_| {
+                        (case.name.clone(), Err("kscript test itself failed here (a panic)".into()))
+                    })
+                })
+                .collect()
         });
         done.extend(results);
     }
@@ -465,13 +480,9 @@ fn render(loaded: &Loaded, case: &Case, scratch: &Path) -> Result<String, String
         cmd.arg("--set").arg(s);
     }
     if let Some(d) = &case.discovery {
-        let cp = scratch.join(d);
-        let ca = std::fs::read_to_string(cp.join("etc/kubernetes/pki/ca.crt")).map_err(|e| {
-            format!("the case it discovers from, `{d}`, rendered no CA (/etc/kubernetes/pki/ca.crt): {e}")
-        })?;
-        let pin = crate::pki::ca_pin(&ca).map_err(|e| format!("`{d}`'s CA: {e}"))?;
-        cmd.arg("--set")
-            .arg(format!("discovery.file.kubeConfigPath={}", cp.join("etc/kubernetes/admin.conf").display()));
+        let admin = scratch.join(d).join("etc/kubernetes/admin.conf");
+        let pin = discovered_pin(&admin).map_err(|e| format!("the case it discovers from, `{d}`: {e}"))?;
+        cmd.arg("--set").arg(format!("discovery.file.kubeConfigPath={}", admin.display()));
         cmd.arg("--set").arg(format!("discovery.bootstrapToken.caCertHashes=[{pin}]"));
     }
     if let Some(p) = &case.patches {
@@ -497,12 +508,38 @@ fn render(loaded: &Loaded, case: &Case, scratch: &Path) -> Result<String, String
             String::from_utf8_lossy(&out.stderr).trim_end()
         ));
     }
+    if let Some(p) = case
+        .snapshot
+        .iter()
+        .find(|p| std::fs::symlink_metadata(root.join(p.trim_start_matches('/'))).is_err())
+    {
+        return Err(format!(
+            "snapshot path {p} is not in the render: a path that selects nothing would never fail"
+        ));
+    }
     let text =
         crate::snapshot::node(&root, &case.snapshot).map_err(|e| format!("cannot read the render: {e}"))?;
     Ok(format!(
         "# kscript test: case `{}` ({}); `kscript test --accept` rewrites this file.\n{text}",
         case.name, case.script
     ))
+}
+
+/// The pin of the CA a control plane's `admin.conf` trusts (what file discovery trusts too).
+fn discovered_pin(admin: &Path) -> Result<String, String> {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(admin).map_err(|e| format!("no {}: {e}", admin.display()))?;
+    let kubeconfig =
+        crate::pki::Kubeconfig::from_yaml(&text).map_err(|e| format!("{}: {e}", admin.display()))?;
+    let data = kubeconfig
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.certificate_authority_data.clone())
+        .ok_or_else(|| format!("{} names no CA (certificate-authority-data)", admin.display()))?;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| format!("{}: {e}", admin.display()))?;
+    crate::pki::ca_pin(&String::from_utf8_lossy(&pem)).map_err(|e| format!("{}: {e}", admin.display()))
 }
 
 /// The difference of two snapshot texts, file by file: for each file (or object) that
@@ -520,6 +557,7 @@ pub fn diff(old: &str, new: &str) -> String {
         }
     }
     let mut out = String::new();
+    let order = |list: &[(String, String)]| list.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     for name in names {
         let shown = if name.is_empty() { "(header)" } else { name.as_str() };
         match (find(&old_sections, name), find(&new_sections, name)) {
@@ -551,6 +589,9 @@ pub fn diff(old: &str, new: &str) -> String {
             }
             (None, None) => {}
         }
+    }
+    if out.is_empty() && order(&old_sections) != order(&new_sections) {
+        out.push_str("the same files and objects, in another order\n");
     }
     out
 }

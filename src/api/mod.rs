@@ -98,6 +98,7 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(root: NodeRoot, host: Host, report: Reporter) -> Self {
+        let pki = pki::PkiState::from_env(host.mode);
         Self {
             root,
             host,
@@ -106,7 +107,7 @@ impl Ctx {
             model: RefCell::default(),
             current: RefCell::default(),
             can_chown: nix::unistd::geteuid().is_root(),
-            pki: pki::PkiState::from_env(),
+            pki,
             discovered: RefCell::default(),
             earlier_made: std::cell::OnceCell::new(),
             journal_file: RefCell::default(),

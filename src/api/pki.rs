@@ -38,19 +38,22 @@ pub const REUSE_KEYS: &str = "KSCRIPT_TEST_KEYS";
 
 impl PkiState {
     /// The system clock and random serials; `KSCRIPT_TEST_NOW` (Unix seconds) fixes the clock
-    /// and numbers serials from 1, for reproducible tests; see also [`REUSE_KEYS`].
-    pub fn from_env() -> Self {
+    /// and numbers serials from 1, for reproducible tests; see also [`REUSE_KEYS`], which only
+    /// a render heeds: a run that changes a host never reuses a key.
+    pub fn from_env(mode: crate::host::Mode) -> Self {
         let context = match std::env::var("KSCRIPT_TEST_NOW").ok().and_then(|s| s.parse::<u64>().ok()) {
             Some(secs) => Context::fixed(UNIX_EPOCH + Duration::from_secs(secs), 1),
             None => Context::system(),
         };
-        let reuse = std::env::var_os(REUSE_KEYS).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let reuse = std::env::var_os(REUSE_KEYS)
+            .filter(|v| !v.is_empty() && mode == crate::host::Mode::Render)
+            .map(PathBuf::from);
         Self { pool: RefCell::default(), context, reuse }
     }
 
     fn reused_path(&self, path: &str, alg: KeyAlgorithm) -> Option<PathBuf> {
-        let name: String =
-            path.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
+        // The path spelled in hex: one file name per node path, never two paths on one name.
+        let name = crate::pki::hex(path.as_bytes());
         self.reuse.as_ref().map(|dir| dir.join(format!("{name}.{alg}.pem")))
     }
 

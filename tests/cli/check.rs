@@ -239,3 +239,24 @@ fn check_refuses_what_it_cannot_check() {
     let run = sb.kscript(&["check", "fork", "--only", "init"]).code(2);
     assert!(run.message().contains("--only/--skip name the stages of one script"), "{}", run.stderr);
 }
+
+/// What a fork may do that is not a mistake: the same stage declared in two branches (one of
+/// them runs), and a top level that needs a site setting, given with --set.
+#[test]
+fn alternatives_and_site_settings_are_not_mistakes() {
+    let sb = Sandbox::new();
+    sb.write(
+        "alt.rhai",
+        "if cfg.networking.podSubnet == \"10.0.0.0/8\" {\n    stage(\"network\", \"a\", [step(\"a\", \"b\", || {})]);\n} else {\n    stage(\"network\", \"c\", [step(\"a\", \"b\", || {})]);\n}\n",
+    );
+    let run = sb.kscript(&["check", "alt.rhai"]).ok();
+    assert!(run.stdout.contains("no problems found"), "{}", run.stdout);
+    sb.write(
+        "site.rhai",
+        "if cfg.clusterName == \"kubernetes\" { throw \"set clusterName for this site\"; }\nstage(\"one\", \"d\", [step(\"a\", \"b\", || {})]);\n",
+    );
+    let run = sb.kscript(&["check", "site.rhai"]).code(1);
+    assert!(run.stdout.contains("set clusterName for this site"), "{}", run.stdout);
+    let run = sb.kscript(&["check", "site.rhai", "--set", "clusterName=prod"]).ok();
+    assert!(run.stdout.contains("no problems found"), "{}", run.stdout);
+}

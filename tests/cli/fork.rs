@@ -66,6 +66,19 @@ fn eject_records_what_an_upgrade_merges_from() {
     let fork = sb.path().join("fork");
     let manifest = fs::read_to_string(fork.join(".kscript/eject.yaml")).unwrap();
     assert!(manifest.contains(&format!("kscript: \"{}\"\n", env!("CARGO_PKG_VERSION"))), "{manifest}");
+    // Text for people and CI to read: 0644 like any file, not a temporary file's 0600.
+    for rel in [
+        "control-plane.rhai",
+        ".kscript/eject.yaml",
+        ".kscript/stock/worker.rhai",
+        "kscript-tests.yaml",
+        "snapshots/worker.snap",
+    ] {
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&fs::metadata(fork.join(rel)).unwrap().permissions())
+                & 0o777;
+        assert_eq!(mode, 0o644, "{rel}");
+    }
     // Every stock file, its base copy identical to it, its hash recorded.
     for rel in ["control-plane.rhai", "worker.rhai", "stdlib/defaults.yaml", "stdlib/node.rhai"] {
         let text = fs::read_to_string(fork.join(rel)).unwrap();
@@ -195,7 +208,16 @@ fn upgrade_removes_unchanged_files_stock_dropped_and_keeps_deleted_ones_deleted(
     }
     // A stock file the fork deleted.
     fs::remove_file(fork.join("token.rhai")).unwrap();
+    // A new stock file whose name the fork's own file has.
+    let status = fs::read_to_string(fork.join("stdlib/status.rhai")).unwrap();
+    ejected_from_older(&fork, "stdlib/status.rhai", None, Some("// the site's own status module\n"));
     let run = sb.kscript(&["eject", "fork", "--upgrade"]).ok();
+    assert!(run.stdout.contains("CLASH     stdlib/status.rhai"), "{}", run.stdout);
+    assert_eq!(
+        fs::read_to_string(fork.join("stdlib/status.rhai")).unwrap(),
+        "// the site's own status module\n"
+    );
+    assert_eq!(fs::read_to_string(fork.join(".kscript/incoming/stdlib/status.rhai")).unwrap(), status);
     assert!(!fork.join("stdlib/gone.rhai").exists(), "{}", run.stdout);
     assert_eq!(fs::read_to_string(fork.join("stdlib/kept.rhai")).unwrap(), "// old stock, forked\n");
     assert!(!fork.join("token.rhai").exists());
@@ -256,6 +278,8 @@ fn an_ejected_fork_passes_its_suite_and_a_changed_default_fails_it_until_accepte
     let manifest = "/etc/kubernetes/manifests/kube-controller-manager.yaml:";
     let at = run.stdout.find(manifest).unwrap_or_else(|| panic!("{manifest} not named:\n{}", run.stdout));
     let hunk = &run.stdout[at..];
+    // Up to the next file named in the report: the hunk is this manifest's.
+    let hunk = &hunk[..hunk[1..].find("\n  /").map_or(hunk.len(), |i| i + 1)];
     assert!(
         hunk.contains("-    - --cluster-cidr=10.244.0.0/16\n  +    - --cluster-cidr=10.32.0.0/16\n"),
         "{hunk}"
@@ -384,6 +408,19 @@ fn bad_suites_are_usage_errors_that_say_what_is_wrong() {
         let run = sb.kscript(&["test", &format!("s{i}")]).code(2);
         assert!(run.message().contains(expected), "suite {i}: expected `{expected}` in:\n{}", run.stderr);
     }
+    // In a fork, a script that is not the fork's file is an error, never the stock one silently.
+    sb.write("fork/stdlib/node.rhai", "");
+    sb.write("fork/kscript-tests.yaml", "cases:\n  - name: a\n    script: worker.rhai\n");
+    let run = sb.kscript(&["test", "fork"]).code(2);
+    assert!(
+        run.message().contains("is not a file of this fork") && run.message().contains("builtin:worker.rhai"),
+        "{}",
+        run.stderr
+    );
+    // A snapshot path that selects nothing fails its case: it could never fail otherwise.
+    sb.write("p/kscript-tests.yaml", "cases:\n  - name: a\n    script: control-plane.rhai\n    only: [containerd/modules]\n    snapshot: [/etc/modules-load.dd]\n");
+    let run = sb.kscript(&["test", "p"]).code(1);
+    assert!(run.stdout.contains("snapshot path /etc/modules-load.dd is not in the render"), "{}", run.stdout);
     // A snapshot folder that is a file.
     sb.write("f/kscript-tests.yaml", "cases:\n  - name: a\n    script: worker.rhai\n");
     sb.write("f/snapshots", "not a folder\n");

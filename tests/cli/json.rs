@@ -210,6 +210,7 @@ fn failures_before_the_run_are_objects_too() {
         (vec!["control-plane.rhai", "--set", "no.such.key=1"], "usage", "unknown key", 2),
         (vec!["broken.rhai"], "bug", "", 2),
         (vec!["control-plane.rhai", "--config", "bad.yaml"], "config", "noSuchKey", 2),
+        (vec!["control-plane.rhai", "--patches", "no-such-folder"], "usage", "no such folder", 2),
     ] {
         let mut all = vec!["run"];
         all.extend(&args);
