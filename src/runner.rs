@@ -399,6 +399,22 @@ struct StageRunner<'a> {
 
 type Failure = Option<(String, Box<EvalAltResult>)>;
 
+#[cfg(test)]
+impl<'a> StageRunner<'a> {
+    /// A runner that keeps no journal, for the tests that run stages of a loaded script.
+    fn without_journal(loaded: &'a Loaded) -> Self {
+        StageRunner {
+            loaded,
+            journal: None,
+            boot: None,
+            unsynced: false,
+            changed: 0,
+            steps_done: 0,
+            kill_after: None,
+        }
+    }
+}
+
 impl StageRunner<'_> {
     /// Runs the selected steps of one stage, then the handlers its changing steps notified.
     /// Returns the stage's recap and, if a step failed, its name and error.
@@ -627,15 +643,7 @@ mod props {
             Err(e) => return vec![crate::error::render(&e, false)],
         };
         let model = loaded.model();
-        let mut run = StageRunner {
-            loaded: &loaded,
-            journal: None,
-            boot: None,
-            unsynced: false,
-            changed: 0,
-            steps_done: 0,
-            kill_after: None,
-        };
+        let mut run = StageRunner::without_journal(&loaded);
         let mut errors = Vec::new();
         for (si, stage) in model.stages.iter().enumerate() {
             let all = vec![true; stage.steps.len()];
@@ -1063,15 +1071,7 @@ mod props {
         let report = Reporter::json(JsonOut::new(out.clone()), shown);
         let loaded = Loaded::new(script, &cfg, root, Host::for_mode(mode), report).unwrap();
         let model = loaded.model();
-        let mut run = StageRunner {
-            loaded: &loaded,
-            journal: None,
-            boot: None,
-            unsynced: false,
-            changed: 0,
-            steps_done: 0,
-            kill_after: None,
-        };
+        let mut run = StageRunner::without_journal(&loaded);
         let (_, failure) = run.stage(0, 1, &model.stages[0], &[true, true]).unwrap();
         if let Some((full, err)) = failure {
             let e = loaded.error(&err, Some(&format!("step {full} failed")));
