@@ -173,7 +173,19 @@ pub fn check_cluster_info(
         .ok_or_else(|| DiscoveryError::UnknownToken(token.id.clone()))?;
     verify_detached(jws, kubeconfig, token)
         .map_err(|reason| DiscoveryError::BadSignature { id: token.id.clone(), reason })?;
-    // Read loosely: kubeadm writes `contexts: null` and `users: null` here.
+    let (ca, server) = kubeconfig_ca(kubeconfig)?;
+    let pin = crate::pki::ca_pin(&ca).map_err(|e| DiscoveryError::BadKubeconfig(e.to_string()))?;
+    let pinned = pins.iter().any(|p| p.eq_ignore_ascii_case(&pin));
+    let unpinned_on_purpose = pins.is_empty() && skip_ca;
+    if !(pinned || unpinned_on_purpose) {
+        return Err(DiscoveryError::PinMismatch { expected: pins.to_vec(), actual: pin });
+    }
+    Ok(Discovered { ca_pem: ca, server, pin, kubeconfig: kubeconfig.to_string() })
+}
+
+/// The CA (PEM) and the server of a kubeconfig's first cluster, as discovery trusts them.
+pub fn kubeconfig_ca(kubeconfig: &str) -> Result<(String, String), DiscoveryError> {
+    // Read loosely: kubeadm writes `contexts: null` and `users: null` in cluster-info.
     let kc: serde_json::Value =
         serde_saphyr::from_str(kubeconfig).map_err(|e| DiscoveryError::BadKubeconfig(e.to_string()))?;
     let cluster = kc
@@ -190,13 +202,7 @@ pub fn check_cluster_info(
         .ok_or_else(|| {
             DiscoveryError::BadKubeconfig("its certificate-authority-data is not base64 of PEM".into())
         })?;
-    let pin = crate::pki::ca_pin(&ca).map_err(|e| DiscoveryError::BadKubeconfig(e.to_string()))?;
-    let pinned = pins.iter().any(|p| p.eq_ignore_ascii_case(&pin));
-    let unpinned_on_purpose = pins.is_empty() && skip_ca;
-    if !(pinned || unpinned_on_purpose) {
-        return Err(DiscoveryError::PinMismatch { expected: pins.to_vec(), actual: pin });
-    }
-    Ok(Discovered { ca_pem: ca, server: server.to_string(), pin, kubeconfig: kubeconfig.to_string() })
+    Ok((ca, server.to_string()))
 }
 
 /// A new certificate key: 32 random bytes, as hex.

@@ -527,19 +527,9 @@ fn render(loaded: &Loaded, case: &Case, scratch: &Path) -> Result<String, String
 
 /// The pin of the CA a control plane's `admin.conf` trusts (what file discovery trusts too).
 fn discovered_pin(admin: &Path) -> Result<String, String> {
-    use base64::Engine as _;
     let text = std::fs::read_to_string(admin).map_err(|e| format!("no {}: {e}", admin.display()))?;
-    let kubeconfig =
-        crate::pki::Kubeconfig::from_yaml(&text).map_err(|e| format!("{}: {e}", admin.display()))?;
-    let data = kubeconfig
-        .clusters
-        .first()
-        .and_then(|c| c.cluster.certificate_authority_data.clone())
-        .ok_or_else(|| format!("{} names no CA (certificate-authority-data)", admin.display()))?;
-    let pem = base64::engine::general_purpose::STANDARD
-        .decode(data)
-        .map_err(|e| format!("{}: {e}", admin.display()))?;
-    crate::pki::ca_pin(&String::from_utf8_lossy(&pem)).map_err(|e| format!("{}: {e}", admin.display()))
+    let (ca, _) = crate::bootstrap::kubeconfig_ca(&text).map_err(|e| format!("{}: {e}", admin.display()))?;
+    crate::pki::ca_pin(&ca).map_err(|e| format!("{}: {e}", admin.display()))
 }
 
 /// The difference of two snapshot texts, file by file: for each file (or object) that
