@@ -136,6 +136,10 @@ def main():
     except ValueError as e:
         module.fail_json(msg="set: %s" % e)
 
+    if p["root"] and not os.path.isdir(p["root"]) and not p["join"]:
+        # A render that has not happened yet: nothing built, nothing to measure.
+        module.exit_json(changed=False, ansible_facts=dict(kscript_status=None, kscript_done=False))
+
     argv = [p["binary"], "status"] + ([p["script"]] if p["script"] else [])
     argv += common_args(p["config"], sets, p["root"]) + ["--output", "json", "--timeout", str(p["timeout"])]
     rc, stdout, stderr = module.run_command(argv)
