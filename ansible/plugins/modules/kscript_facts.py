@@ -164,7 +164,11 @@ def main():
         with open(admin) as f:
             server = kubeconfig_server(f.read())
         with open(ca) as f:
-            pin = ca_pin(f.read())
+            try:
+                pin = ca_pin(f.read())
+            except (IndexError, ValueError) as e:
+                module.fail_json(msg="%s is not a PEM certificate (%s): the cluster CA is pinned by its public key"
+                                     % (ca, e))
         if not server:
             module.fail_json(msg="%s names no server" % admin)
         token = new_token()
@@ -172,7 +176,7 @@ def main():
                         ca_cert_hashes=[pin], token=token, token_stored=not module.check_mode)
         tokens = [{"token": token, "ttl": p["token_ttl"], "description": "kscript.kscript collection"}]
         run = run_command(p["binary"], "token.rhai", p["config"],
-                          sets + [("bootstrapTokens", json.dumps(tokens))], p["root"],
+                          sets + [("bootstrapTokens", json.dumps(tokens, sort_keys=True))], p["root"],
                           check=module.check_mode)
         changed = run_kscript(module, run, [token])["changed"] or changed
         if p["upload_certs"]:
