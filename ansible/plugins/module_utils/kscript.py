@@ -218,8 +218,8 @@ def new_token():
     """A bootstrap token, id.secret (6 and 16 characters of [a-z0-9]), as kubeadm makes them."""
     import secrets
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-    return "%s.%s" % ("".join(secrets.choice(alphabet) for _ in range(6)),
-                      "".join(secrets.choice(alphabet) for _ in range(16)))
+    return "%s.%s" % ("".join(secrets.choice(alphabet) for _i in range(6)),
+                      "".join(secrets.choice(alphabet) for _i in range(16)))
 
 
 def kubeconfig_server(text):

@@ -10,7 +10,7 @@ version_added: "0.1.0"
 description:
   - Sets C(kscript_status) to C(kscript status --output json) of the node (schema
     C(kscript.status/v1)) and C(kscript_done) to whether the node reached its script's last stage.
-  - With O(join), on a control plane, sets C(kscript_join) to what other nodes join with:
+  - With O(join), on a control plane, sets C(kscript_join) to what other nodes join with,
     C(api_server_endpoint) (host:port) and C(server) (from admin.conf), a fresh bootstrap
     C(token) stored by C(kscript run token.rhai), C(ca_cert_hashes) (the CA pin of the
     cluster CA), and with O(upload_certs) the C(certificate_key) that opens
@@ -57,9 +57,10 @@ options:
     type: path
     default: /etc/kubernetes/pki
 author:
-  - kscript maintainers
+  - kscript maintainers (!UNKNOWN)
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details: In check mode the token is made but not stored (C(token_stored) is false).
 """
@@ -122,7 +123,7 @@ def main():
             timeout=dict(type="int", default=5),
             join=dict(type="bool", default=False),
             upload_certs=dict(type="bool", default=False),
-            token_ttl=dict(type="str", default="2h0m0s"),
+            token_ttl=dict(type="str", default="2h0m0s", no_log=False),
             certificates_dir=dict(type="path", default="/etc/kubernetes/pki"),
         ),
         supports_check_mode=True,

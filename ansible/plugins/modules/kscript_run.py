@@ -62,14 +62,16 @@ options:
     elements: str
     default: []
 author:
-  - kscript maintainers
+  - kscript maintainers (!UNKNOWN)
 notes:
   - Supports check mode (C(--dry-run)) and diff mode (C(--diff)).
   - kscript changes a real host and must run as root there (C(become)); with O(root) it needs no privileges.
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 """
 

@@ -64,7 +64,7 @@ class ModuleCase(unittest.TestCase):
         with open(path, "w") as f:
             json.dump({"ANSIBLE_MODULE_ARGS": args}, f)
         src = os.path.join(COLLECTION, "plugins", "modules", name + ".py")
-        p = subprocess.run([sys.executable, src, path], env=self.env, capture_output=True, text=True)
+        p = subprocess.run([sys.executable, src, path], env=self.env, capture_output=True, text=True, check=False)
         try:
             return json.loads(p.stdout), p.stdout
         except ValueError:
@@ -78,10 +78,10 @@ class ModuleCase(unittest.TestCase):
 class KscriptRun(ModuleCase):
     def test_changed_follows_the_result_and_options_become_flags(self):
         self.give("RUN", "\n".join([START, STAGE, STEP_CHANGED, STEP_OK, result(changed=True, changes=2)]) + "\n")
-        out, _ = self.module("kscript_run", script="worker.rhai", config=["/etc/a.yaml", "/etc/b.yaml"],
-                             set={"nodeRegistration.name": "w1", "kscript.uploadCerts": True,
-                                  "discovery.bootstrapToken.caCertHashes": ["sha256:ab"]},
-                             only=["containerd", "kubelet"], skip=["containerd/swap"], patches="/p")
+        out, _raw = self.module("kscript_run", script="worker.rhai", config=["/etc/a.yaml", "/etc/b.yaml"],
+                                set={"nodeRegistration.name": "w1", "kscript.uploadCerts": True,
+                                     "discovery.bootstrapToken.caCertHashes": ["sha256:ab"]},
+                                only=["containerd", "kubelet"], skip=["containerd/swap"], patches="/p")
         self.assertFalse(out.get("failed"), out)
         self.assertTrue(out["changed"])
         self.assertEqual(out["changes"], 2)
@@ -97,14 +97,14 @@ class KscriptRun(ModuleCase):
 
     def test_nothing_changed(self):
         self.give("RUN", "\n".join([START, STAGE, STEP_OK, result()]) + "\n")
-        out, _ = self.module("kscript_run", script="worker.rhai", set=["a.b=1", "c=x=y"])
+        out, _raw = self.module("kscript_run", script="worker.rhai", set=["a.b=1", "c=x=y"])
         self.assertFalse(out["changed"])
         self.assertEqual(out["changed_steps"], [])
         self.assertEqual(self.calls()[0][4:], ["--set", "a.b=1", "--set", "c=x=y"])
 
     def test_check_and_diff_modes_are_dry_run_and_diff(self):
         self.give("RUN", "\n".join([START, STAGE, STEP_CHANGED, result(changed=True, changes=2)]) + "\n")
-        out, _ = self.module("kscript_run", check=True, diff=True, script="worker.rhai", root="/tmp/r")
+        out, _raw = self.module("kscript_run", check=True, diff=True, script="worker.rhai", root="/tmp/r")
         self.assertTrue(out["changed"])
         self.assertEqual(self.calls()[0][-4:], ["--root", "/tmp/r", "--dry-run", "--diff"])
         self.assertEqual(len(out["diff"]), 2)
@@ -118,7 +118,7 @@ class KscriptRun(ModuleCase):
                    frames=[], exit_code=1)
         self.give("RUN", "\n".join([START, error, result(ok=False, failed_step="join/discovery", exit_code=1)]),
                   rc=1)
-        out, _ = self.module("kscript_run", script="worker.rhai")
+        out, _raw = self.module("kscript_run", script="worker.rhai")
         self.assertTrue(out["failed"])
         self.assertEqual(out["failed_step"], "join/discovery")
         self.assertEqual(out["error"]["causes"], ["cluster-info not signed", "timeout"])
@@ -127,20 +127,20 @@ class KscriptRun(ModuleCase):
 
     def test_text_on_stdout_fails_with_the_text(self):
         self.give("RUN", START + "\nkscript: something went wrong\n" + result(), rc=0)
-        out, _ = self.module("kscript_run", script="worker.rhai")
+        out, _raw = self.module("kscript_run", script="worker.rhai")
         self.assertTrue(out["failed"])
         self.assertIn("line 2 of kscript's output is not JSON", out["msg"])
         self.assertEqual(out["line"], "kscript: something went wrong")
 
     def test_a_stream_without_result_fails(self):
         self.give("RUN", START + "\n" + STAGE + "\n", rc=0)
-        out, _ = self.module("kscript_run", script="worker.rhai")
+        out, _raw = self.module("kscript_run", script="worker.rhai")
         self.assertTrue(out["failed"])
         self.assertIn("without a result object", out["msg"])
 
     def test_exit_code_disagreeing_with_result_fails(self):
         self.give("RUN", "\n".join([START, result()]), rc=1)
-        out, _ = self.module("kscript_run", script="worker.rhai")
+        out, _raw = self.module("kscript_run", script="worker.rhai")
         self.assertTrue(out["failed"])
 
     def test_secrets_reach_kscript_and_nothing_else(self):
@@ -155,7 +155,7 @@ class KscriptRun(ModuleCase):
         self.assertIn("discovery.bootstrapToken.token=********", out["cmd"])
 
     def test_no_binary_is_a_clear_failure(self):
-        out, _ = self.module("kscript_run", script="worker.rhai", binary="/nonexistent/kscript")
+        out, _raw = self.module("kscript_run", script="worker.rhai", binary="/nonexistent/kscript")
         self.assertTrue(out["failed"])
         self.assertIn("no kscript binary at /nonexistent/kscript", out["msg"])
 
@@ -166,7 +166,7 @@ class KscriptFacts(ModuleCase):
 
     def test_status_becomes_facts(self):
         self.give("STATUS", self.STATUS, rc=0)
-        out, _ = self.module("kscript_facts", script="control-plane.rhai", timeout=3)
+        out, _raw = self.module("kscript_facts", script="control-plane.rhai", timeout=3)
         self.assertFalse(out["changed"])
         self.assertEqual(out["ansible_facts"]["kscript_status"]["reached"], 4)
         self.assertTrue(out["ansible_facts"]["kscript_done"])
@@ -174,13 +174,13 @@ class KscriptFacts(ModuleCase):
 
     def test_a_node_not_done_is_not_a_failure(self):
         self.give("STATUS", self.STATUS.replace("true", "false"), rc=1)
-        out, _ = self.module("kscript_facts")
+        out, _raw = self.module("kscript_facts")
         self.assertFalse(out.get("failed"), out)
         self.assertFalse(out["ansible_facts"]["kscript_done"])
 
     def test_status_that_is_not_json_fails(self):
         self.give("STATUS", "status: no such folder", rc=2)
-        out, _ = self.module("kscript_facts")
+        out, _raw = self.module("kscript_facts")
         self.assertTrue(out["failed"])
         self.assertIn("did not print its JSON document (exit code 2)", out["msg"])
 
@@ -233,7 +233,7 @@ class KscriptFacts(ModuleCase):
     def test_a_ca_that_is_not_a_certificate_is_a_clear_failure(self):
         root = self.node("not a certificate\n")
         self.give("STATUS", self.STATUS, rc=0)
-        out, _ = self.module("kscript_facts", root=root, join=True)
+        out, _raw = self.module("kscript_facts", root=root, join=True)
         self.assertTrue(out["failed"])
         self.assertIn("is not a PEM certificate", out["msg"])
         self.assertEqual(len(self.calls()), 1)
@@ -247,7 +247,7 @@ class KscriptFacts(ModuleCase):
                         "-subj", "/CN=kubernetes", "-days", "1"], check=True, capture_output=True)
         self.give("STATUS", self.STATUS, rc=0)
         self.give("RUN", "\n".join([START, result(changed=True, changes=1)]))
-        out, _ = self.module("kscript_facts", check=True, root=root, join=True)
+        out, _raw = self.module("kscript_facts", check=True, root=root, join=True)
         self.assertFalse(out["ansible_facts"]["kscript_join"]["token_stored"])
         self.assertIn("--dry-run", self.calls()[1])
         error = ev("error", step="create/token", kind="effect", message="the API server refused", location=None,
@@ -259,6 +259,7 @@ class KscriptFacts(ModuleCase):
         token = [a for a in self.calls()[3] if a.startswith("bootstrapTokens=")][0]
         self.assertNotIn(token.split('"token": "')[1][:23], raw)
         self.assertIn("[hidden]", out["cmd"])
+
 
 if __name__ == "__main__":
     unittest.main()
