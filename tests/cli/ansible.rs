@@ -183,6 +183,42 @@ fn ansible_playbook_renders_a_cluster_check_then_apply_then_nothing_changes() {
 }
 
 #[test]
+fn ansible_playbook_renders_two_control_planes_serially_without_showing_credentials() {
+    if !ansible_ready("ansible_playbook_renders_two_control_planes") {
+        return;
+    }
+    let sb = ansible_sandbox();
+    let nodes = sb.path().join("nodes");
+    let n = nodes.to_str().unwrap();
+    let inv = inventory(
+        &sb,
+        "ha.ini",
+        &format!(
+            "[control_plane]\ncp1 kscript_root={n}/cp1 kscript_advertise_address=127.0.20.1\n\
+             cp2 kscript_root={n}/cp2 kscript_advertise_address=127.0.20.2\n\
+             [workers]\nw1 kscript_root={n}/w1\n\
+             [all:vars]\nkscript_control_plane_endpoint=k8s-api.test.invalid:6443\n"
+        ),
+    );
+    let run = ansible(&sb, "ansible-playbook", &["-i", &inv, "kscript.kscript.cluster", "-vv"]).ok();
+    // cp2 joined as a control plane: its own etcd member in the existing cluster.
+    let etcd = fs::read_to_string(nodes.join("cp2/etc/kubernetes/manifests/etcd.yaml")).unwrap();
+    assert!(etcd.contains("--initial-cluster-state=existing"), "{etcd}");
+    assert!(etcd.contains("https://127.0.20.2:2380"), "{etcd}");
+    assert!(nodes.join("w1/etc/kubernetes/bootstrap-kubelet.conf").is_file());
+    let key = fs::read_to_string(nodes.join("cp1/var/lib/kscript/certificate-key")).unwrap();
+    let conf = fs::read_to_string(nodes.join("cp2/etc/kubernetes/bootstrap-kubelet.conf")).unwrap();
+    let token = conf.lines().find_map(|l| l.trim().strip_prefix("token: ")).unwrap();
+    for secret in [key.trim(), token] {
+        assert!(!run.stdout.contains(secret), "a credential is in Ansible's -vv output:\n{}", run.stdout);
+    }
+    let again = ansible(&sb, "ansible-playbook", &["-i", &inv, "kscript.kscript.cluster"]).ok();
+    for (host, (changed, _, _)) in recap(&again) {
+        assert_eq!(changed, 0, "{host} changed on the second run:\n{}", again.stdout);
+    }
+}
+
+#[test]
 fn ansible_bad_inventories_fail_naming_host_and_reason() {
     if !ansible_ready("ansible_bad_inventories") {
         return;
