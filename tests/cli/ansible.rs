@@ -79,10 +79,15 @@ fn recap(run: &Run) -> BTreeMap<String, (u32, u32, u32)> {
 }
 
 fn inventory(sb: &Sandbox, name: &str, groups: &str) -> String {
+    // This build's kscript, unless the groups name one.
+    let binary = if groups.contains("kscript_binary=") {
+        String::new()
+    } else {
+        format!("kscript_binary={}\n", env!("CARGO_BIN_EXE_kscript"))
+    };
     let text = format!(
-        "{groups}\n[all:vars]\nansible_connection=local\nansible_python_interpreter={}\nkscript_binary={}\n",
-        python(),
-        env!("CARGO_BIN_EXE_kscript")
+        "{groups}\n[all:vars]\nansible_connection=local\nansible_python_interpreter={}\n{binary}",
+        python()
     );
     sb.write(name, &text).to_str().unwrap().to_owned()
 }
@@ -190,6 +195,22 @@ fn ansible_playbook_renders_two_control_planes_serially_without_showing_credenti
     let sb = ansible_sandbox();
     let nodes = sb.path().join("nodes");
     let n = nodes.to_str().unwrap();
+    // kscript installed by the playbook from a tarball laid out as the portable release's
+    // (dist/build.sh), holding this build's binary, into a folder per host.
+    let release = sb.path().join("kscript-0.1.0-x86_64-unknown-linux-gnu");
+    fs::create_dir_all(&release).unwrap();
+    fs::copy(env!("CARGO_BIN_EXE_kscript"), release.join("kscript")).unwrap();
+    let tar = Command::new("tar")
+        .args([
+            "-czf",
+            "kscript-0.1.0-x86_64-unknown-linux-gnu.tar.gz",
+            "kscript-0.1.0-x86_64-unknown-linux-gnu",
+        ])
+        .current_dir(sb.path())
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let s = sb.path().to_str().unwrap();
     let inv = inventory(
         &sb,
         "ha.ini",
@@ -197,10 +218,16 @@ fn ansible_playbook_renders_two_control_planes_serially_without_showing_credenti
             "[control_plane]\ncp1 kscript_root={n}/cp1 kscript_advertise_address=127.0.20.1\n\
              cp2 kscript_root={n}/cp2 kscript_advertise_address=127.0.20.2\n\
              [workers]\nw1 kscript_root={n}/w1\n\
-             [all:vars]\nkscript_control_plane_endpoint=k8s-api.test.invalid:6443\n"
+             [all:vars]\nkscript_control_plane_endpoint=k8s-api.test.invalid:6443\n\
+             kscript_release_tarball={s}/kscript-0.1.0-x86_64-unknown-linux-gnu.tar.gz\n\
+             kscript_release_dir={s}/release/{{{{ inventory_hostname }}}}\n\
+             kscript_binary={s}/bin/{{{{ inventory_hostname }}}}/kscript\n"
         ),
     );
     let run = ansible(&sb, "ansible-playbook", &["-i", &inv, "kscript.kscript.cluster", "-vv"]).ok();
+    for host in ["cp1", "cp2", "w1"] {
+        assert!(sb.path().join("bin").join(host).join("kscript").is_file(), "{host}: kscript not installed");
+    }
     // cp2 joined as a control plane: its own etcd member in the existing cluster.
     let etcd = fs::read_to_string(nodes.join("cp2/etc/kubernetes/manifests/etcd.yaml")).unwrap();
     assert!(etcd.contains("--initial-cluster-state=existing"), "{etcd}");
