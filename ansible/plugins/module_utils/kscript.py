@@ -50,6 +50,35 @@ def set_pairs(values):
     return pairs
 
 
+def nest(pairs):
+    """Dotted keys and their values as one nested document: ("a.b", 1) -> {"a": {"b": 1}}."""
+    doc = {}
+    for key, value in pairs:
+        parts = key.split(".")
+        node = doc
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    return doc
+
+
+def write_secret_config(tmpdir, pairs):
+    """Settings whose values are secrets, as a configuration file for `-c` (JSON is YAML),
+    readable by its owner only: a value on kscript's command line would be in
+    /proc/PID/cmdline for every user of the node. Returns its path; the caller removes it."""
+    import os
+    import tempfile
+    fd, path = tempfile.mkstemp(prefix="kscript-secrets-", suffix=".yaml", dir=tmpdir)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, json.dumps(nest(pairs), sort_keys=True).encode())
+    finally:
+        os.close(fd)
+    return path
+
+
 def common_args(config=None, sets=None, root=None):
     """The options run and status share: -c, --set, --root."""
     argv = []

@@ -89,7 +89,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.kscript.kscript.plugins.module_utils.kscript import (
     STATUS_SCHEMA, StreamError, ca_pin, common_args, failure_message, kubeconfig_server, new_token,
-    parse_stream, run_command, set_pairs, summary,
+    parse_stream, run_command, set_pairs, summary, write_secret_config,
 )
 
 
@@ -97,11 +97,15 @@ def under(root, path):
     return os.path.join(root, path.lstrip("/")) if root else path
 
 
-def run_kscript(module, argv, hidden):
-    """Runs a `kscript run` and returns its summary; fails the task, with `hidden` masked in
-    the command shown, when it fails."""
-    rc, stdout, stderr = module.run_command(argv)
-    shown = [a if not any(h in a for h in hidden) else "[hidden]" for a in argv]
+def run_kscript(module, argv, secret_file=None):
+    """Runs a `kscript run` and returns its summary; fails the task when it fails. The
+    `secret_file` (a -c of argv) is removed after the run."""
+    try:
+        rc, stdout, stderr = module.run_command(argv)
+    finally:
+        if secret_file:
+            os.remove(secret_file)
+    shown = argv
     try:
         s = summary(parse_stream(stdout))
     except StreamError as e:
@@ -175,16 +179,17 @@ def main():
         token = new_token()
         material = dict(server=server, api_server_endpoint=server.split("://", 1)[-1],
                         ca_cert_hashes=[pin], token=token, token_stored=not module.check_mode)
+        # The token reaches kscript in a file readable by root only, not on its command line.
         tokens = [{"token": token, "ttl": p["token_ttl"], "description": "kscript.kscript collection"}]
-        run = run_command(p["binary"], "token.rhai", p["config"],
-                          sets + [("bootstrapTokens", json.dumps(tokens, sort_keys=True))], p["root"],
+        secret_file = write_secret_config(module.tmpdir, [("bootstrapTokens", tokens)])
+        run = run_command(p["binary"], "token.rhai", p["config"] + [secret_file], sets, p["root"],
                           check=module.check_mode)
-        changed = run_kscript(module, run, [token])["changed"] or changed
+        changed = run_kscript(module, run, secret_file)["changed"] or changed
         if p["upload_certs"]:
             run = run_command(p["binary"], "control-plane.rhai", p["config"],
                               sets + [("kscript.uploadCerts", "true")], p["root"],
                               only=["init/upload-certs"], check=module.check_mode)
-            changed = run_kscript(module, run, [])["changed"] or changed
+            changed = run_kscript(module, run)["changed"] or changed
             key_file = under(p["root"], "/var/lib/kscript/certificate-key")
             if os.path.exists(key_file):
                 with open(key_file) as f:

@@ -37,8 +37,10 @@ options:
     type: raw
   secret_set:
     description:
-      - Settings like O(set) whose values are secrets (a bootstrap token, a certificate key);
-        they are never logged or returned.
+      - Settings like O(set) whose values are secrets (a bootstrap token, a certificate key), as a
+        dict of dotted keys; they are never logged or returned. kscript reads them from a
+        configuration file readable by root only (the last C(-c), removed after the run), not
+        from its command line, which every user of the node can read.
     type: dict
   only:
     description: Run only these stages or steps (C(--only)).
@@ -141,7 +143,7 @@ error:
   returned: on failure
   type: dict
 cmd:
-  description: The command run, with the values of O(secret_set) hidden.
+  description: The command run (O(secret_set) is a C(-c) file of the module's temporary folder, gone after the run).
   returned: always
   type: list
   elements: str
@@ -151,10 +153,8 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.kscript.kscript.plugins.module_utils.kscript import (
-    StreamError, ansible_diff, failure_message, parse_stream, run_command, set_pairs, set_value, summary,
+    StreamError, ansible_diff, failure_message, parse_stream, run_command, set_pairs, summary, write_secret_config,
 )
-
-HIDDEN = "********"
 
 
 def main():
@@ -181,18 +181,19 @@ def main():
         sets = set_pairs(p["set"])
     except ValueError as e:
         module.fail_json(msg="set: %s" % e)
-    secrets = [(str(k), set_value(v)) for k, v in (p["secret_set"] or {}).items()]
-    for _key, value in secrets:
-        module.no_log_values.add(value)
-
-    def argv(hide):
-        shown = [(k, HIDDEN if hide else v) for k, v in secrets]
-        return run_command(p["binary"], p["script"], p["config"], sets + shown, p["root"], p["only"],
-                           p["skip"], p["patches"], check=module.check_mode, diff=module._diff,
-                           extra_args=p["extra_args"])
-
-    cmd = argv(hide=True)
-    rc, stdout, stderr = module.run_command(argv(hide=False))
+    secrets = list((p["secret_set"] or {}).items())
+    config = list(p["config"])
+    secret_file = None
+    if secrets:
+        secret_file = write_secret_config(module.tmpdir, secrets)
+        config.append(secret_file)
+    cmd = run_command(p["binary"], p["script"], config, sets, p["root"], p["only"], p["skip"], p["patches"],
+                      check=module.check_mode, diff=module._diff, extra_args=p["extra_args"])
+    try:
+        rc, stdout, stderr = module.run_command(cmd)
+    finally:
+        if secret_file:
+            os.remove(secret_file)
     try:
         events = parse_stream(stdout)
     except StreamError as e:

@@ -74,6 +74,11 @@ class ModuleCase(unittest.TestCase):
         with open(self.log) as f:
             return [json.loads(line) for line in f]
 
+    def configs(self):
+        """Each call's -c files as the fake kscript saw them: {path: {text, mode}}."""
+        with open(self.log + ".configs") as f:
+            return [json.loads(line) for line in f]
+
 
 class KscriptRun(ModuleCase):
     def test_changed_follows_the_result_and_options_become_flags(self):
@@ -143,16 +148,25 @@ class KscriptRun(ModuleCase):
         out, _raw = self.module("kscript_run", script="worker.rhai")
         self.assertTrue(out["failed"])
 
-    def test_secrets_reach_kscript_and_nothing_else(self):
+    def test_secrets_reach_kscript_in_a_private_file_and_nothing_else(self):
         token = "abcdef.0123456789abcdef"
         msg = ev("message", text="Join worker nodes with: kubeadm join --token " + token)
         self.give("RUN", "\n".join([START, msg, result(changed=True, changes=1)]) + "\n")
-        out, raw = self.module("kscript_run", script="worker.rhai",
-                               secret_set={"discovery.bootstrapToken.token": token})
-        self.assertIn("--set", self.calls()[0])
-        self.assertIn("discovery.bootstrapToken.token=" + token, self.calls()[0])
+        out, raw = self.module("kscript_run", script="worker.rhai", config=["/etc/a.yaml"],
+                               set={"discovery.bootstrapToken.apiServerEndpoint": "10.0.0.11:6443"},
+                               secret_set={"discovery.bootstrapToken.token": token,
+                                           "controlPlane": {"certificateKey": "00ff"}})
+        argv = self.calls()[0]
+        self.assertFalse(any(token in a for a in argv), argv)  # not in /proc/PID/cmdline
+        secret = argv[argv.index("/etc/a.yaml") + 2]  # the last -c
+        self.assertEqual(argv[argv.index("/etc/a.yaml") + 1], "-c")
+        seen = self.configs()[0][secret]
+        self.assertEqual(seen["mode"], "0o600")
+        self.assertEqual(json.loads(seen["text"]), {"controlPlane": {"certificateKey": "00ff"},
+                                                    "discovery": {"bootstrapToken": {"token": token}}})
+        self.assertFalse(os.path.exists(secret), "the secrets file outlived the run")
         self.assertNotIn(token, raw)
-        self.assertIn("discovery.bootstrapToken.token=********", out["cmd"])
+        self.assertNotIn("00ff", raw)
 
     def test_no_binary_is_a_clear_failure(self):
         out, _raw = self.module("kscript_run", script="worker.rhai", binary="/nonexistent/kscript")
@@ -216,8 +230,11 @@ class KscriptFacts(ModuleCase):
         self.assertNotIn("SECRET", raw)  # the token run's messages are not returned
         calls = self.calls()
         self.assertEqual(calls[1][:2], ["run", "token.rhai"])
-        self.assertIn('bootstrapTokens=[{"description": "kscript.kscript collection", "token": "%s", '
-                      '"ttl": "2h0m0s"}]' % join["token"], calls[1])
+        self.assertFalse(any(join["token"] in a for a in calls[1]), calls[1])
+        (seen,) = self.configs()[1].values()
+        self.assertEqual(seen["mode"], "0o600")
+        self.assertEqual(json.loads(seen["text"]), {"bootstrapTokens": [
+            {"description": "kscript.kscript collection", "token": join["token"], "ttl": "2h0m0s"}]})
         self.assertEqual(calls[2][:2], ["run", "control-plane.rhai"])
         self.assertIn("init/upload-certs", calls[2])
 
@@ -256,9 +273,8 @@ class KscriptFacts(ModuleCase):
         out, raw = self.module("kscript_facts", root=root, join=True)
         self.assertTrue(out["failed"])
         self.assertEqual(out["msg"], "create/token: the API server refused")
-        token = [a for a in self.calls()[3] if a.startswith("bootstrapTokens=")][0]
-        self.assertNotIn(token.split('"token": "')[1][:23], raw)
-        self.assertIn("[hidden]", out["cmd"])
+        (seen,) = self.configs()[3].values()
+        self.assertNotIn(json.loads(seen["text"])["bootstrapTokens"][0]["token"], raw)
 
 
 if __name__ == "__main__":
