@@ -4,6 +4,8 @@
 //! writes nothing, the real run builds every node, a second run changes nothing; and bad
 //! inventories fail naming the host and the reason.
 //!
+//! And two real systemd nodes (the nspawn harness) driven over SSH through stages 1 and 2.
+//!
 //! Needs ansible-core from `PyPI` (`.ci/run` installs it). Without it the tests say they are
 //! skipped, except under CI (env `CI` set), where they fail.
 
@@ -13,6 +15,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::systemd_host::Node;
 use super::{Run, Sandbox};
 
 fn collection() -> PathBuf {
@@ -290,4 +293,129 @@ fn ansible_bad_inventories_fail_naming_host_and_reason() {
     assert!(run.stdout.contains("port 1: Connection refused"), "{}", run.stdout);
     assert_eq!(recap(&run)["cp1"].1, 1, "{}", run.stdout);
     assert!(!sb.path().join("nodes/w1").exists(), "a worker was built with its control plane unreachable");
+}
+
+/// A free TCP port on 127.0.0.1 for a node's sshd (the nodes share the machine's network).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until something accepts connections on 127.0.0.1:`port` (sshd started), within a
+/// generous bound.
+fn wait_listening(port: u16, node: &Node) {
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_mins(2),
+            "sshd of {} does not listen on 127.0.0.1:{port}:\n{}",
+            node.name,
+            node.sh("systemctl status ssh --no-pager || true")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Two real systemd nodes (the nspawn harness: systemd as PID 1), each given Python and an
+/// sshd on a port of its own, driven by Ansible over SSH with `kscript_run` through stages 1
+/// and 2 (containerd from Debian's package, the kubelet from a local bundle whose binaries
+/// are stand-ins, tests/cli/systemd.rs `make_bundle`): check mode shows diffs and changes
+/// nothing on the nodes, the real run brings containerd up and leaves the kubelet enabled,
+/// the second run changes nothing. As root, with network for apt inside the containers.
+#[test]
+fn ansible_drives_two_systemd_nodes_over_ssh_through_stages_1_and_2() {
+    if !ansible_ready("ansible_drives_two_systemd_nodes") {
+        return;
+    }
+    let sb = ansible_sandbox();
+    let key = sb.path().join("id_ed25519");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "kscript-ansible-test", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&out.stderr));
+    let public = fs::read_to_string(key.with_extension("pub")).unwrap();
+
+    let nodes = [Node::boot(), Node::boot()];
+    let mut hosts = Vec::new();
+    for node in &nodes {
+        let port = free_port();
+        node.write("authorized_keys", &public);
+        // The port is chosen before the package starts sshd, so it never listens on 22.
+        node.sh(&format!(
+            "mkdir -p /etc/ssh/sshd_config.d /root/.ssh && chmod 700 /root/.ssh && \
+             printf 'Port {port}\\nListenAddress 127.0.0.1\\n' > /etc/ssh/sshd_config.d/kscript-test.conf && \
+             install -m 0600 /mnt/work/authorized_keys /root/.ssh/authorized_keys && \
+             DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+             DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 openssh-server \
+               > /dev/null && systemctl enable --now ssh"
+        ));
+        super::systemd::make_bundle(&node.work().join("bundle"));
+        wait_listening(port, node);
+        hosts.push(port);
+    }
+    let inv = sb.write(
+        "nodes.ini",
+        &format!(
+            "[control_plane]\nnode1 ansible_port={}\n[workers]\nnode2 ansible_port={}\n\
+             [all:vars]\nansible_host=127.0.0.1\nansible_user=root\nansible_ssh_private_key_file={}\n\
+             ansible_ssh_common_args='-o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no'\n\
+             ansible_python_interpreter=/usr/bin/python3\n",
+            hosts[0],
+            hosts[1],
+            key.display()
+        ),
+    );
+    // Stages 1 and 2 of each node's script; what a container cannot do (load kernel modules,
+    // write sysctls) skipped as in tests/cli/systemd.rs.
+    let play = sb.write(
+        "stages-1-2.yml",
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: Stages 1 and 2\n      \
+         kscript.kscript.kscript_run:\n        \
+         script: \"{{ 'control-plane.rhai' if inventory_hostname in groups['control_plane'] else 'worker.rhai' }}\"\n        \
+         only: [containerd, kubelet]\n        skip: [containerd/modules, containerd/sysctl]\n        \
+         set:\n          kscript.kubernetes.source: bundle\n          kscript.kubernetes.bundleDir: /mnt/work/bundle\n",
+    );
+    let play = play.to_str().unwrap();
+    let inv = inv.to_str().unwrap();
+
+    let check = ansible(&sb, "ansible-playbook", &["-i", inv, play, "--check", "--diff"]).ok();
+    for (host, (changed, _, _)) in recap(&check) {
+        assert_eq!(changed, 1, "{host} would change nothing in check mode:\n{}", check.stdout);
+    }
+    assert!(check.stdout.contains("+++ b/etc/containerd/config.toml"), "no diff shown:\n{}", check.stdout);
+    for node in &nodes {
+        assert!(!node.path("/etc/containerd/config.toml").exists(), "check mode wrote on {}", node.name);
+        assert!(!node.path("/usr/bin/kubelet").exists(), "check mode installed the kubelet on {}", node.name);
+    }
+
+    let apply = ansible(&sb, "ansible-playbook", &["-i", inv, play]).ok();
+    assert_eq!(recap(&apply).len(), 2, "{}", apply.stdout);
+    for (host, (changed, _, _)) in recap(&apply) {
+        assert_eq!(changed, 1, "{host} changed nothing:\n{}", apply.stdout);
+    }
+    for node in &nodes {
+        assert_eq!(node.property("containerd.service", "ActiveState"), "active", "{}", node.name);
+        assert_eq!(node.property("kubelet.service", "UnitFileState"), "enabled", "{}", node.name);
+        let status = node.kscript(&["status", "--output", "json"]);
+        let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+        // Stage 2 complete; stage 1 lacks only the two files of the steps a container skips.
+        assert_eq!(status["stages"][1]["complete"], true, "{}: {status}", node.name);
+        let missing: Vec<_> =
+            status["stages"][0]["missing"].as_array().unwrap().iter().map(|m| &m["path"]).collect();
+        assert_eq!(
+            missing,
+            ["/etc/modules-load.d/k8s.conf", "/etc/sysctl.d/k8s.conf"],
+            "{}: {status}",
+            node.name
+        );
+        let kubelet =
+            status["components"].as_array().unwrap().iter().find(|c| c["name"] == "kubelet").unwrap();
+        assert_eq!(kubelet["state"], "crash-looping", "{}: {status}", node.name);
+    }
+
+    let again = ansible(&sb, "ansible-playbook", &["-i", inv, play, "--diff"]).ok();
+    for (host, (changed, _, _)) in recap(&again) {
+        assert_eq!(changed, 0, "{host} changed on the second run:\n{}", again.stdout);
+    }
 }
