@@ -418,4 +418,66 @@ fn ansible_drives_two_systemd_nodes_over_ssh_through_stages_1_and_2() {
     for (host, (changed, _, _)) in recap(&again) {
         assert_eq!(changed, 0, "{host} changed on the second run:\n{}", again.stdout);
     }
+    print_overhead(&sb, inv, &nodes);
+}
+
+/// Ansible's overhead per host per kscript run over SSH, printed (`--nocapture` shows it),
+/// asserted nothing: a dry run of stages 1-2 by kscript alone in each node, against the task
+/// repeated in one check-mode playbook on both nodes (minus the playbook with one task:
+/// Ansible's start-up).
+fn print_overhead(sb: &Sandbox, inv: &str, nodes: &[Node]) {
+    const TASKS: u32 = 5;
+    let task = "    - kscript.kscript.kscript_run:\n        \
+                script: \"{{ 'control-plane.rhai' if inventory_hostname in groups['control_plane'] else 'worker.rhai' }}\"\n        \
+                only: [containerd, kubelet]\n        skip: [containerd/modules, containerd/sysctl]\n        \
+                set: {kscript.kubernetes.source: bundle, kscript.kubernetes.bundleDir: /mnt/work/bundle}\n";
+    let head = "- hosts: all\n  gather_facts: false\n  tasks:\n";
+    let one = sb.write("one.yml", &format!("{head}{task}"));
+    let many = sb.write("many.yml", &format!("{head}{}", task.repeat(TASKS as usize)));
+    let timed = |f: &dyn Fn()| {
+        let start = std::time::Instant::now();
+        f();
+        start.elapsed().as_secs_f64()
+    };
+    let alone = nodes
+        .iter()
+        .map(|node| {
+            timed(&|| {
+                node.kscript(&[
+                    "run",
+                    "control-plane.rhai",
+                    "--only",
+                    "containerd",
+                    "--only",
+                    "kubelet",
+                    "--skip",
+                    "containerd/modules",
+                    "--skip",
+                    "containerd/sysctl",
+                    "--set",
+                    "kscript.kubernetes.source=bundle",
+                    "--set",
+                    "kscript.kubernetes.bundleDir=/mnt/work/bundle",
+                    "--dry-run",
+                    "--output",
+                    "json",
+                ])
+                .ok();
+            })
+        })
+        .sum::<f64>()
+        / 2.0;
+    let run = |play: &Path| {
+        timed(&|| drop(ansible(sb, "ansible-playbook", &["-i", inv, play.to_str().unwrap(), "--check"]).ok()))
+    };
+    let (t1, tn) = (run(&one), run(&many));
+    let per_task = (tn - t1) / f64::from(TASKS - 1);
+    eprintln!(
+        "ansible overhead, 2 nodes over SSH: kscript alone {:.0} ms a dry run of stages 1-2; a kscript_run task on \
+         both nodes {:.0} ms wall, {:.0} ms over kscript's own (playbook start-up {:.0} ms)",
+        alone * 1e3,
+        per_task * 1e3,
+        (per_task - alone) * 1e3,
+        t1 * 1e3
+    );
 }
