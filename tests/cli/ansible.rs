@@ -316,8 +316,8 @@ fn wait_listening(port: u16, node: &Node) {
 }
 
 /// Two real systemd nodes (the nspawn harness: systemd as PID 1), each given Python and an
-/// sshd on a port of its own, driven by Ansible over SSH with `kscript_run` through stages 1
-/// and 2 (containerd from Debian's package, the kubelet from a local bundle whose binaries
+/// sshd on a port of its own, driven by Ansible over SSH with the playbook
+/// `kscript.kscript.cluster` through stages 1 and 2 (`kscript_stages`) (containerd from Debian's package, the kubelet from a local bundle whose binaries
 /// are stand-ins, tests/cli/systemd.rs `make_bundle`): check mode shows diffs and changes
 /// nothing on the nodes, the real run brings containerd up and leaves the kubelet enabled,
 /// the second run changes nothing. As root, with network for apt inside the containers.
@@ -366,20 +366,19 @@ fn ansible_drives_two_systemd_nodes_over_ssh_through_stages_1_and_2() {
             key.display()
         ),
     );
-    // Stages 1 and 2 of each node's script; what a container cannot do (load kernel modules,
-    // write sysctls) skipped as in tests/cli/systemd.rs.
-    let play = sb.write(
+    // The playbook through stages 1 and 2 of each node's script; what a container cannot do
+    // (load kernel modules, write sysctls) skipped as in tests/cli/systemd.rs.
+    let vars = sb.write(
         "stages-1-2.yml",
-        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: Stages 1 and 2\n      \
-         kscript.kscript.kscript_run:\n        \
-         script: \"{{ 'control-plane.rhai' if inventory_hostname in groups['control_plane'] else 'worker.rhai' }}\"\n        \
-         only: [containerd, kubelet]\n        skip: [containerd/modules, containerd/sysctl]\n        \
-         set:\n          kscript.kubernetes.source: bundle\n          kscript.kubernetes.bundleDir: /mnt/work/bundle\n",
+        "kscript_stages: [containerd, kubelet]\nkscript_skip: [containerd/modules, containerd/sysctl]\n\
+         kscript_settings:\n  kscript.kubernetes.source: bundle\n  kscript.kubernetes.bundleDir: /mnt/work/bundle\n",
     );
-    let play = play.to_str().unwrap();
+    let vars = format!("@{}", vars.display());
+    let play = "kscript.kscript.cluster";
+
     let inv = inv.to_str().unwrap();
 
-    let check = ansible(&sb, "ansible-playbook", &["-i", inv, play, "--check", "--diff"]).ok();
+    let check = ansible(&sb, "ansible-playbook", &["-i", inv, play, "-e", &vars, "--check", "--diff"]).ok();
     for (host, (changed, _, _)) in recap(&check) {
         assert_eq!(changed, 1, "{host} would change nothing in check mode:\n{}", check.stdout);
     }
@@ -389,7 +388,7 @@ fn ansible_drives_two_systemd_nodes_over_ssh_through_stages_1_and_2() {
         assert!(!node.path("/usr/bin/kubelet").exists(), "check mode installed the kubelet on {}", node.name);
     }
 
-    let apply = ansible(&sb, "ansible-playbook", &["-i", inv, play]).ok();
+    let apply = ansible(&sb, "ansible-playbook", &["-i", inv, play, "-e", &vars]).ok();
     assert_eq!(recap(&apply).len(), 2, "{}", apply.stdout);
     for (host, (changed, _, _)) in recap(&apply) {
         assert_eq!(changed, 1, "{host} changed nothing:\n{}", apply.stdout);
@@ -414,7 +413,7 @@ fn ansible_drives_two_systemd_nodes_over_ssh_through_stages_1_and_2() {
         assert_eq!(kubelet["state"], "crash-looping", "{}: {status}", node.name);
     }
 
-    let again = ansible(&sb, "ansible-playbook", &["-i", inv, play, "--diff"]).ok();
+    let again = ansible(&sb, "ansible-playbook", &["-i", inv, play, "-e", &vars, "--diff"]).ok();
     for (host, (changed, _, _)) in recap(&again) {
         assert_eq!(changed, 0, "{host} changed on the second run:\n{}", again.stdout);
     }
