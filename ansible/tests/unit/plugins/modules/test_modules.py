@@ -47,8 +47,12 @@ class ModuleCase(unittest.TestCase):
         os.makedirs(ns)
         os.symlink(COLLECTION, os.path.join(ns, "kscript"))
         self.log = os.path.join(self.tmp, "calls.jsonl")
-        self.env = dict(os.environ, FAKE_KSCRIPT_LOG=self.log,
-                        PYTHONPATH=os.path.join(self.tmp, "collections"))
+        # The module's process imports the collection from there, and ansible from where this
+        # process has it (ansible-test units puts it on a path of its own).
+        import ansible
+        paths = [os.path.join(self.tmp, "collections"), os.path.dirname(os.path.dirname(ansible.__file__))]
+        paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        self.env = dict(os.environ, FAKE_KSCRIPT_LOG=self.log, PYTHONPATH=os.pathsep.join(paths))
 
     def give(self, command, text, rc=0):
         path = os.path.join(self.tmp, command.lower())
