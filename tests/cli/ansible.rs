@@ -48,8 +48,13 @@ fn ansible_sandbox() -> Sandbox {
 }
 
 fn ansible(sb: &Sandbox, program: &str, args: &[&str]) -> Run {
+    ansible_env(sb, program, args, &[])
+}
+
+fn ansible_env(sb: &Sandbox, program: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = Command::new(program)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(sb.path())
         .env("ANSIBLE_COLLECTIONS_PATH", sb.path().join("collections"))
         .env("ANSIBLE_HOME", sb.path().join("ansible-home"))
@@ -466,17 +471,25 @@ fn print_overhead(sb: &Sandbox, inv: &str, nodes: &[Node]) {
         })
         .sum::<f64>()
         / 2.0;
-    let run = |play: &Path| {
-        timed(&|| drop(ansible(sb, "ansible-playbook", &["-i", inv, play.to_str().unwrap(), "--check"]).ok()))
-    };
-    let (t1, tn) = (run(&one), run(&many));
-    let per_task = (tn - t1) / f64::from(TASKS - 1);
-    eprintln!(
-        "ansible overhead, 2 nodes over SSH: kscript alone {:.0} ms a dry run of stages 1-2; a kscript_run task on \
-         both nodes {:.0} ms wall, {:.0} ms over kscript's own (playbook start-up {:.0} ms)",
-        alone * 1e3,
-        per_task * 1e3,
-        (per_task - alone) * 1e3,
-        t1 * 1e3
-    );
+    // Ansible's default over SSH (a connection kept open; the module copied, then run: several
+    // round trips a task), then with pipelining (the module sent on the command's stdin: one).
+    for (how, pipelining) in [("default", "False"), ("pipelining", "True")] {
+        let env = [("ANSIBLE_PIPELINING", pipelining)];
+        let run = |play: &Path| {
+            let args = ["-i", inv, play.to_str().unwrap(), "--check"];
+            timed(&|| {
+                ansible_env(sb, "ansible-playbook", &args, &env).ok();
+            })
+        };
+        let (t1, tn) = (run(&one), run(&many));
+        let per_task = (tn - t1) / f64::from(TASKS - 1);
+        eprintln!(
+            "ansible overhead, 2 nodes over SSH ({how}): kscript alone {:.0} ms a dry run of stages 1-2; a \
+             kscript_run task on both nodes {:.0} ms wall, {:.0} ms over kscript's own (playbook start-up {:.0} ms)",
+            alone * 1e3,
+            per_task * 1e3,
+            (per_task - alone) * 1e3,
+            t1 * 1e3
+        );
+    }
 }
