@@ -1,5 +1,6 @@
 //! The one integration test binary: runs the real `kscript` binary in temporary folders.
 
+mod ansible;
 mod check;
 mod cluster;
 mod crash;
