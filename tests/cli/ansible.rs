@@ -232,6 +232,30 @@ fn ansible_playbook_renders_two_control_planes_serially_without_showing_credenti
              kscript_binary={s}/bin/{{{{ inventory_hostname }}}}/kscript\n"
         ),
     );
+    // Check mode on nodes without kscript yet: each plans with the release unpacked in a temporary
+    // folder, removed at the end; nothing is installed and no node is written.
+    let tmp = sb.path().join("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    let t = tmp.to_str().unwrap();
+    let check = ansible_env(
+        &sb,
+        "ansible-playbook",
+        &["-i", &inv, "kscript.kscript.cluster", "--check", "--diff", "-v"],
+        &[("TMPDIR", t)],
+    )
+    .ok();
+    let made = format!("\"kscript_check_tmp\": \"{t}/kscript-check.");
+    assert_eq!(check.stdout.matches(&made).count(), 3, "no temporary release per host:\n{}", check.stdout);
+    assert!(check.stdout.contains("+++ after"), "check mode showed no diff:\n{}", check.stdout);
+    for host in ["cp1", "cp2", "w1"] {
+        assert!(!sb.path().join("bin").join(host).exists(), "{host}: check mode installed kscript");
+        assert!(!nodes.join(host).exists(), "{host}: check mode wrote the node");
+    }
+    let unpacked = |tmp: &Path| -> Vec<_> {
+        let names = fs::read_dir(tmp).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+        names.filter(|n| n.starts_with("kscript-check.")).collect()
+    };
+    assert!(unpacked(&tmp).is_empty(), "check mode left {:?} in the temporary folder", unpacked(&tmp));
     let run = ansible(&sb, "ansible-playbook", &["-i", &inv, "kscript.kscript.cluster", "-vv"]).ok();
     for host in ["cp1", "cp2", "w1"] {
         assert!(sb.path().join("bin").join(host).join("kscript").is_file(), "{host}: kscript not installed");

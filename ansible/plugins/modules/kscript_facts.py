@@ -9,7 +9,10 @@ short_description: A node's kscript status, and on a control plane the join mate
 version_added: "0.1.0"
 description:
   - Sets C(kscript_status) to C(kscript status --output json) of the node (schema
-    C(kscript.status/v1)) and C(kscript_done) to whether the node reached its script's last stage.
+    C(kscript.status/v1)), C(kscript_done) to whether the node reached its script's last stage,
+    and C(kscript_joined) to whether it is in the cluster, that is whether its stage C(init) (control-plane.rhai)
+    or C(join) (worker.rhai) is complete. A joined node needs no join material, even while its
+    last stage (the pod network) is still to come.
   - With O(join), on a control plane, sets C(kscript_join) to what other nodes join with,
     C(api_server_endpoint) (host:port) and C(server) (from admin.conf), a fresh bootstrap
     C(token) stored by C(kscript run token.rhai), C(ca_cert_hashes) (the CA pin of the
@@ -78,7 +81,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 ansible_facts:
-  description: C(kscript_status), C(kscript_done), and with O(join) C(kscript_join).
+  description: C(kscript_status), C(kscript_done), C(kscript_joined), and with O(join) C(kscript_join).
   returned: always
   type: dict
 """
@@ -91,6 +94,19 @@ from ansible_collections.kscript.kscript.plugins.module_utils.kscript import (
     STATUS_SCHEMA, StreamError, ca_pin, common_args, failure_message, kubeconfig_server, new_token,
     parse_stream, run_command, set_pairs, summary, write_secret_config,
 )
+
+
+# The stage that puts a node in the cluster: init on the first control plane, join elsewhere.
+JOIN_STAGES = ("init", "join")
+
+
+def joined(status, done):
+    """Whether the node is in the cluster: its init or join stage is complete (a script without
+    either, a fork that renamed them: when it reached its last stage)."""
+    stages = [s for s in status.get("stages") or [] if s.get("name") in JOIN_STAGES]
+    if not stages:
+        return done
+    return all(s.get("complete") is True for s in stages)
 
 
 def under(root, path):
@@ -143,7 +159,8 @@ def main():
 
     if p["root"] and not os.path.isdir(p["root"]) and not p["join"]:
         # A render that has not happened yet: nothing built, nothing to measure.
-        module.exit_json(changed=False, ansible_facts=dict(kscript_status=None, kscript_done=False))
+        module.exit_json(changed=False, ansible_facts=dict(kscript_status=None, kscript_done=False,
+                                                           kscript_joined=False))
 
     argv = [p["binary"], "status"] + ([p["script"]] if p["script"] else [])
     argv += common_args(p["config"], sets, p["root"]) + ["--output", "json", "--timeout", str(p["timeout"])]
@@ -156,7 +173,7 @@ def main():
     if rc not in (0, 1) or status.get("schema") != STATUS_SCHEMA:
         module.fail_json(msg="kscript status failed (exit code %d): %s" % (rc, (stderr or stdout).strip()),
                          cmd=argv, rc=rc)
-    facts = dict(kscript_status=status, kscript_done=rc == 0)
+    facts = dict(kscript_status=status, kscript_done=rc == 0, kscript_joined=joined(status, rc == 0))
     changed = False
 
     if p["join"]:

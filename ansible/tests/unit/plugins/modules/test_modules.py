@@ -188,6 +188,7 @@ class KscriptFacts(ModuleCase):
         self.assertFalse(out["changed"])
         self.assertEqual(out["ansible_facts"]["kscript_status"]["reached"], 4)
         self.assertTrue(out["ansible_facts"]["kscript_done"])
+        self.assertTrue(out["ansible_facts"]["kscript_joined"], "no init or join stage listed: joined when done")
         self.assertEqual(self.calls(), [["status", "control-plane.rhai", "--output", "json", "--timeout", "3"]])
 
     def test_a_node_not_done_is_not_a_failure(self):
@@ -195,6 +196,20 @@ class KscriptFacts(ModuleCase):
         out, _raw = self.module("kscript_facts")
         self.assertFalse(out.get("failed"), out)
         self.assertFalse(out["ansible_facts"]["kscript_done"])
+
+    def test_joined_is_the_join_stage_complete_not_the_last(self):
+        # A worker in the cluster whose pod network (stage 4) is not there yet: joined, not done.
+        status = {"schema": "kscript.status/v1", "script": "worker.rhai", "reached": 3, "total": 4,
+                  "done": False, "stages": [{"number": n, "name": name, "complete": n <= 3}
+                                            for n, name in enumerate(["containerd", "kubelet", "join", "network"], 1)]}
+        self.give("STATUS", json.dumps(status), rc=1)
+        out, _raw = self.module("kscript_facts")
+        self.assertFalse(out["ansible_facts"]["kscript_done"])
+        self.assertTrue(out["ansible_facts"]["kscript_joined"])
+        status["stages"][2]["complete"] = False
+        self.give("STATUS", json.dumps(status), rc=1)
+        out, _raw = self.module("kscript_facts")
+        self.assertFalse(out["ansible_facts"]["kscript_joined"])
 
     def test_status_that_is_not_json_fails(self):
         self.give("STATUS", "status: no such folder", rc=2)
