@@ -251,7 +251,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "STAGE|STAGE/STEP")]
     pub from: Option<String>,
     /// Change nothing; print each effect that would happen: `+` create, `~` change,
-    /// `=` unchanged, `-` remove, `!` a command.
+    /// `=` unchanged, `-` remove, `!` a command. Preflight checks that fail only warn (on a bare
+    /// node the stages before them are planned, not done).
     #[arg(long)]
     pub dry_run: bool,
     /// Print a unified diff of each changed text file (never of keys or credentials).

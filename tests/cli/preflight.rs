@@ -282,6 +282,21 @@ fn the_real_host_is_observed_and_errors_can_be_ignored() {
     );
     assert!(message.contains(&me) && message.contains("not by kube-apiserver"), "no {me}: {}", run.stderr);
     assert!(run.message().contains("to go on anyway: --ignore-preflight-errors="), "{}", run.stderr);
+    // A dry run plans on: the same error as a warning, and what a real run would do here (on a
+    // bare node the stages planned before preflight, not done, leave checks failing).
+    let dry = sb.kscript(&[&args[..], &["--dry-run"]].concat()).ok();
+    assert!(
+        dry.stderr.contains(&format!(
+            "warning: [preflight] [ERROR Port-{port}]: port {port} is in use by users:(("
+        )),
+        "{}",
+        dry.stderr
+    );
+    assert!(
+        dry.stderr.contains("check(s) fail on the host as it is now; a real run stops here unless"),
+        "{}",
+        dry.stderr
+    );
     // Ignored by name, it warns; every error ignored, the step passes. ImagePull comes once
     // the other checks pass (here: are ignored), and says once that the runtime cannot be asked.
     let run = sb.kscript(&[&args[..], &["--ignore-preflight-errors", "all"]].concat()).ok();
