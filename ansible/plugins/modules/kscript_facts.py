@@ -10,9 +10,10 @@ version_added: "0.1.0"
 description:
   - Sets C(kscript_status) to C(kscript status --output json) of the node (schema
     C(kscript.status/v1)), C(kscript_done) to whether the node reached its script's last stage,
-    and C(kscript_joined) to whether it is in the cluster, that is whether its stage C(init) (control-plane.rhai)
-    or C(join) (worker.rhai) is complete. A joined node needs no join material, even while its
-    last stage (the pod network) is still to come.
+    and C(kscript_joined) to whether it is in the cluster, that is whether every file of its stage
+    C(init) (control-plane.rhai) or C(join) (worker.rhai) is there. A joined node needs no join
+    material, even while a component of that stage or its last stage (the pod network) is
+    still to come.
   - With O(join), on a control plane, sets C(kscript_join) to what other nodes join with,
     C(api_server_endpoint) (host:port) and C(server) (from admin.conf), a fresh bootstrap
     C(token) stored by C(kscript run token.rhai), C(ca_cert_hashes) (the CA pin of the
@@ -101,12 +102,16 @@ JOIN_STAGES = ("init", "join")
 
 
 def joined(status, done):
-    """Whether the node is in the cluster: its init or join stage is complete (a script without
-    either, a fork that renamed them: when it reached its last stage)."""
+    """Whether the node is in the cluster: its init or join stage ran and every file of it is
+    there (the kubelet's kubeconfig among them). A component of that stage not running yet (kube-proxy on
+    a busy cluster) is the cluster's to settle, not a reason to join again. A script without
+    either stage (a fork that renamed them): when it reached its last stage."""
     stages = [s for s in status.get("stages") or [] if s.get("name") in JOIN_STAGES]
     if not stages:
         return done
-    return all(s.get("complete") is True for s in stages)
+    return all(s.get("complete") is True
+               or not [m for m in s.get("missing") or [] if m.get("kind") in ("file", "not-run")]
+               for s in stages)
 
 
 def under(root, path):

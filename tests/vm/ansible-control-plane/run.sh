@@ -39,6 +39,8 @@ cat > $W/vars.yml <<VARS
 kscript_release_tarball: $tarball
 kscript_kubernetes_version: "$VERSION"
 kscript_skip: [network]
+# Under TCG the API server may take longer than 10 s to answer a list.
+kscript_status_timeout: 30
 kscript_extra_args: [--ignore-preflight-errors, "NumCPU,Mem"]
 kscript_settings:
   kscript.kubernetes.source: bundle

@@ -197,16 +197,28 @@ class KscriptFacts(ModuleCase):
         self.assertFalse(out.get("failed"), out)
         self.assertFalse(out["ansible_facts"]["kscript_done"])
 
-    def test_joined_is_the_join_stage_complete_not_the_last(self):
+    def test_joined_is_the_join_stages_files_not_the_last_stage(self):
         # A worker in the cluster whose pod network (stage 4) is not there yet: joined, not done.
         status = {"schema": "kscript.status/v1", "script": "worker.rhai", "reached": 3, "total": 4,
-                  "done": False, "stages": [{"number": n, "name": name, "complete": n <= 3}
+                  "done": False, "stages": [{"number": n, "name": name, "complete": n <= 3, "missing": []}
                                             for n, name in enumerate(["containerd", "kubelet", "join", "network"], 1)]}
         self.give("STATUS", json.dumps(status), rc=1)
         out, _raw = self.module("kscript_facts")
         self.assertFalse(out["ansible_facts"]["kscript_done"])
         self.assertTrue(out["ansible_facts"]["kscript_joined"])
-        status["stages"][2]["complete"] = False
+        # Its kube-proxy not running yet: the stage is incomplete, the node still joined.
+        status["stages"][2].update(complete=False, missing=[{"kind": "component", "name": "kube-proxy"}])
+        self.give("STATUS", json.dumps(status), rc=1)
+        out, _raw = self.module("kscript_facts")
+        self.assertTrue(out["ansible_facts"]["kscript_joined"])
+        # The stage never ran here: not joined.
+        status["stages"][2]["missing"] = [{"kind": "not-run"}]
+        self.give("STATUS", json.dumps(status), rc=1)
+        out, _raw = self.module("kscript_facts")
+        self.assertFalse(out["ansible_facts"]["kscript_joined"])
+        status["stages"][2]["missing"] = [{"kind": "component", "name": "kube-proxy"}]
+        # No kubelet.conf (no TLS bootstrap yet): not joined.
+        status["stages"][2]["missing"].append({"kind": "file", "path": "/etc/kubernetes/kubelet.conf"})
         self.give("STATUS", json.dumps(status), rc=1)
         out, _raw = self.module("kscript_facts")
         self.assertFalse(out["ansible_facts"]["kscript_joined"])
