@@ -333,6 +333,9 @@ pub trait Cluster {
     fn recorded(&self) -> Vec<Value> {
         Vec::new()
     }
+    /// When calls are recorded, starts from `objects` as if they had been applied (a render
+    /// reads back the cluster an earlier render of the same node recorded); nothing otherwise.
+    fn preload(&self, _objects: Vec<Value>) {}
 
     /// Waits until the object exists, and returns it; `None` when recording.
     fn wait_for(
@@ -1118,6 +1121,42 @@ impl Cluster for RecordingCluster {
     fn recorded(&self) -> Vec<Value> {
         self.objects.borrow().iter().map(|(_, v)| v.clone()).collect()
     }
+
+    fn preload(&self, objects: Vec<Value>) {
+        let mut held = self.objects.borrow_mut();
+        for object in objects {
+            if let Ok(r) = ObjectRef::of(&object)
+                && !held.iter().any(|(k, _)| *k == r)
+            {
+                held.push((r, object));
+            }
+        }
+    }
+}
+
+/// The objects an earlier render of the node at `root` (a host path) recorded in its
+/// [`RENDERED_OBJECTS`], for a render or dry run of the same node to start from. Secrets are
+/// left out: the file holds them redacted, and a flow reading one needs its values (it applies
+/// it again instead). Empty when there is no such file.
+pub fn rendered_objects(root: &Path) -> io::Result<Vec<Value>> {
+    let path = root.join(RENDERED_OBJECTS.trim_start_matches('/'));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut objects = Vec::new();
+    // Documents start at a line `--- # NAME` (a value may hold that text inside a line).
+    for doc in format!("\n{text}").split("\n--- # ").filter(|d| !d.trim().is_empty()) {
+        let (name, body) = doc.split_once('\n').unwrap_or((doc, ""));
+        let object: Value = serde_saphyr::from_str(body).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{}: {name}: {e}", path.display()))
+        })?;
+        if object.get("kind").and_then(Value::as_str) != Some("Secret") {
+            objects.push(object);
+        }
+    }
+    Ok(objects)
 }
 
 #[cfg(test)]

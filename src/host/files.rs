@@ -62,6 +62,10 @@ pub trait Files {
     fn symlink(&self, target: &Path, path: &Path) -> io::Result<()>;
     /// Removes what is at `path` (a folder with its content).
     fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Copies the folder `from`, with everything in it, to `to`, where nothing is (its parent
+    /// exists): folders and files with their modes (and owners, when allowed), symlinks as
+    /// links. Made durable by the next [`Files::sync`], as a write is.
+    fn copy_tree(&self, from: &Path, to: &Path) -> io::Result<Copied>;
     /// Makes every change made through this backend since the last sync durable. The runner
     /// calls it when a stage ends, before the journal line that vouches for the entries its
     /// steps appended (`journal`'s durability note): a journal read after a crash trusts
@@ -72,6 +76,48 @@ pub trait Files {
     fn reads_disk(&self) -> bool {
         true
     }
+}
+
+/// What [`Files::copy_tree`] copied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Copied {
+    /// Files and symlinks.
+    pub files: u64,
+    /// The bytes of the files.
+    pub bytes: u64,
+}
+
+/// Copies `from` to `to` (nothing there yet), calling `made` with every path made.
+fn copy_walk(from: &Path, to: &Path, copied: &mut Copied, made: &mut dyn FnMut(&Path)) -> io::Result<()> {
+    let meta = fs::symlink_metadata(from)?;
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        symlink(fs::read_link(from)?, to)?;
+        copied.files += 1;
+    } else if kind.is_dir() {
+        fs::create_dir(to)?;
+        let mut names: Vec<_> =
+            fs::read_dir(from)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+        names.sort();
+        for name in names {
+            copy_walk(&from.join(&name), &to.join(&name), copied, made)?;
+        }
+        fs::set_permissions(to, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    } else if kind.is_file() {
+        copied.bytes += fs::copy(from, to)?;
+        copied.files += 1;
+        fs::set_permissions(to, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    } else {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{} is neither a file, a folder nor a symlink", from.display()),
+        ));
+    }
+    if nix::unistd::geteuid().is_root() && !kind.is_symlink() {
+        chown(to, Some(Owner { uid: meta.uid(), gid: meta.gid() }))?;
+    }
+    made(to);
+    Ok(())
 }
 
 /// The real file system.
@@ -300,6 +346,30 @@ impl Files for RealFiles {
         }
     }
 
+    fn copy_tree(&self, from: &Path, to: &Path) -> io::Result<Copied> {
+        if fs::symlink_metadata(to).is_ok() {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", to.display())));
+        }
+        if !fs::metadata(from)?.is_dir() {
+            return Err(io::Error::from(io::ErrorKind::NotADirectory));
+        }
+        let mut copied = Copied::default();
+        let mut first_error = None;
+        let result = copy_walk(from, to, &mut copied, &mut |p| {
+            if first_error.is_none()
+                && let Err(e) = self.changed(p)
+            {
+                first_error = Some(e);
+            }
+        });
+        if result.is_err() {
+            // Part of the copy may be there: that is a change to make durable too.
+            let _ = self.changed(to);
+        }
+        result?;
+        first_error.map_or(Ok(copied), Err)
+    }
+
     fn sync(&self) -> io::Result<()> {
         // Taken first: a failed sync is reported, and the run stops on it.
         let unsynced = std::mem::take(&mut *self.unsynced.borrow_mut());
@@ -460,6 +530,38 @@ impl Files for PlannedFiles {
         };
         self.set(path, Planned::Present { state, content: None });
         Ok(())
+    }
+
+    /// Plans the folder `to` only: what the copy would hold is counted from `from` on disk,
+    /// and not planned file by file (an etcd data folder can be large), so a later read under
+    /// `to` in the same dry run finds nothing.
+    fn copy_tree(&self, from: &Path, to: &Path) -> io::Result<Copied> {
+        if self.state(to)?.is_some() {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", to.display())));
+        }
+        let Some(top) = self.state(from)? else { return Err(io::Error::from(io::ErrorKind::NotFound)) };
+        if top.kind != FileKind::Dir {
+            return Err(io::Error::from(io::ErrorKind::NotADirectory));
+        }
+        let mut copied = Copied::default();
+        let mut pending = vec![from.to_path_buf()];
+        while let Some(dir) = pending.pop() {
+            for name in self.list(&dir)?.unwrap_or_default() {
+                let path = dir.join(name);
+                match self.state(&path)? {
+                    Some(s) if s.kind == FileKind::Dir => pending.push(path),
+                    Some(s) => {
+                        copied.files += 1;
+                        if s.kind == FileKind::File {
+                            copied.bytes += s.size;
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+        self.mkdir(to, top.mode, Some(top.owner))?;
+        Ok(copied)
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {

@@ -16,7 +16,7 @@ pub use cluster::{Cluster, RealCluster, RecordingCluster};
 pub use commands::{CommandOutput, CommandSpec, Commands, RealCommands, RecordingCommands};
 pub use cri::{Cri, CriSockets, RealCri, RecordingCri};
 pub use facts::{Facts, RealFacts};
-pub use files::{FileKind, FileState, Files, Owner, PlannedFiles, RealFiles};
+pub use files::{Copied, FileKind, FileState, Files, Owner, PlannedFiles, RealFiles};
 pub use mounts::{Mounts, RealMounts, RecordingMounts};
 pub use systemd::{RealSystemd, RecordingSystemd, Systemd, UnitStatus};
 

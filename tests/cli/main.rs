@@ -19,6 +19,7 @@ mod reset;
 mod status;
 mod systemd;
 mod systemd_host;
+mod upgrade;
 mod waits;
 
 use std::fs;

@@ -1,0 +1,333 @@
+//! upgrade.rhai against the fake API server: plan's table and each refusal (the rule named),
+//! apply's sequence of manifests and its backups, and the rollback of a component whose new
+//! Pod never comes back healthy.
+//!
+//! A control plane is rendered at [`FROM`] and init's API steps are run against the fake (as
+//! in cluster.rs), so the fake holds kubeadm-config, kubelet-config, the `CoreDNS` and kube-proxy objects of
+//! that release. The fake then shows the mirror Pods the node's kubelet would post for its
+//! manifest folder: a new manifest gets a new config hash at once, unless the test makes that
+//! component's kubelet never restart it or its new Pod never turn ready. There is no kubelet
+//! here: the fake stands in for what the API server would show of one.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::Run;
+use super::cluster::{API_STEPS, ControlPlane};
+use super::fake_apiserver::Stuck;
+
+/// The release the control plane is rendered at, and the one it is upgraded to.
+const FROM: &str = "v1.36.2";
+const TO: &str = "v1.37.0";
+
+/// The static Pods, in the order kubeadm upgrades them.
+const COMPONENTS: &[&str] = &["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+
+/// A control plane rendered at `from` with `extra` settings, init's API steps run against the
+/// fake, its Node's kubelet at `kubelet`.
+fn cluster_at(from: &str, kubelet: &str, extra: &[&str]) -> ControlPlane {
+    let version = format!("kubernetesVersion={from}");
+    let mut args = vec!["--set", version.as_str()];
+    args.extend_from_slice(extra);
+    let cp = ControlPlane::up_with(&args);
+    cp.run_script("control-plane.rhai", API_STEPS, &args).ok();
+    let mut node = cp.fake.object("/api/v1/nodes/k8s-ctr").unwrap();
+    node["status"]["nodeInfo"]["kubeletVersion"] = json!(kubelet);
+    cp.fake.put("/api/v1/nodes/k8s-ctr", node);
+    cp
+}
+
+/// The node's manifest folder (a host path).
+fn manifests(cp: &ControlPlane) -> PathBuf {
+    cp.sb.root().join("etc/kubernetes/manifests")
+}
+
+/// The image of a manifest.
+fn image(path: &Path) -> String {
+    let pod: serde_json::Value = serde_saphyr::from_str(&fs::read_to_string(path).unwrap()).unwrap();
+    pod["spec"]["containers"][0]["image"].as_str().unwrap().to_string()
+}
+
+/// `kscript run upgrade.rhai` on the node, `--only` each of `stages`, to `target`.
+fn upgrade(cp: &ControlPlane, stages: &[&str], target: &str, extra: &[&str]) -> Run {
+    let version = format!("kubernetesVersion={target}");
+    let mut args = vec!["--set", version.as_str()];
+    args.extend_from_slice(extra);
+    cp.run_script("upgrade.rhai", stages, &args)
+}
+
+/// The lines of `text` with runs of spaces made one (table columns compared by content).
+fn squeezed(text: &str) -> Vec<String> {
+    text.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect()
+}
+
+/// The one backup folder of `kind` (`manifests`, `etcd`) under the node's /etc/kubernetes/tmp.
+fn backup(cp: &ControlPlane, kind: &str) -> PathBuf {
+    let dir = cp.sb.root().join("etc/kubernetes/tmp");
+    let prefix = format!("kubeadm-backup-{kind}-");
+    let found: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(&prefix))
+        .collect();
+    assert_eq!(found.len(), 1, "backups of {kind} in {}: {found:?}", dir.display());
+    found[0].clone()
+}
+
+#[test]
+fn upgrade_plan_prints_each_component_current_and_target() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    cp.fake.forget_requests();
+    let run = upgrade(&cp, &[], TO, &[]).ok();
+    let lines = squeezed(&run.stdout);
+    for row in [
+        "COMPONENT NODE CURRENT TARGET",
+        "kubelet k8s-ctr v1.36.2 v1.37.0",
+        "kube-apiserver k8s-ctr v1.36.2 v1.37.0",
+        "kube-controller-manager k8s-ctr v1.36.2 v1.37.0",
+        "kube-scheduler k8s-ctr v1.36.2 v1.37.0",
+        "kube-proxy v1.36.2 v1.37.0",
+        // kubeadm's pins of 1.36 and 1.37 (stdlib/versions.rhai).
+        "CoreDNS v1.14.2 v1.14.6",
+        "etcd k8s-ctr 3.6.8-0 3.7.0-0",
+        "kscript run upgrade.rhai --only apply --set kubernetesVersion=v1.37.0",
+    ] {
+        assert!(lines.iter().any(|l| l == row), "no row `{row}` in:\n{}", run.stdout);
+    }
+    // The plan changes nothing: the manifests are still those of FROM, and nothing was applied.
+    assert_eq!(image(&manifests(&cp).join("kube-apiserver.yaml")), "registry.k8s.io/kube-apiserver:v1.36.2");
+    assert!(!cp.fake.seen().iter().any(|s| s.method == "PATCH"), "plan applied something");
+}
+
+/// Runs plan to `target` and checks it is refused with `rule` named and `detail` said.
+#[track_caller]
+fn assert_refused(cp: &ControlPlane, target: &str, rule: &str, detail: &str) {
+    let run = upgrade(cp, &[], target, &[]).code(1);
+    let message = run.message();
+    assert!(message.contains("is refused"), "{message}");
+    assert!(message.contains(&format!("rule \"{rule}\"")), "rule {rule} not named:\n{message}");
+    assert!(message.contains(detail), "no `{detail}` in:\n{message}");
+    assert!(run.stdout.contains("failed   plan/policy"), "{}", run.stdout);
+}
+
+#[test]
+fn upgrade_plan_refuses_a_downgrade() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    assert_refused(&cp, "v1.36.0", "no downgrade", "v1.36.0 is older than the cluster's v1.36.2");
+}
+
+#[test]
+fn upgrade_plan_refuses_to_skip_a_minor() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    assert_refused(&cp, "v1.38.1", "one minor at a time", "upgrade to a v1.37 release first");
+}
+
+#[test]
+fn upgrade_plan_refuses_kubelets_too_old_for_the_target() {
+    let cp = cluster_at(FROM, "v1.33.5", &[]);
+    assert_refused(
+        &cp,
+        TO,
+        "kubelet skew",
+        "the kubelet of node k8s-ctr is v1.33.5, 4 minors older than v1.37.0",
+    );
+    // Three minors older is within the skew.
+    let mut node = cp.fake.object("/api/v1/nodes/k8s-ctr").unwrap();
+    node["status"]["nodeInfo"]["kubeletVersion"] = json!("v1.34.0");
+    cp.fake.put("/api/v1/nodes/k8s-ctr", node);
+    upgrade(&cp, &["plan/policy"], TO, &[]).ok();
+}
+
+/// The images of the target cannot be had: a real containerd, a registry under `.invalid`.
+#[test]
+fn upgrade_plan_refuses_a_target_whose_images_cannot_be_pulled() {
+    let cp = cluster_at(FROM, FROM, &["--set", "imageRepository=registry.invalid/k8s"]);
+    let socket = cp.sb.root().join("run/kscript-test/containerd.sock");
+    let mut containerd = super::cri::Containerd::start_at(&cp.sb, &socket);
+    let root = cp.sb.root();
+    let mut args: Vec<&str> = vec!["run", "upgrade.rhai", "--root", root.to_str().unwrap()];
+    args.extend(cp.args.iter().map(String::as_str));
+    args.extend([
+        "--set",
+        "kubernetesVersion=v1.37.0",
+        "--set",
+        "nodeRegistration.criSocket=unix:///run/kscript-test/containerd.sock",
+        "--only",
+        "plan/images",
+    ]);
+    let run = cp.sb.kscript_env(&[("KSCRIPT_TEST_CLUSTER_API", "real"), ("KSCRIPT_TEST_CRI", "real")], &args);
+    let traces = containerd.shutdown();
+    let run = run.code(1);
+    let message = run.message();
+    assert!(message.contains("rule \"images available\""), "{message}");
+    // The cluster's imageRepository (from kubeadm-config), each image of the target named.
+    for image in [
+        "registry.invalid/k8s/kube-apiserver:v1.37.0",
+        "registry.invalid/k8s/etcd:3.7.0-0",
+        "registry.invalid/k8s/coredns:v1.14.6",
+    ] {
+        assert!(message.contains(image), "{image} not named in:\n{message}");
+    }
+    assert!(traces.is_empty(), "containerd left traces: {traces:?}");
+}
+
+#[test]
+fn upgrade_apply_upgrades_each_component_in_order_after_backing_up() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    let before: Vec<String> = COMPONENTS
+        .iter()
+        .map(|c| fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap())
+        .collect();
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    cp.fake.forget_requests();
+    let run = upgrade(&cp, &["apply"], TO, &["--set", "timeouts.upgradeManifests=60s"]).ok();
+
+    // Each component upgraded and waited for, in kubeadm's order.
+    let steps: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            l.trim().strip_prefix("changed  apply/").or_else(|| l.trim().strip_prefix("ok       apply/"))
+        })
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "preflight",
+            "backup",
+            "etcd",
+            "control-plane/kube-apiserver",
+            "control-plane/kube-controller-manager",
+            "control-plane/kube-scheduler",
+            "upload-config",
+            "rbac",
+            "addon/coredns",
+            "addon/kube-proxy",
+            "kubelet-config",
+            "kubelet"
+        ],
+        "{}",
+        run.stdout
+    );
+    for c in COMPONENTS {
+        assert!(run.stdout.contains(&format!("{c} restarted with ")), "{c} not waited for:\n{}", run.stdout);
+    }
+    // The mirror Pods were asked for in that order: each component's wait ended before the
+    // next manifest was written.
+    let asked: Vec<String> = cp
+        .fake
+        .seen()
+        .iter()
+        .filter(|s| s.method == "GET" && s.path.starts_with("/api/v1/namespaces/kube-system/pods/"))
+        .map(|s| s.path.rsplit('/').next().unwrap().trim_end_matches("-k8s-ctr").to_string())
+        .fold(Vec::new(), |mut v, c| {
+            if v.last() != Some(&c) {
+                v.push(c);
+            }
+            v
+        });
+    assert_eq!(asked, COMPONENTS, "mirror Pods asked in this order");
+
+    // The new manifests are the target's, the backups the old ones, byte for byte.
+    let saved = backup(&cp, "manifests");
+    for (c, old) in COMPONENTS.iter().zip(&before) {
+        assert_eq!(&fs::read_to_string(saved.join(format!("{c}.yaml"))).unwrap(), old, "backup of {c}");
+    }
+    assert_eq!(image(&manifests(&cp).join("kube-apiserver.yaml")), "registry.k8s.io/kube-apiserver:v1.37.0");
+    assert_eq!(image(&manifests(&cp).join("etcd.yaml")), "registry.k8s.io/etcd:3.7.0-0");
+    assert!(backup(&cp, "etcd").join("etcd").is_dir());
+
+    // The cluster's configuration, CoreDNS and kube-proxy are the target's.
+    let cm = cp.fake.object("/api/v1/namespaces/kube-system/configmaps/kubeadm-config").unwrap();
+    assert!(
+        cm["data"]["ClusterConfiguration"].as_str().unwrap().contains("kubernetesVersion: v1.37.0"),
+        "{cm}"
+    );
+    let ds = cp.fake.object("/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy").unwrap();
+    assert_eq!(
+        ds["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.k8s.io/kube-proxy:v1.37.0"
+    );
+    let dns = cp.fake.object("/apis/apps/v1/namespaces/kube-system/deployments/coredns").unwrap();
+    assert_eq!(
+        dns["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.k8s.io/coredns/coredns:v1.14.6"
+    );
+    // The drain and uncordon commands are printed, not run.
+    assert!(run.stdout.contains("kubectl drain k8s-ctr --ignore-daemonsets"), "{}", run.stdout);
+    assert!(run.stdout.contains("kubectl uncordon k8s-ctr"), "{}", run.stdout);
+
+    // Planned again: everything is at the target.
+    let run = upgrade(&cp, &[], TO, &[]).ok();
+    assert!(
+        squeezed(&run.stdout).iter().any(|l| l == "kube-apiserver k8s-ctr v1.37.0 v1.37.0"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// Runs apply with `component` stuck as `stuck`; returns the run (failed) and the manifests
+/// before it.
+fn apply_with_stuck(cp: &ControlPlane, component: &str, stuck: Stuck) -> (Run, Vec<String>) {
+    let before: Vec<String> = COMPONENTS
+        .iter()
+        .map(|c| fs::read_to_string(manifests(cp).join(format!("{c}.yaml"))).unwrap())
+        .collect();
+    cp.fake.mirror_static_pods(&manifests(cp), "k8s-ctr", &[(component, stuck)]);
+    let run = upgrade(cp, &["apply"], TO, &["--set", "timeouts.upgradeManifests=3s"]).code(1);
+    (run, before)
+}
+
+#[test]
+fn upgrade_apply_rolls_back_a_component_that_never_becomes_ready() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    let stuck =
+        Stuck::NotReady { reason: "CrashLoopBackOff".into(), message: "back-off 10s restarting".into() };
+    let (run, before) = apply_with_stuck(&cp, "kube-scheduler", stuck);
+    let message = run.message();
+    assert!(
+        message.contains("kube-scheduler did not come back healthy after its upgrade to v1.37.0"),
+        "{message}"
+    );
+    assert!(
+        message.contains("not ready: kube-scheduler waiting: CrashLoopBackOff (back-off 10s restarting)"),
+        "{message}"
+    );
+    assert!(message.contains("Rolled back: /etc/kubernetes/manifests/kube-scheduler.yaml from"), "{message}");
+    assert!(run.stdout.contains("failed   apply/control-plane/kube-scheduler"), "{}", run.stdout);
+    // The scheduler's manifest is back as it was; those before it stay upgraded.
+    assert_eq!(fs::read_to_string(manifests(&cp).join("kube-scheduler.yaml")).unwrap(), before[3]);
+    assert_eq!(
+        image(&manifests(&cp).join("kube-controller-manager.yaml")),
+        "registry.k8s.io/kube-controller-manager:v1.37.0"
+    );
+    // The run stopped there: the cluster's configuration still says FROM.
+    let cm = cp.fake.object("/api/v1/namespaces/kube-system/configmaps/kubeadm-config").unwrap();
+    assert!(
+        cm["data"]["ClusterConfiguration"].as_str().unwrap().contains("kubernetesVersion: v1.36.2"),
+        "{cm}"
+    );
+}
+
+#[test]
+fn upgrade_apply_rolls_back_etcd_when_the_kubelet_never_restarts_it() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    let (run, before) = apply_with_stuck(&cp, "etcd", Stuck::NotRestarted);
+    let message = run.message();
+    assert!(message.contains("etcd did not come back healthy after its upgrade to v1.37.0"), "{message}");
+    assert!(message.contains("the kubelet still runs etcd from the old manifest"), "{message}");
+    assert!(message.contains("not done within 3s"), "{message}");
+    // Its manifest and its data are back; nothing after it was touched.
+    // (The message is wrapped at spaces and at hyphens.)
+    assert!(
+        message.replace(' ', "").contains("/var/lib/etcdfrom/etc/kubernetes/tmp/kubeadm-backup-etcd-"),
+        "{message}"
+    );
+    for (c, old) in COMPONENTS.iter().zip(&before) {
+        assert_eq!(&fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap(), old, "{c}");
+    }
+}
