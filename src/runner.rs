@@ -275,7 +275,7 @@ fn execute(opts: &RunOptions, report: Reporter, ended: &mut Ended) -> Result<u8,
         Some(crate::config::Value::Str(v)) => Some(v.clone()),
         _ => None,
     };
-    let host = Host::for_mode(mode).probing_host(probing);
+    let host = Host::for_mode(mode).probing_host(probing).reading_cluster(root.is_host_root());
     preload_rendered_cluster(&host, &root)?;
     let loaded = Loaded::new(script, &cfg, root, host, report)?;
     let model = loaded.model();
@@ -372,10 +372,11 @@ fn preload_rendered_cluster(host: &Host, root: &NodeRoot) -> Result<(), Error> {
 }
 
 /// A render keeps the API objects it recorded in [`RENDERED_OBJECTS`] under the node root, for
-/// review and snapshots; a render that recorded none leaves an earlier render's file as it is.
+/// review and snapshots; a render that recorded none leaves an earlier render's file as it is
+/// (it started from that file's objects: see [`preload_rendered_cluster`]).
 fn keep_rendered_objects(loaded: &Loaded) -> Result<(), Error> {
     let objects = loaded.ctx.host.cluster.recorded();
-    if objects.is_empty() {
+    if objects.is_empty() || !loaded.ctx.host.cluster.recorded_any() {
         return Ok(());
     }
     let path = loaded

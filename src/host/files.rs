@@ -532,9 +532,10 @@ impl Files for PlannedFiles {
         Ok(())
     }
 
-    /// Plans the folder `to` only: what the copy would hold is counted from `from` on disk,
-    /// and not planned file by file (an etcd data folder can be large), so a later read under
-    /// `to` in the same dry run finds nothing.
+    /// Plans the copy entry by entry, from what `from` holds (as planned over the disk), each
+    /// with its state but without its content (an etcd data folder can be large): a later
+    /// `exists` or `stat` under `to` in the same dry run sees the copy, a read of a copied
+    /// file finds no content.
     fn copy_tree(&self, from: &Path, to: &Path) -> io::Result<Copied> {
         if self.state(to)?.is_some() {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", to.display())));
@@ -544,23 +545,23 @@ impl Files for PlannedFiles {
             return Err(io::Error::from(io::ErrorKind::NotADirectory));
         }
         let mut copied = Copied::default();
-        let mut pending = vec![from.to_path_buf()];
-        while let Some(dir) = pending.pop() {
+        self.set(to, Planned::Present { state: top, content: None });
+        let mut pending = vec![(from.to_path_buf(), to.to_path_buf())];
+        while let Some((dir, into)) = pending.pop() {
             for name in self.list(&dir)?.unwrap_or_default() {
-                let path = dir.join(name);
-                match self.state(&path)? {
-                    Some(s) if s.kind == FileKind::Dir => pending.push(path),
-                    Some(s) => {
+                let (path, copy) = (dir.join(&name), into.join(&name));
+                let Some(state) = self.state(&path)? else { continue };
+                match state.kind {
+                    FileKind::Dir => pending.push((path, copy.clone())),
+                    FileKind::File => {
                         copied.files += 1;
-                        if s.kind == FileKind::File {
-                            copied.bytes += s.size;
-                        }
+                        copied.bytes += state.size;
                     }
-                    None => {}
+                    _ => copied.files += 1,
                 }
+                self.set(&copy, Planned::Present { state, content: None });
             }
         }
-        self.mkdir(to, top.mode, Some(top.owner))?;
         Ok(copied)
     }
 

@@ -43,7 +43,12 @@ impl ControlPlane {
 
     /// The same, rendered with `extra` arguments too (`--set kubernetesVersion=v1.36.2`).
     pub(super) fn up_with(extra: &[&str]) -> Self {
-        let (sb, args, listener) = Self::render_on("127.0.0.1", extra);
+        Self::up_on("127.0.0.1", extra)
+    }
+
+    /// The same with the node's API server (and etcd) on `ip`, a loopback address.
+    pub(super) fn up_on(ip: &str, extra: &[&str]) -> Self {
+        let (sb, args, listener) = Self::render_on(ip, extra);
         Self::serve(sb, args, listener)
     }
 

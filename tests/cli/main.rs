@@ -959,10 +959,15 @@ fn set_arg(args: &mut [String], name: &str, value: &str) {
 /// on 127.0.0.1 (clients, metrics) are left out, as several members and other tests share this
 /// host. Waits until it is healthy; returns the process and its log.
 fn start_etcd_member(sb: &Sandbox, ip: &str) -> (KillOnDrop, PathBuf) {
+    start_etcd_member_in(sb, ip, &sb.path().join("etcd-data"))
+}
+
+/// [`start_etcd_member`] with its data in the host folder `data`.
+fn start_etcd_member_in(sb: &Sandbox, ip: &str, data: &Path) -> (KillOnDrop, PathBuf) {
     let root = sb.root();
     assert_eq!(static_pod(&root, "etcd.yaml")["spec"]["containers"][0]["command"][0], "etcd");
     let mut args = pod_args(&root, "etcd.yaml");
-    set_arg(&mut args, "data-dir", &sb.path().join("etcd-data").display().to_string());
+    set_arg(&mut args, "data-dir", &data.display().to_string());
     set_arg(&mut args, "listen-client-urls", &format!("https://{ip}:2379"));
     set_arg(&mut args, "listen-metrics-urls", &format!("http://{ip}:2381"));
     let log = sb.path().join("etcd.log");

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::Run;
 use super::cluster::{API_STEPS, ControlPlane};
 use super::fake_apiserver::Stuck;
+use super::{Run, etcdctl_as_healthcheck, start_etcd_member_in};
 
 /// The release the control plane is rendered at, and the one it is upgraded to.
 const FROM: &str = "v1.36.2";
@@ -28,10 +28,15 @@ const COMPONENTS: &[&str] = &["etcd", "kube-apiserver", "kube-controller-manager
 /// A control plane rendered at `from` with `extra` settings, init's API steps run against the
 /// fake, its Node's kubelet at `kubelet`.
 fn cluster_at(from: &str, kubelet: &str, extra: &[&str]) -> ControlPlane {
+    cluster_on("127.0.0.1", from, kubelet, extra)
+}
+
+/// [`cluster_at`] with the node at `ip`, a loopback address.
+fn cluster_on(ip: &str, from: &str, kubelet: &str, extra: &[&str]) -> ControlPlane {
     let version = format!("kubernetesVersion={from}");
     let mut args = vec!["--set", version.as_str()];
     args.extend_from_slice(extra);
-    let cp = ControlPlane::up_with(&args);
+    let cp = ControlPlane::up_on(ip, &args);
     cp.run_script("control-plane.rhai", API_STEPS, &args).ok();
     let mut node = cp.fake.object("/api/v1/nodes/k8s-ctr").unwrap();
     node["status"]["nodeInfo"]["kubeletVersion"] = json!(kubelet);
@@ -330,4 +335,81 @@ fn upgrade_apply_rolls_back_etcd_when_the_kubelet_never_restarts_it() {
     for (c, old) in COMPONENTS.iter().zip(&before) {
         assert_eq!(&fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap(), old, "{c}");
     }
+}
+
+/// etcd's data is backed up and put back for real: Debian's etcd runs on the node's data
+/// folder; apply backs it up while it runs (as kubeadm copies it), the "new" etcd then writes a
+/// key, and when the new etcd Pod never becomes ready the rollback puts the folder back: etcd
+/// started on it again has the key written before the backup and not the one after.
+#[test]
+fn upgrade_apply_backs_up_etcds_data_and_puts_it_back_on_rollback() {
+    const IP: &str = "127.0.32.1";
+    // Releases whose etcd Pod Debian's etcd (3.4) runs: no --feature-gates before 1.34.
+    const FROM: &str = "v1.33.4";
+    const TO: &str = "v1.34.1";
+    let cp = cluster_on(IP, FROM, FROM, &[]);
+    let root = cp.sb.root();
+    let data = root.join("var/lib/etcd");
+    let endpoint = format!("https://{IP}:2379");
+    let etcdctl = |args: &[&str]| {
+        let out = etcdctl_as_healthcheck(&root, &endpoint, args);
+        assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (etcd, _log) = start_etcd_member_in(&cp.sb, IP, &data);
+    etcdctl(&["put", "/upgrade-test/before", "kept"]);
+
+    // plan asks the member its version.
+    let version = std::process::Command::new("etcd").arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&version.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd Version: ").map(str::to_string))
+        .unwrap();
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    let run = upgrade(&cp, &["plan/versions"], TO, &[]).ok();
+    assert!(
+        squeezed(&run.stdout).iter().any(|l| *l == format!("etcd k8s-ctr {version} 3.6.4-0")),
+        "etcd {version} not shown:\n{}",
+        run.stdout
+    );
+
+    // The backup, taken while etcd runs.
+    upgrade(&cp, &["apply/preflight", "apply/backup"], TO, &[]).ok();
+    let saved = backup(&cp, "etcd").join("etcd");
+    assert!(saved.join("member/snap/db").is_file(), "no etcd database in {}", saved.display());
+    etcdctl(&["put", "/upgrade-test/after", "lost"]);
+    drop(etcd);
+
+    // The new etcd never turns ready: its manifest and its data go back.
+    let stuck = Stuck::NotReady { reason: "CrashLoopBackOff".into(), message: "etcd exited".into() };
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[("etcd", stuck)]);
+    let run = upgrade(&cp, &["apply/etcd"], TO, &["--set", "timeouts.upgradeManifests=3s"]).code(1);
+    assert!(run.message().contains("etcd did not come back healthy"), "{}", run.message());
+    assert_eq!(image(&manifests(&cp).join("etcd.yaml")), "registry.k8s.io/etcd:3.5.21-0");
+
+    let (_etcd, _log) = start_etcd_member_in(&cp.sb, IP, &data);
+    assert!(etcdctl(&["get", "/upgrade-test/before"]).contains("kept"));
+    assert_eq!(etcdctl(&["get", "/upgrade-test/after"]), "", "a key written after the backup survived");
+}
+
+/// `--dry-run` reads the cluster (kubeadm-config, the mirror Pods) and plans every step of
+/// apply, changing nothing: no manifest, no backup, no object.
+#[test]
+fn upgrade_apply_dry_run_reads_the_cluster_and_changes_nothing() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    let before: Vec<String> = COMPONENTS
+        .iter()
+        .map(|c| fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap())
+        .collect();
+    cp.fake.forget_requests();
+    let run = upgrade(&cp, &["apply"], TO, &["--dry-run", "-v"]).ok();
+    assert!(run.stdout.contains("upgrading the cluster from v1.36.2 to v1.37.0"), "{}", run.stdout);
+    assert!(run.stdout.contains("/etc/kubernetes/tmp/kubeadm-backup-manifests-"), "{}", run.stdout);
+    assert!(run.stdout.contains("~ /etc/kubernetes/manifests/kube-apiserver.yaml"), "{}", run.stdout);
+    for (c, old) in COMPONENTS.iter().zip(&before) {
+        assert_eq!(&fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap(), old, "{c}");
+    }
+    assert!(!cp.sb.root().join("etc/kubernetes/tmp").exists(), "a dry run made backups");
+    assert!(!cp.fake.seen().iter().any(|s| s.method != "GET"), "a dry run sent a change");
 }
