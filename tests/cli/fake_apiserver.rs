@@ -99,6 +99,8 @@ struct Mirrors {
     dir: std::path::PathBuf,
     node: String,
     stuck: BTreeMap<String, Stuck>,
+    /// How long after a manifest changes its mirror Pod shows it (a kubelet restarting it).
+    delay: std::time::Duration,
 }
 
 /// How the kubelet of `mirror_static_pods` fails a component.
@@ -411,6 +413,8 @@ impl State {
         let mut pods = Vec::new();
         for e in entries.flatten() {
             let Ok(bytes) = std::fs::read(e.path()) else { continue };
+            let young = e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+            let restarting = young.is_some_and(|age| age < m.delay);
             let Ok(manifest) = serde_saphyr::from_str::<Value>(&String::from_utf8_lossy(&bytes)) else {
                 continue;
             };
@@ -423,7 +427,8 @@ impl State {
             });
             let path = format!("/api/v1/namespaces/kube-system/pods/{name}-{}", m.node);
             let stuck = m.stuck.get(name).cloned();
-            if matches!(stuck, Some(Stuck::NotRestarted)) && self.objects.contains_key(&path) {
+            if (restarting || matches!(stuck, Some(Stuck::NotRestarted))) && self.objects.contains_key(&path)
+            {
                 continue;
             }
             let mut pod = manifest.clone();
@@ -639,8 +644,17 @@ impl FakeApiServer {
             dir: dir.to_path_buf(),
             node: node.to_string(),
             stuck: stuck.iter().map(|(n, s)| ((*n).to_string(), s.clone())).collect(),
+            delay: std::time::Duration::ZERO,
         });
         state.refresh_mirrors();
+    }
+
+    /// Makes the mirror Pods show a changed manifest only `delay` after it changed, as a
+    /// kubelet takes a while to restart a static Pod.
+    pub fn mirror_delay(&self, delay: std::time::Duration) {
+        if let Some(m) = self.state.lock().unwrap().mirrors.as_mut() {
+            m.delay = delay;
+        }
     }
 
     /// The next `n` calls of `/readyz` answer 500, as a server still starting does.

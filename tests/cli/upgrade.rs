@@ -187,6 +187,8 @@ fn upgrade_apply_upgrades_each_component_in_order_after_backing_up() {
         .map(|c| fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap())
         .collect();
     cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    // Each Pod restarts a second after its manifest changes: the waits see the old one first.
+    cp.fake.mirror_delay(std::time::Duration::from_secs(1));
     cp.fake.forget_requests();
     let run = upgrade(&cp, &["apply"], TO, &["--set", "timeouts.upgradeManifests=60s"]).ok();
 
