@@ -415,3 +415,99 @@ fn upgrade_apply_dry_run_reads_the_cluster_and_changes_nothing() {
     assert!(!cp.sb.root().join("etc/kubernetes/tmp").exists(), "a dry run made backups");
     assert!(!cp.fake.seen().iter().any(|s| s.method != "GET"), "a dry run sent a change");
 }
+
+/// `node` on a worker, after apply on the control plane: the cluster's new version, the
+/// kubelet's configuration from the cluster, the kubelet of that version through the package
+/// repository (recorded: a render); no static Pods, no backups.
+#[test]
+fn upgrade_node_on_a_worker_follows_the_clusters_version() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    upgrade(&cp, &["apply"], TO, &[]).ok();
+
+    let worker = super::Sandbox::new();
+    super::nodes::render_worker(&worker, &cp.sb, &["--set", &format!("kubernetesVersion={FROM}")]).ok();
+    // The kubelet's kubeconfig, as its TLS bootstrap would leave it: here the control plane's
+    // node credentials (group system:nodes, which may read kubeadm-config and kubelet-config).
+    let wroot = worker.root();
+    fs::copy(cp.sb.root().join("etc/kubernetes/kubelet.conf"), wroot.join("etc/kubernetes/kubelet.conf"))
+        .unwrap();
+    let run = worker
+        .kscript_env(
+            &[("KSCRIPT_TEST_CLUSTER_API", "real")],
+            &[
+                "run",
+                "upgrade.rhai",
+                "--root",
+                wroot.to_str().unwrap(),
+                "--only",
+                "node",
+                "--set",
+                "nodeRegistration.name=worker-1",
+                "-v",
+            ],
+        )
+        .ok();
+    assert!(run.stdout.contains("upgrading this node to the cluster's v1.37.0"), "{}", run.stdout);
+    for line in [
+        "skipped  node/backup",
+        "skipped  node/etcd",
+        "skipped  node/control-plane/kube-apiserver",
+        "changed  node/kubelet-config",
+        "kubectl drain worker-1 --ignore-daemonsets",
+        "kubelet=1.37.0-1.1",
+    ] {
+        assert!(run.stdout.contains(line), "no `{line}` in:\n{}", run.stdout);
+    }
+    assert!(!wroot.join("etc/kubernetes/tmp").exists(), "a worker made backups");
+    // The kubelet's configuration is the cluster's, with the fields of 1.37's kubelet.
+    let config = fs::read_to_string(wroot.join("var/lib/kubelet/config.yaml")).unwrap();
+    assert!(config.contains("draManagerReconcilePeriod: 0s"), "{config}");
+}
+
+/// A render previews the upgrade of a rendered node against the cluster its render recorded
+/// (/var/lib/kscript/objects.yaml): the steps, the new manifests and the objects it would
+/// apply, stable enough to snapshot.
+#[test]
+fn upgrade_apply_renders_against_the_recorded_cluster() {
+    let sb = super::Sandbox::new();
+    let node = [
+        "--set",
+        "nodeRegistration.name=k8s-ctr",
+        "--set",
+        "localAPIEndpoint.advertiseAddress=10.0.0.10",
+        "--set",
+        "encryptionAlgorithm=ECDSA-P256",
+    ];
+    let env = [("KSCRIPT_TEST_NOW", "1800000000")];
+    let root = sb.root();
+    let root = root.to_str().unwrap();
+    let render = |script: &str, extra: &[&str]| {
+        let mut args = vec!["run", script, "--root", root];
+        args.extend_from_slice(&node);
+        args.extend_from_slice(extra);
+        sb.kscript_env(&env, &args)
+    };
+    render("control-plane.rhai", &["--set", &format!("kubernetesVersion={FROM}")]).ok();
+    let run = render("upgrade.rhai", &["--only", "apply", "--set", &format!("kubernetesVersion={TO}")]).ok();
+    insta::assert_snapshot!("upgrade_apply_render", sb.stable(&run.stdout));
+    assert_eq!(
+        image(&root_path(root).join("etc/kubernetes/manifests/kube-scheduler.yaml")),
+        "registry.k8s.io/kube-scheduler:v1.37.0"
+    );
+    let objects = fs::read_to_string(root_path(root).join("var/lib/kscript/objects.yaml")).unwrap();
+    assert!(objects.contains("kubernetesVersion: v1.37.0"), "{objects}");
+    assert!(objects.contains("image: registry.k8s.io/kube-proxy:v1.37.0"), "{objects}");
+    assert!(!objects.contains("kube-proxy:v1.36.2"), "{objects}");
+    // Planned again against what the render recorded: at the target.
+    let run = render("upgrade.rhai", &["--set", &format!("kubernetesVersion={TO}")]).ok();
+    assert!(
+        squeezed(&run.stdout).iter().any(|l| l == "kube-apiserver k8s-ctr v1.37.0 v1.37.0"),
+        "{}",
+        run.stdout
+    );
+}
+
+fn root_path(root: &str) -> PathBuf {
+    PathBuf::from(root)
+}
