@@ -511,3 +511,49 @@ fn upgrade_apply_renders_against_the_recorded_cluster() {
 fn root_path(root: &str) -> PathBuf {
     PathBuf::from(root)
 }
+
+/// A control plane that joined an etcd cluster keeps its member list through the upgrade
+/// (`--initial-cluster` and `--initial-cluster-state=existing`, which etcd reads at its first
+/// start only); and `node` on a control plane already at the cluster's version backs up, then
+/// restarts nothing.
+#[test]
+fn upgrade_keeps_a_joined_etcd_members_list_and_node_restarts_nothing_at_the_version() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    let etcd = manifests(&cp).join("etcd.yaml");
+    let members = "cp-0=https://127.0.0.9:2380,k8s-ctr=https://127.0.0.1:2380";
+    let joined = fs::read_to_string(&etcd)
+        .unwrap()
+        .replace("--initial-cluster=k8s-ctr=https://127.0.0.1:2380", &format!("--initial-cluster={members}"))
+        .replace("- --key-file=", "- --initial-cluster-state=existing\n    - --key-file=");
+    assert!(joined.contains(members) && joined.contains("existing"), "{joined}");
+    fs::write(&etcd, joined).unwrap();
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    upgrade(&cp, &["apply"], TO, &[]).ok();
+    let pod = super::static_pod(&cp.sb.root(), "etcd.yaml");
+    let command: Vec<&str> = pod["spec"]["containers"][0]["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(command.contains(&format!("--initial-cluster={members}").as_str()), "{command:?}");
+    assert!(command.contains(&"--initial-cluster-state=existing"), "{command:?}");
+    assert_eq!(pod["spec"]["containers"][0]["image"], "registry.k8s.io/etcd:3.7.0-0");
+
+    let before: Vec<String> = COMPONENTS
+        .iter()
+        .map(|c| fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap())
+        .collect();
+    let run = upgrade(&cp, &["node"], TO, &["--set", "upgrade.certificateRenewal=false"]).ok();
+    assert!(run.stdout.contains("upgrading this node to the cluster's v1.37.0"), "{}", run.stdout);
+    for c in COMPONENTS {
+        assert!(
+            run.stdout.contains(&format!("{c}.yaml is already that of v1.37.0: {c} is not restarted")),
+            "{c}:\n{}",
+            run.stdout
+        );
+    }
+    for (c, old) in COMPONENTS.iter().zip(&before) {
+        assert_eq!(&fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap(), old, "{c}");
+    }
+}
