@@ -40,6 +40,7 @@ fn cluster_on(ip: &str, from: &str, kubelet: &str, extra: &[&str]) -> ControlPla
     cp.run_script("control-plane.rhai", API_STEPS, &args).ok();
     let mut node = cp.fake.object("/api/v1/nodes/k8s-ctr").unwrap();
     node["status"]["nodeInfo"]["kubeletVersion"] = json!(kubelet);
+    node["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
     cp.fake.put("/api/v1/nodes/k8s-ctr", node);
     cp
 }
@@ -144,6 +145,15 @@ fn upgrade_plan_refuses_kubelets_too_old_for_the_target() {
     node["status"]["nodeInfo"]["kubeletVersion"] = json!("v1.34.0");
     cp.fake.put("/api/v1/nodes/k8s-ctr", node);
     upgrade(&cp, &["plan/policy"], TO, &[]).ok();
+}
+
+#[test]
+fn upgrade_plan_refuses_while_a_control_plane_node_is_not_ready() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    let mut node = cp.fake.object("/api/v1/nodes/k8s-ctr").unwrap();
+    node["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
+    cp.fake.put("/api/v1/nodes/k8s-ctr", node);
+    assert_refused(&cp, TO, "control-plane nodes ready", "k8s-ctr not Ready");
 }
 
 /// The images of the target cannot be had: a real containerd, a registry under `.invalid`.
