@@ -220,8 +220,8 @@ fn upgrade_apply_upgrades_each_component_in_order_after_backing_up() {
             "control-plane/kube-apiserver",
             "control-plane/kube-controller-manager",
             "control-plane/kube-scheduler",
-            "upload-config",
             "rbac",
+            "upload-config",
             "addon/coredns",
             "addon/kube-proxy",
             "kubelet-config",
@@ -566,4 +566,35 @@ fn upgrade_keeps_a_joined_etcd_members_list_and_node_restarts_nothing_at_the_ver
     for (c, old) in COMPONENTS.iter().zip(&before) {
         assert_eq!(&fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap(), old, "{c}");
     }
+}
+
+/// From 1.28 to 1.29 admin.conf changes group (system:masters to kubeadm:cluster-admins): the
+/// upgrade makes super-admin.conf, binds kubeadm:cluster-admins with it, then renews
+/// admin.conf, which goes on working for the steps after (the fake authorizes by groups and
+/// bindings as the real server does).
+#[test]
+fn upgrade_from_1_28_makes_super_admin_conf_and_binds_the_new_admin_group() {
+    let cp = cluster_at("v1.28.15", "v1.28.15", &[]);
+    let root = cp.sb.root();
+    assert!(!root.join("etc/kubernetes/super-admin.conf").exists());
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    cp.fake.forget_requests();
+    upgrade(&cp, &["apply"], "v1.29.15", &[]).ok();
+    assert!(root.join("etc/kubernetes/super-admin.conf").exists(), "no super-admin.conf");
+    let admin = fs::read_to_string(root.join("etc/kubernetes/admin.conf")).unwrap();
+    let data = admin.lines().find_map(|l| l.trim().strip_prefix("client-certificate-data: ")).unwrap();
+    let pem =
+        String::from_utf8(base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).unwrap())
+            .unwrap();
+    let info = kscript::pki::CertInfo::from_pem(&pem).unwrap();
+    assert_eq!(info.organizations, ["kubeadm:cluster-admins"]);
+    assert!(
+        cp.fake
+            .object("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kubeadm:cluster-admins")
+            .is_some()
+    );
+    // admin.conf was allowed everything after its renewal.
+    let refused: Vec<String> =
+        cp.fake.seen().iter().filter(|s| s.status == 403).map(super::fake_apiserver::Seen::line).collect();
+    assert!(refused.is_empty(), "refused: {refused:?}");
 }
