@@ -598,3 +598,30 @@ fn upgrade_from_1_28_makes_super_admin_conf_and_binds_the_new_admin_group() {
         cp.fake.seen().iter().filter(|s| s.status == 403).map(super::fake_apiserver::Seen::line).collect();
     assert!(refused.is_empty(), "refused: {refused:?}");
 }
+
+/// What init was given for kube-proxy (here `kubeProxy.mode: ipvs`) and a Corefile the operator
+/// changed stay through the upgrade without being given again; the images move to the target.
+#[test]
+fn upgrade_keeps_the_clusters_kube_proxy_configuration_and_corefile() {
+    let cp = cluster_at(FROM, FROM, &["--set", "kubeProxy={mode: ipvs}"]);
+    let path = "/api/v1/namespaces/kube-system/configmaps/coredns";
+    let mut corefile = cp.fake.object(path).unwrap();
+    let site = ".:53 {\n    errors\n    forward . 10.0.0.53\n}\n";
+    corefile["data"]["Corefile"] = json!(site);
+    cp.fake.put(path, corefile);
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    upgrade(&cp, &["apply"], TO, &[]).ok();
+    let proxy = cp.fake.object("/api/v1/namespaces/kube-system/configmaps/kube-proxy").unwrap();
+    assert!(proxy["data"]["config.conf"].as_str().unwrap().contains("mode: ipvs"), "{proxy}");
+    let ds = cp.fake.object("/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy").unwrap();
+    assert_eq!(
+        ds["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.k8s.io/kube-proxy:v1.37.0"
+    );
+    assert_eq!(cp.fake.object(path).unwrap()["data"]["Corefile"], site);
+    let dns = cp.fake.object("/apis/apps/v1/namespaces/kube-system/deployments/coredns").unwrap();
+    assert_eq!(
+        dns["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.k8s.io/coredns/coredns:v1.14.6"
+    );
+}
