@@ -625,3 +625,36 @@ fn upgrade_keeps_the_clusters_kube_proxy_configuration_and_corefile() {
         "registry.k8s.io/coredns/coredns:v1.14.6"
     );
 }
+
+/// What changes with the target version follows it, as init's rendering does: from 1.30 to
+/// 1.31 the stored `ClusterConfiguration` moves from v1beta3 (argument maps) to v1beta4
+/// (`{name, value}` lists), the settings kept.
+#[test]
+fn upgrade_to_1_31_stores_the_configuration_as_v1beta4() {
+    let cp = cluster_at("v1.30.10", "v1.30.10", &["--set", "apiServer.extraArgs=[{name: v, value: \"2\"}]"]);
+    let path = "/api/v1/namespaces/kube-system/configmaps/kubeadm-config";
+    let before = cp.fake.object(path).unwrap()["data"]["ClusterConfiguration"].as_str().unwrap().to_string();
+    assert!(before.contains("apiVersion: kubeadm.k8s.io/v1beta3"), "{before}");
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    upgrade(&cp, &["apply"], "v1.31.6", &[]).ok();
+    let after = cp.fake.object(path).unwrap()["data"]["ClusterConfiguration"].as_str().unwrap().to_string();
+    let stored: serde_json::Value = serde_saphyr::from_str(&after).unwrap();
+    assert_eq!(stored["apiVersion"], "kubeadm.k8s.io/v1beta4", "{after}");
+    assert_eq!(stored["kubernetesVersion"], "v1.31.6", "{after}");
+    assert_eq!(stored["apiServer"]["extraArgs"], json!([{"name": "v", "value": "2"}]), "{after}");
+    let api = super::static_pod(&cp.sb.root(), "kube-apiserver.yaml");
+    assert!(api["spec"]["containers"][0]["command"].as_array().unwrap().contains(&json!("--v=2")), "{api}");
+}
+
+/// From 1.34 to 1.35 the kubelet's flags lose `--pod-infra-container-image` (kubelet 1.35
+/// rejects it), as init at 1.35 writes them.
+#[test]
+fn upgrade_to_1_35_drops_the_pause_flag_of_the_kubelet() {
+    let cp = cluster_at("v1.34.3", "v1.34.3", &[]);
+    let flags = cp.sb.root().join("var/lib/kubelet/kubeadm-flags.env");
+    assert!(fs::read_to_string(&flags).unwrap().contains("--pod-infra-container-image="));
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    upgrade(&cp, &["apply"], "v1.35.1", &[]).ok();
+    let text = fs::read_to_string(&flags).unwrap();
+    assert!(!text.contains("--pod-infra-container-image"), "{text}");
+}
