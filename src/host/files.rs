@@ -640,6 +640,32 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
+    /// A real copy keeps modes, copies symlinks as links and binary content as it is, and
+    /// refuses a destination that exists; a planned one shows the copy and writes nothing.
+    #[test]
+    fn copy_tree_copies_folders_and_plans_them_in_a_dry_run() {
+        let d = tempfile::tempdir().unwrap();
+        let from = d.path().join("data");
+        fs::create_dir_all(from.join("member/snap")).unwrap();
+        fs::write(from.join("member/snap/db"), [0u8, 159, 146, 150, 255]).unwrap();
+        fs::set_permissions(from.join("member"), fs::Permissions::from_mode(0o700)).unwrap();
+        symlink("snap/db", from.join("member/link")).unwrap();
+        let real = RealFiles::new();
+        let to = d.path().join("backup");
+        let copied = real.copy_tree(&from, &to).unwrap();
+        assert_eq!(copied, Copied { files: 2, bytes: 5 });
+        assert_eq!(fs::read(to.join("member/snap/db")).unwrap(), [0u8, 159, 146, 150, 255]);
+        assert_eq!(fs::metadata(to.join("member")).unwrap().permissions().mode() & 0o7777, 0o700);
+        assert_eq!(fs::read_link(to.join("member/link")).unwrap(), Path::new("snap/db"));
+        assert_eq!(real.copy_tree(&from, &to).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+
+        let planned = PlannedFiles::default();
+        let later = d.path().join("planned");
+        assert_eq!(planned.copy_tree(&from, &later).unwrap(), Copied { files: 2, bytes: 5 });
+        assert_eq!(planned.state(&later.join("member/snap/db")).unwrap().unwrap().size, 5);
+        assert!(!later.exists(), "a dry run wrote the copy");
+    }
+
     #[test]
     fn planned_files_never_touch_disk() {
         let dir = tempfile::tempdir().unwrap();

@@ -917,6 +917,8 @@ fn huge_timeouts_are_refused_by_every_wait() {
         (r#"unit_wait_active("x.service", 1.0e300)"#, "unit_wait_active(): the timeout"),
         (r#"api_wait_ready("/etc/kubernetes/admin.conf", 1.0e300)"#, "api_wait_ready(): the timeout"),
         (r#"wait_for_file("/etc/x", -5)"#, "wait_for_file(): the timeout"),
+        (r#"wait_until("x", 1.0e300, || true)"#, "wait_until(): the timeout"),
+        (r#"wait_until("x", 0, || true)"#, "wait_until(): the timeout"),
     ] {
         sb.write("wait.rhai", &format!(r#"stage("s", "x", [ step("w", "w", || {{ {call}; }}) ]);"#));
         let run = sb.render("wait.rhai", &[]);
