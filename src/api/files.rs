@@ -87,8 +87,8 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             "/// where nothing may be yet (its parents are made, 0755): files and folders keep",
             "/// their modes (and owners, as root), symlinks are copied as links. For backups, such",
             "/// as kubeadm's of etcd's data before an upgrade; binary files are copied as they are.",
-            "/// Returns `#{ files, bytes }`, what was copied. In a dry run only `to` is planned, and",
-            "/// the counts are those of `from` on disk.",
+            "/// Returns `#{ files, bytes }`, what was copied. In a dry run the copy is planned entry",
+            "/// by entry without the files' content: `exists` and `stat` see it, `read_file` does not.",
         ])
         .with_params_info(["from: &str", "to: &str", "Map"])
         .register_into_engine(engine, move |from: &str, to: &str| copy_dir(&c, from, to));
