@@ -2,7 +2,7 @@
 //!
 //! A `--config` file may hold kubeadm documents (`apiVersion: kubeadm.k8s.io/v1beta4` or
 //! `v1beta3`, `kind: InitConfiguration`, `ClusterConfiguration`, `JoinConfiguration`; v1beta4's
-//! `ResetConfiguration` for reset.rhai), a
+//! `ResetConfiguration` for reset.rhai and `UpgradeConfiguration` for upgrade.rhai), a
 //! `KubeletConfiguration` and a `KubeProxyConfiguration`. Each is translated to the keys of
 //! `cfg` (see `stdlib/defaults.yaml`): v1beta3 is converted to v1beta4 first (extra-argument
 //! maps become `{name, value}` lists, timeouts move), and fields kubeadm knows but kscript does
@@ -54,14 +54,8 @@ const JOIN_FIELDS: &[&str] = &[
 ];
 
 /// kubeadm fields (as `cfg` key paths) that kscript accepts but does not act on.
-const KNOWN_UNUSED: &[&str] = &[
-    "dryRun",
-    "skipPhases",
-    "timeouts.etcdAPICall",
-    "timeouts.upgradeManifests",
-    "etcd.external",
-    "nodeRegistration.imagePullSerial",
-];
+const KNOWN_UNUSED: &[&str] =
+    &["dryRun", "skipPhases", "timeouts.etcdAPICall", "etcd.external", "nodeRegistration.imagePullSerial"];
 
 /// One configuration document translated to `cfg`'s keys.
 #[derive(Debug)]
@@ -85,7 +79,10 @@ const RESET_UNUSED: &[(&str, &str)] = &[
     ("dryRun", "use --dry-run"),
     ("skipPhases", "use --skip STAGE"),
     ("ignorePreflightErrors", "reset's preflight is its confirmation alone"),
-    ("cleanupTmpDir", "kscript writes no /etc/kubernetes/tmp"),
+    (
+        "cleanupTmpDir",
+        "reset keeps upgrade.rhai's backups in /etc/kubernetes/tmp, as kubeadm does by default; remove them by hand",
+    ),
     ("unmountFlags", "reset unmounts without flags"),
 ];
 
@@ -115,6 +112,78 @@ fn translate_reset(mut doc: Node, src: &Source, what: String) -> Result<Translat
                 &format!("`{name}` is not a field of ResetConfiguration"),
                 Some(format!("ResetConfiguration's fields: {}", known.join(", "))),
             ));
+        }
+    }
+    Ok(Translated { what, overlay: Node { value: Value::Map(top), span }, warnings })
+}
+
+/// `UpgradeConfiguration`'s fields upgrade.rhai reads (section, field), and where they land:
+/// the target version, certificate renewal and etcd's upgrade (apply's and node's alike), the
+/// patches; `timeouts` lands as a whole (upgradeManifests, kubernetesAPICall, ...).
+const UPGRADE_FIELDS: &[(&str, &str, &[&str])] = &[
+    ("apply", "kubernetesVersion", &["kubernetesVersion"]),
+    ("plan", "kubernetesVersion", &["kubernetesVersion"]),
+    ("apply", "certificateRenewal", &["upgrade", "certificateRenewal"]),
+    ("node", "certificateRenewal", &["upgrade", "certificateRenewal"]),
+    ("apply", "etcdUpgrade", &["upgrade", "etcdUpgrade"]),
+    ("node", "etcdUpgrade", &["upgrade", "etcdUpgrade"]),
+    ("apply", "patches", &["patches"]),
+    ("node", "patches", &["patches"]),
+];
+
+/// `value` under `path` in the map entries `top`, making the maps on the way.
+fn insert_at(top: &mut Vec<(Node, Node)>, path: &[&str], value: Node, span: (usize, usize)) {
+    let Some((first, rest)) = path.split_first() else { return };
+    let slot = top.iter().position(|(k, _)| matches!(&k.value, Value::Str(s) if s == first));
+    if rest.is_empty() {
+        if let Some(i) = slot {
+            top.remove(i);
+        }
+        top.push((str_node(first, span), value));
+        return;
+    }
+    let i = slot.unwrap_or_else(|| {
+        top.push((str_node(first, span), Node { value: Value::Map(Vec::new()), span }));
+        top.len() - 1
+    });
+    if let Value::Map(inner) = &mut top[i].1.value {
+        insert_at(inner, rest, value, span);
+    }
+}
+
+/// A v1beta4 `UpgradeConfiguration` as the keys upgrade.rhai reads (see [`UPGRADE_FIELDS`]);
+/// the fields of `apply`, `node`, `plan` and `diff` it does not read are said, an unknown
+/// section is refused.
+fn translate_upgrade(mut doc: Node, src: &Source, what: String) -> Result<Translated, Error> {
+    const SECTIONS: &[&str] = &["apply", "node", "plan", "diff", "timeouts"];
+    let span = doc.span;
+    let Value::Map(entries) = &mut doc.value else { unreachable!("is_typed checked a map") };
+    let mut top: Vec<(Node, Node)> = Vec::new();
+    let mut warnings = Vec::new();
+    for (k, v) in std::mem::take(entries) {
+        let Value::Str(section) = &k.value else { continue };
+        if !SECTIONS.contains(&section.as_str()) {
+            return Err(config_error(
+                src,
+                k.span,
+                &format!("`{section}` is not a field of UpgradeConfiguration"),
+                Some(format!("UpgradeConfiguration's fields: {}", SECTIONS.join(", "))),
+            ));
+        }
+        if section == "timeouts" {
+            insert_at(&mut top, &["timeouts"], v, k.span);
+            continue;
+        }
+        let Value::Map(fields) = v.value else { continue };
+        for (f, value) in fields {
+            let Value::Str(name) = &f.value else { continue };
+            match UPGRADE_FIELDS.iter().find(|(s, n, _)| s == section && n == name) {
+                Some((_, _, path)) => insert_at(&mut top, path, value, f.span),
+                None => warnings.push(format!(
+                    "kscript does not use UpgradeConfiguration's `{section}.{name}` (upgrade.rhai reads {})",
+                    "kubernetesVersion, certificateRenewal, etcdUpgrade, patches and timeouts"
+                )),
+            }
         }
     }
     Ok(Translated { what, overlay: Node { value: Value::Map(top), span }, warnings })
@@ -244,12 +313,13 @@ pub fn translate(mut doc: Node, src: &Source) -> Result<Translated, Error> {
         "InitConfiguration" => INIT_FIELDS,
         "JoinConfiguration" => JOIN_FIELDS,
         "ResetConfiguration" if version == "v1beta4" => return translate_reset(doc, src, what),
+        "UpgradeConfiguration" if version == "v1beta4" => return translate_upgrade(doc, src, what),
         other => {
             return Err(config_error(
                 src,
                 kind.span,
                 &format!("kscript does not read kubeadm's `{other}`"),
-                Some("kscript reads InitConfiguration, ClusterConfiguration, JoinConfiguration and (v1beta4) ResetConfiguration".into()),
+                Some("kscript reads InitConfiguration, ClusterConfiguration, JoinConfiguration and (v1beta4) ResetConfiguration and UpgradeConfiguration".into()),
             ));
         }
     };
@@ -382,6 +452,26 @@ mod tests {
         let err =
             load("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ResetConfiguration\nforec: true\n").unwrap_err();
         assert!(err.to_string().contains("`forec` is not a field of ResetConfiguration"), "{err}");
+    }
+
+    /// `kubeadm upgrade apply --config`'s `UpgradeConfiguration`: the target, renewal, etcd's
+    /// upgrade and the timeouts land in `cfg`; the rest is said; an unknown section is refused.
+    #[test]
+    fn reads_an_upgrade_configuration() {
+        let (cfg, warnings) = load(
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: UpgradeConfiguration\napply:\n  kubernetesVersion: v1.37.2\n  certificateRenewal: false\n  forceUpgrade: true\nnode:\n  etcdUpgrade: false\ntimeouts:\n  upgradeManifests: 10m0s\n",
+        )
+        .unwrap();
+        assert_eq!(get(&cfg, "kubernetesVersion").to_string(), "v1.37.2");
+        assert_eq!(get(&cfg, "upgrade.certificateRenewal").to_string(), "false");
+        assert_eq!(get(&cfg, "upgrade.etcdUpgrade").to_string(), "false");
+        assert_eq!(get(&cfg, "timeouts.upgradeManifests").to_string(), "10m0s");
+        assert_eq!(get(&cfg, "timeouts.kubeletHealthCheck").to_string(), "4m0s");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("`apply.forceUpgrade`"), "{warnings:?}");
+        let err =
+            load("apiVersion: kubeadm.k8s.io/v1beta4\nkind: UpgradeConfiguration\naply: {}\n").unwrap_err();
+        assert!(err.to_string().contains("`aply` is not a field of UpgradeConfiguration"), "{err}");
     }
 
     #[test]

@@ -275,7 +275,9 @@ fn execute(opts: &RunOptions, report: Reporter, ended: &mut Ended) -> Result<u8,
         Some(crate::config::Value::Str(v)) => Some(v.clone()),
         _ => None,
     };
-    let loaded = Loaded::new(script, &cfg, root, Host::for_mode(mode).probing_host(probing), report)?;
+    let host = Host::for_mode(mode).probing_host(probing).reading_cluster(root.is_host_root());
+    preload_rendered_cluster(&host, &root)?;
+    let loaded = Loaded::new(script, &cfg, root, host, report)?;
     let model = loaded.model();
     if let Err(e) = opts.selection.validate(&model) {
         for w in &warnings {
@@ -354,11 +356,27 @@ fn execute(opts: &RunOptions, report: Reporter, ended: &mut Ended) -> Result<u8,
     Ok(if opts.detailed_exitcode && changed > 0 { 2 } else { 0 })
 }
 
+/// A render (or a dry run into a folder) of a node rendered before starts from the cluster
+/// that render recorded in its [`RENDERED_OBJECTS`]: upgrade.rhai reads kubeadm-config there.
+fn preload_rendered_cluster(host: &Host, root: &NodeRoot) -> Result<(), Error> {
+    if host.cluster.is_recording() && !root.is_host_root() {
+        let objects = crate::host::cluster::rendered_objects(root.host()).map_err(|e| {
+            Error::io(
+                format!("cannot read the objects an earlier render recorded under {}", root.host().display()),
+                e,
+            )
+        })?;
+        host.cluster.preload(objects);
+    }
+    Ok(())
+}
+
 /// A render keeps the API objects it recorded in [`RENDERED_OBJECTS`] under the node root, for
-/// review and snapshots; a render that recorded none leaves an earlier render's file as it is.
+/// review and snapshots; a render that recorded none leaves an earlier render's file as it is
+/// (it started from that file's objects: see [`preload_rendered_cluster`]).
 fn keep_rendered_objects(loaded: &Loaded) -> Result<(), Error> {
     let objects = loaded.ctx.host.cluster.recorded();
-    if objects.is_empty() {
+    if objects.is_empty() || !loaded.ctx.host.cluster.recorded_any() {
         return Ok(());
     }
     let path = loaded
@@ -1197,6 +1215,9 @@ mod tests {
         }
         fn remove(&self, path: &Path) -> io::Result<()> {
             self.real.remove(path)
+        }
+        fn copy_tree(&self, from: &Path, to: &Path) -> io::Result<crate::host::Copied> {
+            self.real.copy_tree(from, to)
         }
         fn digest(&self, path: &Path) -> io::Result<Option<[u8; 32]>> {
             self.real.digest(path)

@@ -14,7 +14,7 @@ macro_rules! embed {
 }
 
 /// The stock flows users run and fork.
-pub const SCRIPTS: &[Embedded] = embed!("scripts": "certs.rhai", "control-plane.rhai", "example.rhai", "images.rhai", "reset.rhai", "token.rhai", "worker.rhai");
+pub const SCRIPTS: &[Embedded] = embed!("scripts": "certs.rhai", "control-plane.rhai", "example.rhai", "images.rhai", "reset.rhai", "token.rhai", "upgrade.rhai", "worker.rhai");
 
 /// The stdlib: modules scripts import, and the configuration defaults.
 pub const STDLIB: &[Embedded] = embed!(
@@ -35,6 +35,7 @@ pub const STDLIB: &[Embedded] = embed!(
     "preflight.rhai",
     "reset.rhai",
     "status.rhai",
+    "upgrade.rhai",
     "versions.rhai",
 );
 

@@ -16,6 +16,7 @@ pub mod mounts;
 pub mod pki;
 pub mod stages;
 pub mod systemd;
+pub mod wait;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -43,6 +44,7 @@ pub fn register_all(engine: &mut Engine, ctx: &Rc<Ctx>) {
     cluster::register(engine, ctx);
     etcd::register(engine, ctx);
     mounts::register(engine, ctx);
+    wait::register(engine, ctx);
     engine.register_type_with_name::<EffectFailure>("EffectFailure");
     rhai::FuncRegistration::new("to_string")
         .with_comments(["/// The message of a failed effect caught with `try { ... } catch (e) { ... }`."])

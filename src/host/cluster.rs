@@ -333,6 +333,13 @@ pub trait Cluster {
     fn recorded(&self) -> Vec<Value> {
         Vec::new()
     }
+    /// When calls are recorded, starts from `objects` as if they had been applied (a render
+    /// reads back the cluster an earlier render of the same node recorded); nothing otherwise.
+    fn preload(&self, _objects: Vec<Value>) {}
+    /// Whether this run recorded an apply or a delete of its own (beyond what was preloaded).
+    fn recorded_any(&self) -> bool {
+        false
+    }
 
     /// Waits until the object exists, and returns it; `None` when recording.
     fn wait_for(
@@ -1034,6 +1041,8 @@ impl ServerCertVerifier for AnyServerCertificate {
 #[derive(Debug, Default)]
 pub struct RecordingCluster {
     objects: RefCell<Vec<(ObjectRef, Value)>>,
+    /// Whether an apply or a delete was recorded (preloaded objects are not).
+    touched: std::cell::Cell<bool>,
 }
 
 impl Cluster for RecordingCluster {
@@ -1048,6 +1057,7 @@ impl Cluster for RecordingCluster {
 
     fn apply(&self, _kubeconfig: &Path, object: &Value) -> io::Result<Applied> {
         let r = ObjectRef::of(object).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        self.touched.set(true);
         let mut objects = self.objects.borrow_mut();
         match objects.iter_mut().find(|(k, _)| *k == r) {
             Some(slot) => slot.1 = object.clone(),
@@ -1066,6 +1076,7 @@ impl Cluster for RecordingCluster {
     }
 
     fn delete(&self, _kubeconfig: &Path, object: &ObjectRef) -> io::Result<Removed> {
+        self.touched.set(true);
         self.objects.borrow_mut().retain(|(k, _)| k != object);
         Ok(Removed::Recorded)
     }
@@ -1118,6 +1129,141 @@ impl Cluster for RecordingCluster {
     fn recorded(&self) -> Vec<Value> {
         self.objects.borrow().iter().map(|(_, v)| v.clone()).collect()
     }
+
+    fn recorded_any(&self) -> bool {
+        self.touched.get()
+    }
+
+    fn preload(&self, objects: Vec<Value>) {
+        let mut held = self.objects.borrow_mut();
+        for object in objects {
+            if let Ok(r) = ObjectRef::of(&object)
+                && !held.iter().any(|(k, _)| *k == r)
+            {
+                held.push((r, object));
+            }
+        }
+    }
+}
+
+/// A dry run's cluster on this host: reads go to the real API server (through the node's
+/// kubeconfigs) when it answers, over what the run has applied or deleted so far, which is only
+/// recorded; nothing is waited for and etcd is not asked. A server that cannot be asked (none
+/// yet, before init) is as a recording cluster's: nothing there but what the run recorded.
+#[derive(Debug, Default)]
+pub struct ReadingCluster {
+    real: RealCluster,
+    plan: RecordingCluster,
+    deleted: RefCell<Vec<ObjectRef>>,
+}
+
+impl Cluster for ReadingCluster {
+    fn wait_ready(
+        &self,
+        _kubeconfig: &Path,
+        _timeout: Duration,
+        _between: &mut dyn FnMut() -> ControlFlow<()>,
+    ) -> io::Result<Readiness> {
+        Ok(Readiness::Recorded)
+    }
+
+    fn apply(&self, kubeconfig: &Path, object: &Value) -> io::Result<Applied> {
+        if let Ok(r) = ObjectRef::of(object) {
+            self.deleted.borrow_mut().retain(|d| *d != r);
+        }
+        self.plan.apply(kubeconfig, object)
+    }
+
+    fn get_within(
+        &self,
+        kubeconfig: &Path,
+        object: &ObjectRef,
+        deadline: Duration,
+    ) -> io::Result<Option<Value>> {
+        if let Some(planned) = self.plan.get_within(kubeconfig, object, deadline)? {
+            return Ok(Some(planned));
+        }
+        if self.deleted.borrow().contains(object) {
+            return Ok(None);
+        }
+        Ok(self.real.get_within(kubeconfig, object, deadline).unwrap_or(None))
+    }
+
+    fn delete(&self, kubeconfig: &Path, object: &ObjectRef) -> io::Result<Removed> {
+        self.deleted.borrow_mut().push(object.clone());
+        self.plan.delete(kubeconfig, object)
+    }
+
+    fn cluster_info(
+        &self,
+        _server: &str,
+        _trust: Trust<'_>,
+        _timeout: Duration,
+    ) -> io::Result<Option<Value>> {
+        Ok(None)
+    }
+
+    fn list_within(
+        &self,
+        kubeconfig: &Path,
+        collection: &ObjectRef,
+        selector: &str,
+        deadline: Duration,
+    ) -> io::Result<Vec<Value>> {
+        let planned = self.plan.list_within(kubeconfig, collection, selector, deadline)?;
+        let planned_refs: Vec<ObjectRef> = planned.iter().filter_map(|o| ObjectRef::of(o).ok()).collect();
+        let deleted = self.deleted.borrow();
+        let mut out: Vec<Value> = self
+            .real
+            .list_within(kubeconfig, collection, selector, deadline)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|o| ObjectRef::of(o).is_ok_and(|r| !planned_refs.contains(&r) && !deleted.contains(&r)))
+            .collect();
+        out.extend(planned);
+        Ok(out)
+    }
+
+    fn etcd(&self, _endpoint: &str, _tls: &EtcdTls, _path: &str, _body: &Value) -> io::Result<Option<Value>> {
+        Ok(None)
+    }
+
+    fn is_recording(&self) -> bool {
+        true
+    }
+
+    fn recorded(&self) -> Vec<Value> {
+        self.plan.recorded()
+    }
+
+    fn recorded_any(&self) -> bool {
+        self.plan.recorded_any()
+    }
+}
+
+/// The objects an earlier render of the node at `root` (a host path) recorded in its
+/// [`RENDERED_OBJECTS`], for a render or dry run of the same node to start from. Secrets are
+/// left out: the file holds them redacted, and a flow reading one needs its values (it applies
+/// it again instead). Empty when there is no such file.
+pub fn rendered_objects(root: &Path) -> io::Result<Vec<Value>> {
+    let path = root.join(RENDERED_OBJECTS.trim_start_matches('/'));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut objects = Vec::new();
+    // Documents start at a line `--- # NAME` (a value may hold that text inside a line).
+    for doc in format!("\n{text}").split("\n--- # ").filter(|d| !d.trim().is_empty()) {
+        let (name, body) = doc.split_once('\n').unwrap_or((doc, ""));
+        let object: Value = serde_saphyr::from_str(body).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{}: {name}: {e}", path.display()))
+        })?;
+        if object.get("kind").and_then(Value::as_str) != Some("Secret") {
+            objects.push(object);
+        }
+    }
+    Ok(objects)
 }
 
 #[cfg(test)]

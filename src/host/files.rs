@@ -62,6 +62,10 @@ pub trait Files {
     fn symlink(&self, target: &Path, path: &Path) -> io::Result<()>;
     /// Removes what is at `path` (a folder with its content).
     fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Copies the folder `from`, with everything in it, to `to`, where nothing is (its parent
+    /// exists): folders and files with their modes (and owners, when allowed), symlinks as
+    /// links. Made durable by the next [`Files::sync`], as a write is.
+    fn copy_tree(&self, from: &Path, to: &Path) -> io::Result<Copied>;
     /// Makes every change made through this backend since the last sync durable. The runner
     /// calls it when a stage ends, before the journal line that vouches for the entries its
     /// steps appended (`journal`'s durability note): a journal read after a crash trusts
@@ -72,6 +76,48 @@ pub trait Files {
     fn reads_disk(&self) -> bool {
         true
     }
+}
+
+/// What [`Files::copy_tree`] copied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Copied {
+    /// Files and symlinks.
+    pub files: u64,
+    /// The bytes of the files.
+    pub bytes: u64,
+}
+
+/// Copies `from` to `to` (nothing there yet), calling `made` with every path made.
+fn copy_walk(from: &Path, to: &Path, copied: &mut Copied, made: &mut dyn FnMut(&Path)) -> io::Result<()> {
+    let meta = fs::symlink_metadata(from)?;
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        symlink(fs::read_link(from)?, to)?;
+        copied.files += 1;
+    } else if kind.is_dir() {
+        fs::create_dir(to)?;
+        let mut names: Vec<_> =
+            fs::read_dir(from)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+        names.sort();
+        for name in names {
+            copy_walk(&from.join(&name), &to.join(&name), copied, made)?;
+        }
+        fs::set_permissions(to, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    } else if kind.is_file() {
+        copied.bytes += fs::copy(from, to)?;
+        copied.files += 1;
+        fs::set_permissions(to, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    } else {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{} is neither a file, a folder nor a symlink", from.display()),
+        ));
+    }
+    if nix::unistd::geteuid().is_root() && !kind.is_symlink() {
+        chown(to, Some(Owner { uid: meta.uid(), gid: meta.gid() }))?;
+    }
+    made(to);
+    Ok(())
 }
 
 /// The real file system.
@@ -300,6 +346,30 @@ impl Files for RealFiles {
         }
     }
 
+    fn copy_tree(&self, from: &Path, to: &Path) -> io::Result<Copied> {
+        if fs::symlink_metadata(to).is_ok() {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", to.display())));
+        }
+        if !fs::metadata(from)?.is_dir() {
+            return Err(io::Error::from(io::ErrorKind::NotADirectory));
+        }
+        let mut copied = Copied::default();
+        let mut first_error = None;
+        let result = copy_walk(from, to, &mut copied, &mut |p| {
+            if first_error.is_none()
+                && let Err(e) = self.changed(p)
+            {
+                first_error = Some(e);
+            }
+        });
+        if result.is_err() {
+            // Part of the copy may be there: that is a change to make durable too.
+            let _ = self.changed(to);
+        }
+        result?;
+        first_error.map_or(Ok(copied), Err)
+    }
+
     fn sync(&self) -> io::Result<()> {
         // Taken first: a failed sync is reported, and the run stops on it.
         let unsynced = std::mem::take(&mut *self.unsynced.borrow_mut());
@@ -462,6 +532,39 @@ impl Files for PlannedFiles {
         Ok(())
     }
 
+    /// Plans the copy entry by entry, from what `from` holds (as planned over the disk), each
+    /// with its state but without its content (an etcd data folder can be large): a later
+    /// `exists` or `stat` under `to` in the same dry run sees the copy, a read of a copied
+    /// file finds no content.
+    fn copy_tree(&self, from: &Path, to: &Path) -> io::Result<Copied> {
+        if self.state(to)?.is_some() {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", to.display())));
+        }
+        let Some(top) = self.state(from)? else { return Err(io::Error::from(io::ErrorKind::NotFound)) };
+        if top.kind != FileKind::Dir {
+            return Err(io::Error::from(io::ErrorKind::NotADirectory));
+        }
+        let mut copied = Copied::default();
+        self.set(to, Planned::Present { state: top, content: None });
+        let mut pending = vec![(from.to_path_buf(), to.to_path_buf())];
+        while let Some((dir, into)) = pending.pop() {
+            for name in self.list(&dir)?.unwrap_or_default() {
+                let (path, copy) = (dir.join(&name), into.join(&name));
+                let Some(state) = self.state(&path)? else { continue };
+                match state.kind {
+                    FileKind::Dir => pending.push((path, copy.clone())),
+                    FileKind::File => {
+                        copied.files += 1;
+                        copied.bytes += state.size;
+                    }
+                    _ => copied.files += 1,
+                }
+                self.set(&copy, Planned::Present { state, content: None });
+            }
+        }
+        Ok(copied)
+    }
+
     fn remove(&self, path: &Path) -> io::Result<()> {
         // What the plan put under a removed folder goes with it.
         self.plan.borrow_mut().retain(|p, _| !p.starts_with(path));
@@ -535,6 +638,32 @@ mod tests {
         // The disk is as it was.
         assert_eq!(fs::read(dir.path().join("kept")).unwrap(), b"disk");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    /// A real copy keeps modes, copies symlinks as links and binary content as it is, and
+    /// refuses a destination that exists; a planned one shows the copy and writes nothing.
+    #[test]
+    fn copy_tree_copies_folders_and_plans_them_in_a_dry_run() {
+        let d = tempfile::tempdir().unwrap();
+        let from = d.path().join("data");
+        fs::create_dir_all(from.join("member/snap")).unwrap();
+        fs::write(from.join("member/snap/db"), [0u8, 159, 146, 150, 255]).unwrap();
+        fs::set_permissions(from.join("member"), fs::Permissions::from_mode(0o700)).unwrap();
+        symlink("snap/db", from.join("member/link")).unwrap();
+        let real = RealFiles::new();
+        let to = d.path().join("backup");
+        let copied = real.copy_tree(&from, &to).unwrap();
+        assert_eq!(copied, Copied { files: 2, bytes: 5 });
+        assert_eq!(fs::read(to.join("member/snap/db")).unwrap(), [0u8, 159, 146, 150, 255]);
+        assert_eq!(fs::metadata(to.join("member")).unwrap().permissions().mode() & 0o7777, 0o700);
+        assert_eq!(fs::read_link(to.join("member/link")).unwrap(), Path::new("snap/db"));
+        assert_eq!(real.copy_tree(&from, &to).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+
+        let planned = PlannedFiles::default();
+        let later = d.path().join("planned");
+        assert_eq!(planned.copy_tree(&from, &later).unwrap(), Copied { files: 2, bytes: 5 });
+        assert_eq!(planned.state(&later.join("member/snap/db")).unwrap().unwrap().size, 5);
+        assert!(!later.exists(), "a dry run wrote the copy");
     }
 
     #[test]

@@ -12,11 +12,11 @@ mod https;
 pub mod mounts;
 pub mod systemd;
 
-pub use cluster::{Cluster, RealCluster, RecordingCluster};
+pub use cluster::{Cluster, ReadingCluster, RealCluster, RecordingCluster};
 pub use commands::{CommandOutput, CommandSpec, Commands, RealCommands, RecordingCommands};
 pub use cri::{Cri, CriSockets, RealCri, RecordingCri};
 pub use facts::{Facts, RealFacts};
-pub use files::{FileKind, FileState, Files, Owner, PlannedFiles, RealFiles};
+pub use files::{Copied, FileKind, FileState, Files, Owner, PlannedFiles, RealFiles};
 pub use mounts::{Mounts, RealMounts, RecordingMounts};
 pub use systemd::{RealSystemd, RecordingSystemd, Systemd, UnitStatus};
 
@@ -57,7 +57,8 @@ pub struct Host {
 }
 
 /// Test hook: `KSCRIPT_TEST_CLUSTER_API=real` makes a render (`--root DIR`) send its API
-/// calls for real, with the kubeconfigs under DIR, so the integration tests can run init's API
+/// calls for real (and a dry run read the cluster, see [`Host::reading_cluster`]), with the
+/// kubeconfigs under DIR, so the integration tests can run init's API
 /// steps against a fake API server without touching the host's `/`.
 const REAL_API_WHEN_RENDERING: &str = "KSCRIPT_TEST_CLUSTER_API";
 
@@ -85,6 +86,19 @@ fn rendering_cluster() -> Box<dyn Cluster> {
 }
 
 impl Host {
+    /// Makes a dry run read the cluster it would change: on this host's own `/` (or, for the
+    /// tests, with `KSCRIPT_TEST_CLUSTER_API=real`), reads are sent to the API server and what
+    /// the run would apply is recorded over them ([`ReadingCluster`]), as kubeadm's dry-run
+    /// client reads through a real one. `upgrade.rhai --dry-run` plans against the cluster so.
+    #[must_use]
+    pub fn reading_cluster(mut self, on_this_host: bool) -> Self {
+        let hook = std::env::var(REAL_API_WHEN_RENDERING).as_deref() == Ok("real");
+        if self.mode == Mode::DryRun && (on_this_host || hook) {
+            self.cluster = Box::new(ReadingCluster::default());
+        }
+        self
+    }
+
     /// Lets a dry run against this host's own `/` read the host for preflight checks (a dry
     /// run into a folder, like a render, does not).
     #[must_use]

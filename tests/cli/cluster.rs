@@ -16,7 +16,7 @@ use super::fake_apiserver::{FakeApiServer, Seen};
 use super::{Run, Sandbox};
 
 /// init's API steps, in the flow's order.
-const API_STEPS: &[&str] = &[
+pub(super) const API_STEPS: &[&str] = &[
     "init/wait-control-plane",
     "init/cluster-admins",
     "init/upload-config",
@@ -38,13 +38,23 @@ impl ControlPlane {
     /// Renders the node (ECDSA keys: quick), starts the fake with its certificates, and
     /// registers its Node there, as the kubelet would.
     pub(super) fn up() -> Self {
-        let (sb, args, listener) = Self::render_on("127.0.0.1");
+        Self::up_with(&[])
+    }
+
+    /// The same, rendered with `extra` arguments too (`--set kubernetesVersion=v1.36.2`).
+    pub(super) fn up_with(extra: &[&str]) -> Self {
+        Self::up_on("127.0.0.1", extra)
+    }
+
+    /// The same with the node's API server (and etcd) on `ip`, a loopback address.
+    pub(super) fn up_on(ip: &str, extra: &[&str]) -> Self {
+        let (sb, args, listener) = Self::render_on(ip, extra);
         Self::serve(sb, args, listener)
     }
 
     /// Renders the node with its API server on `ip` (a loopback address), at a port held by
     /// the listener returned, not served yet.
-    fn render_on(ip: &str) -> (Sandbox, Vec<String>, std::net::TcpListener) {
+    fn render_on(ip: &str, extra: &[&str]) -> (Sandbox, Vec<String>, std::net::TcpListener) {
         let listener = FakeApiServer::reserve_on(ip);
         let port = listener.local_addr().unwrap().port();
         let args: Vec<String> = [
@@ -61,7 +71,9 @@ impl ControlPlane {
         .map(ToString::to_string)
         .collect();
         let sb = Sandbox::new();
-        sb.render("control-plane.rhai", &args.iter().map(String::as_str).collect::<Vec<_>>()).ok();
+        let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+        all.extend_from_slice(extra);
+        sb.render("control-plane.rhai", &all).ok();
         (sb, args, listener)
     }
 
@@ -90,7 +102,7 @@ impl ControlPlane {
     }
 
     /// The same with another script.
-    fn run_script(&self, script: &str, steps: &[&str], extra: &[&str]) -> Run {
+    pub(super) fn run_script(&self, script: &str, steps: &[&str], extra: &[&str]) -> Run {
         let root = self.sb.root();
         let mut all: Vec<&str> = vec!["run", script, "--root", root.to_str().unwrap()];
         all.extend(self.args.iter().map(String::as_str));
@@ -776,7 +788,7 @@ fn background_worker(worker: &Sandbox, endpoint: &str, token: &str, pin: &str) -
 #[test]
 fn a_worker_started_before_its_control_plane_joins_once_it_is_up() {
     // A loopback address of its own, so that no other test takes the port meanwhile.
-    let (sb, args, listener) = ControlPlane::render_on("127.0.31.1");
+    let (sb, args, listener) = ControlPlane::render_on("127.0.31.1", &[]);
     let port = listener.local_addr().unwrap().port();
     drop(listener); // nothing listens: connections are refused
     let token = fs::read_to_string(sb.root().join("var/lib/kscript/bootstrap-token")).unwrap();
@@ -1016,7 +1028,7 @@ fn token_create_list_delete() {
 #[test]
 fn a_read_with_a_timeout_gives_each_try_a_share_of_it() {
     // The rendered node's admin.conf names a port that listens and is never served.
-    let (sb, _args, silent) = ControlPlane::render_on("127.0.0.1");
+    let (sb, _args, silent) = ControlPlane::render_on("127.0.0.1", &[]);
     sb.write(
         "read.rhai",
         r#"stage("s", "x", [ step("r", "r", || {

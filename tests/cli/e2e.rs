@@ -14,6 +14,8 @@
 //! token discovery (cluster-info signed by the real bootstrap signer), the kubelet
 //! configuration read with the bootstrap token under the real RBAC, and the TLS bootstrap of a
 //! real kubelet, whose client certificate the real controller manager approves and signs.
+//! Then upgrade.rhai plans and applies an upgrade to the release the cluster runs (one release
+//! of binaries: nothing restarts; the objects and the renewed admin.conf meet the real server).
 //! Last, a second control plane joins with the certificate key (127.0.20.2): its etcd member
 //! and API server, started from the Pods it wrote, serve the same cluster.
 
@@ -237,7 +239,56 @@ fn real_control_plane_a_worker_and_a_second_control_plane() {
     let pin =
         kscript::pki::ca_pin(&fs::read_to_string(root.join("etc/kubernetes/pki/ca.crt")).unwrap()).unwrap();
     a_worker_bootstraps_its_kubelet(&cp, &token, &id, &pin);
+    upgrade_apply_at_the_release_it_runs(&cp);
     a_second_control_plane_serves(&cp, &token, &pin);
+}
+
+/// upgrade.rhai against the real API server, to the release the cluster runs (this test has
+/// the binaries of one release): plan reads the real cluster (kubeadm-config, the Nodes, etcd's
+/// version from the real member); apply backs up, finds every manifest already at the release (nothing
+/// restarts), makes the RBAC, configuration and add-on objects of the release, which the real
+/// server takes by strict server-side apply, and renews admin.conf, which still works.
+fn upgrade_apply_at_the_release_it_runs(cp: &ControlPlane) {
+    let root = cp.sb.root();
+    let run_upgrade = |extra: &[&str]| {
+        let mut args: Vec<String> =
+            ["run", "upgrade.rhai", "--root", root.to_str().unwrap(), "-v"].map(String::from).to_vec();
+        args.extend(cp.node_args());
+        args.extend(extra.iter().map(|s| (*s).to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cp.sb.kscript_env(&[("KSCRIPT_TEST_CLUSTER_API", "real")], &args)
+    };
+    let run = run_upgrade(&[]);
+    assert_eq!(run.code, 0, "stderr:\n{}\nstdout:\n{}\n{}", run.stderr, run.stdout, cp.logs());
+    let rows: Vec<String> =
+        run.stdout.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    let v = &cp.version;
+    // The Node e2e-cp is the one init's mark-control-plane made (no kubelet runs there).
+    for row in [format!("kubelet e2e-cp - {v}"), format!("kube-apiserver e2e-cp {v} {v}")] {
+        assert!(rows.contains(&row), "no `{row}` in:\n{}", run.stdout);
+    }
+
+    let run = run_upgrade(&["--only", "apply"]);
+    assert_eq!(run.code, 0, "stderr:\n{}\nstdout:\n{}\n{}", run.stderr, run.stdout, cp.logs());
+    for c in ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
+        assert!(run.stdout.contains(&format!("{c}.yaml is already that of {v}")), "{c}:\n{}", run.stdout);
+    }
+    for line in [
+        "api apply ConfigMap kube-system/kubeadm-config",
+        "api apply ConfigMap kube-system/kubelet-config",
+        "api apply Deployment kube-system/coredns",
+        "api apply DaemonSet kube-system/kube-proxy",
+    ] {
+        assert!(run.stdout.contains(line), "no `{line}` in:\n{}", run.stdout);
+    }
+    // The renewed admin.conf is still an administrator's.
+    let out = cp.kubectl(&["get", "configmap", "kubeadm-config", "-n", "kube-system", "-o", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cm: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        cm["data"]["ClusterConfiguration"].as_str().unwrap().contains(&format!("kubernetesVersion: {v}"))
+    );
+    assert!(fs::read_dir(root.join("etc/kubernetes/tmp")).unwrap().count() >= 2, "no backups");
 }
 
 /// init's API steps and Flannel: every object applied is there; a rerun converges;

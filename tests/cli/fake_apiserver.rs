@@ -24,6 +24,14 @@
 //! controller manager's bootstrap signer adds for each signing token Secret that has not
 //! expired.
 //!
+//! It can also show the mirror Pods a kubelet would post for the static Pods of a node's
+//! manifest folder (`mirror_static_pods`): before each request, one Pod per manifest,
+//! kube-system/<name>-<node>, with the manifest's labels, annotations and spec, the
+//! `kubernetes.io/config.hash` annotation (here a digest of the file's bytes: it changes when
+//! the file does, as the kubelet's hash of the Pod does) and a `Ready` condition. A test can
+//! make one component's kubelet never restart it (its mirror Pod keeps the old hash) or its
+//! new Pod never become ready (`stuck`).
+//!
 //! A test can make it a server still coming up: `/readyz` failing for a number of calls,
 //! every request answered 503 for a number of requests, cluster-info served unsigned for a
 //! number of GETs.
@@ -82,6 +90,27 @@ struct State {
     /// How many more GETs of cluster-info are served without signatures, as before the
     /// controller manager's bootstrap signer has run.
     unsigned_for: usize,
+    /// The static Pods whose mirror Pods are shown (see `mirror_static_pods`).
+    mirrors: Option<Mirrors>,
+}
+
+/// A node's manifest folder and what its kubelet does with each component.
+struct Mirrors {
+    dir: std::path::PathBuf,
+    node: String,
+    stuck: BTreeMap<String, Stuck>,
+    /// How long after a manifest changes its mirror Pod shows it (a kubelet restarting it).
+    delay: std::time::Duration,
+}
+
+/// How the kubelet of `mirror_static_pods` fails a component.
+#[derive(Debug, Clone)]
+pub enum Stuck {
+    /// It never restarts the Pod: its mirror Pod keeps the hash it had.
+    NotRestarted,
+    /// It restarts the Pod, whose container then never becomes ready (waiting, with this
+    /// reason and message).
+    NotReady { reason: String, message: String },
 }
 
 /// The fake, serving until dropped.
@@ -122,6 +151,7 @@ fn resource_of(kind: &str) -> Option<&'static str> {
         "ClusterRoleBinding" => "clusterrolebindings",
         "Deployment" => "deployments",
         "DaemonSet" => "daemonsets",
+        "Pod" => "pods",
         _ => return None,
     })
 }
@@ -376,6 +406,68 @@ impl State {
         cluster_info
     }
 
+    /// The mirror Pods of the manifests in the mirrored folder, brought up to date.
+    fn refresh_mirrors(&mut self) {
+        let Some(m) = &self.mirrors else { return };
+        let Ok(entries) = std::fs::read_dir(&m.dir) else { return };
+        let mut pods = Vec::new();
+        for e in entries.flatten() {
+            let Ok(bytes) = std::fs::read(e.path()) else { continue };
+            let young = e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+            let restarting = young.is_some_and(|age| age < m.delay);
+            let Ok(manifest) = serde_saphyr::from_str::<Value>(&String::from_utf8_lossy(&bytes)) else {
+                continue;
+            };
+            let Some(name) = manifest["metadata"]["name"].as_str() else { continue };
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
+            let hash = digest.as_ref()[..8].iter().fold(String::new(), |mut h, b| {
+                use std::fmt::Write as _;
+                let _ = write!(h, "{b:02x}");
+                h
+            });
+            let path = format!("/api/v1/namespaces/kube-system/pods/{name}-{}", m.node);
+            let stuck = m.stuck.get(name).cloned();
+            if (restarting || matches!(stuck, Some(Stuck::NotRestarted))) && self.objects.contains_key(&path)
+            {
+                continue;
+            }
+            let mut pod = manifest.clone();
+            pod["metadata"]["name"] = json!(format!("{name}-{}", m.node));
+            pod["metadata"]["namespace"] = json!("kube-system");
+            pod["metadata"]["annotations"]["kubernetes.io/config.hash"] = json!(hash);
+            pod["metadata"]["annotations"]["kubernetes.io/config.mirror"] = json!(hash);
+            pod["metadata"]["annotations"]["kubernetes.io/config.source"] = json!("file");
+            pod["spec"]["nodeName"] = json!(m.node);
+            let image = manifest["spec"]["containers"][0]["image"].clone();
+            let container = manifest["spec"]["containers"][0]["name"].clone();
+            let (ready, state) = match &stuck {
+                Some(Stuck::NotReady { reason, message }) => {
+                    ("False", json!({"waiting": {"reason": reason, "message": message}}))
+                }
+                _ => ("True", json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}})),
+            };
+            pod["status"] = json!({
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": ready}],
+                "containerStatuses": [{"name": container, "image": image, "ready": ready == "True",
+                                       "restartCount": 0, "state": state}],
+            });
+            pods.push((path, pod));
+        }
+        for (path, pod) in pods {
+            let same = self.objects.get(&path).is_some_and(|old| {
+                let mut old = old.clone();
+                old["metadata"].as_object_mut().map(|m| m.remove("resourceVersion"));
+                old == pod
+            });
+            if !same {
+                let mut pod = pod;
+                pod["metadata"]["resourceVersion"] = json!(self.bump());
+                self.objects.insert(path, pod);
+            }
+        }
+    }
+
     fn bump(&mut self) -> String {
         self.version += 1;
         self.version.to_string()
@@ -543,6 +635,28 @@ impl FakeApiServer {
         state.objects.insert(path.to_string(), object);
     }
 
+    /// Shows the mirror Pods the kubelet of node `node` would post for the static Pods in the
+    /// host folder `dir`, each component failing as `stuck` says (the others restart and turn
+    /// ready at once, as soon as their manifest changes).
+    pub fn mirror_static_pods(&self, dir: &std::path::Path, node: &str, stuck: &[(&str, Stuck)]) {
+        let mut state = self.state.lock().unwrap();
+        state.mirrors = Some(Mirrors {
+            dir: dir.to_path_buf(),
+            node: node.to_string(),
+            stuck: stuck.iter().map(|(n, s)| ((*n).to_string(), s.clone())).collect(),
+            delay: std::time::Duration::ZERO,
+        });
+        state.refresh_mirrors();
+    }
+
+    /// Makes the mirror Pods show a changed manifest only `delay` after it changed, as a
+    /// kubelet takes a while to restart a static Pod.
+    pub fn mirror_delay(&self, delay: std::time::Duration) {
+        if let Some(m) = self.state.lock().unwrap().mirrors.as_mut() {
+            m.delay = delay;
+        }
+    }
+
     /// The next `n` calls of `/readyz` answer 500, as a server still starting does.
     pub fn not_ready_for(&self, n: usize) {
         self.state.lock().unwrap().not_ready_for = n;
@@ -570,6 +684,13 @@ fn bearer_token(req: &Request<Incoming>) -> Option<String> {
     value.strip_prefix("Bearer ").map(str::to_string)
 }
 
+/// The state, with the mirror Pods brought up to date (as a kubelet keeps posting them).
+fn locked(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    let mut s = state.lock().unwrap();
+    s.refresh_mirrors();
+    s
+}
+
 async fn handle(
     req: Request<Incoming>,
     who: Option<Identity>,
@@ -593,7 +714,7 @@ async fn handle(
             .ok()
             .or_else(|| serde_saphyr::from_str(&String::from_utf8_lossy(&bytes)).ok())
     };
-    let mut state = state.lock().unwrap();
+    let mut state = locked(state);
     let by_token = bearer.as_deref().and_then(|t| state.bootstrap_identity(t));
     // A bearer token that authenticates no one is refused (401), as the real server does; an
     // anonymous request is not, and meets the authorizer (403).

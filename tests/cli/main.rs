@@ -20,6 +20,7 @@ mod reset;
 mod status;
 mod systemd;
 mod systemd_host;
+mod upgrade;
 mod waits;
 
 use std::fs;
@@ -917,6 +918,8 @@ fn huge_timeouts_are_refused_by_every_wait() {
         (r#"unit_wait_active("x.service", 1.0e300)"#, "unit_wait_active(): the timeout"),
         (r#"api_wait_ready("/etc/kubernetes/admin.conf", 1.0e300)"#, "api_wait_ready(): the timeout"),
         (r#"wait_for_file("/etc/x", -5)"#, "wait_for_file(): the timeout"),
+        (r#"wait_until("x", 1.0e300, || true)"#, "wait_until(): the timeout"),
+        (r#"wait_until("x", 0, || true)"#, "wait_until(): the timeout"),
     ] {
         sb.write("wait.rhai", &format!(r#"stage("s", "x", [ step("w", "w", || {{ {call}; }}) ]);"#));
         let run = sb.render("wait.rhai", &[]);
@@ -959,10 +962,15 @@ fn set_arg(args: &mut [String], name: &str, value: &str) {
 /// on 127.0.0.1 (clients, metrics) are left out, as several members and other tests share this
 /// host. Waits until it is healthy; returns the process and its log.
 fn start_etcd_member(sb: &Sandbox, ip: &str) -> (KillOnDrop, PathBuf) {
+    start_etcd_member_in(sb, ip, &sb.path().join("etcd-data"))
+}
+
+/// [`start_etcd_member`] with its data in the host folder `data`.
+fn start_etcd_member_in(sb: &Sandbox, ip: &str, data: &Path) -> (KillOnDrop, PathBuf) {
     let root = sb.root();
     assert_eq!(static_pod(&root, "etcd.yaml")["spec"]["containers"][0]["command"][0], "etcd");
     let mut args = pod_args(&root, "etcd.yaml");
-    set_arg(&mut args, "data-dir", &sb.path().join("etcd-data").display().to_string());
+    set_arg(&mut args, "data-dir", &data.display().to_string());
     set_arg(&mut args, "listen-client-urls", &format!("https://{ip}:2379"));
     set_arg(&mut args, "listen-metrics-urls", &format!("http://{ip}:2381"));
     let log = sb.path().join("etcd.log");

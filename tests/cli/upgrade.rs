@@ -1,0 +1,660 @@
+//! upgrade.rhai against the fake API server: plan's table and each refusal (the rule named),
+//! apply's sequence of manifests and its backups, and the rollback of a component whose new
+//! Pod never comes back healthy.
+//!
+//! A control plane is rendered at [`FROM`] and init's API steps are run against the fake (as
+//! in cluster.rs), so the fake holds kubeadm-config, kubelet-config, the `CoreDNS` and kube-proxy objects of
+//! that release. The fake then shows the mirror Pods the node's kubelet would post for its
+//! manifest folder: a new manifest gets a new config hash at once, unless the test makes that
+//! component's kubelet never restart it or its new Pod never turn ready. There is no kubelet
+//! here: the fake stands in for what the API server would show of one.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::cluster::{API_STEPS, ControlPlane};
+use super::fake_apiserver::Stuck;
+use super::{Run, etcdctl_as_healthcheck, start_etcd_member_in};
+
+/// The release the control plane is rendered at, and the one it is upgraded to.
+const FROM: &str = "v1.36.2";
+const TO: &str = "v1.37.0";
+
+/// The static Pods, in the order kubeadm upgrades them.
+const COMPONENTS: &[&str] = &["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+
+/// A control plane rendered at `from` with `extra` settings, init's API steps run against the
+/// fake, its Node's kubelet at `kubelet`.
+fn cluster_at(from: &str, kubelet: &str, extra: &[&str]) -> ControlPlane {
+    cluster_on("127.0.0.1", from, kubelet, extra)
+}
+
+/// [`cluster_at`] with the node at `ip`, a loopback address.
+fn cluster_on(ip: &str, from: &str, kubelet: &str, extra: &[&str]) -> ControlPlane {
+    let version = format!("kubernetesVersion={from}");
+    let mut args = vec!["--set", version.as_str()];
+    args.extend_from_slice(extra);
+    let cp = ControlPlane::up_on(ip, &args);
+    cp.run_script("control-plane.rhai", API_STEPS, &args).ok();
+    let mut node = cp.fake.object("/api/v1/nodes/k8s-ctr").unwrap();
+    node["status"]["nodeInfo"]["kubeletVersion"] = json!(kubelet);
+    node["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+    cp.fake.put("/api/v1/nodes/k8s-ctr", node);
+    cp
+}
+
+/// The node's manifest folder (a host path).
+fn manifests(cp: &ControlPlane) -> PathBuf {
+    cp.sb.root().join("etc/kubernetes/manifests")
+}
+
+/// The image of a manifest.
+fn image(path: &Path) -> String {
+    let pod: serde_json::Value = serde_saphyr::from_str(&fs::read_to_string(path).unwrap()).unwrap();
+    pod["spec"]["containers"][0]["image"].as_str().unwrap().to_string()
+}
+
+/// `kscript run upgrade.rhai` on the node, `--only` each of `stages`, to `target`.
+fn upgrade(cp: &ControlPlane, stages: &[&str], target: &str, extra: &[&str]) -> Run {
+    let version = format!("kubernetesVersion={target}");
+    let mut args = vec!["--set", version.as_str()];
+    args.extend_from_slice(extra);
+    cp.run_script("upgrade.rhai", stages, &args)
+}
+
+/// The lines of `text` with runs of spaces made one (table columns compared by content).
+fn squeezed(text: &str) -> Vec<String> {
+    text.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect()
+}
+
+/// The one backup folder of `kind` (`manifests`, `etcd`) under the node's /etc/kubernetes/tmp.
+fn backup(cp: &ControlPlane, kind: &str) -> PathBuf {
+    let dir = cp.sb.root().join("etc/kubernetes/tmp");
+    let prefix = format!("kubeadm-backup-{kind}-");
+    let found: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(&prefix))
+        .collect();
+    assert_eq!(found.len(), 1, "backups of {kind} in {}: {found:?}", dir.display());
+    found[0].clone()
+}
+
+#[test]
+fn upgrade_plan_prints_each_component_current_and_target() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    cp.fake.forget_requests();
+    let run = upgrade(&cp, &[], TO, &[]).ok();
+    let lines = squeezed(&run.stdout);
+    for row in [
+        "COMPONENT NODE CURRENT TARGET",
+        "kubelet k8s-ctr v1.36.2 v1.37.0",
+        "kube-apiserver k8s-ctr v1.36.2 v1.37.0",
+        "kube-controller-manager k8s-ctr v1.36.2 v1.37.0",
+        "kube-scheduler k8s-ctr v1.36.2 v1.37.0",
+        "kube-proxy v1.36.2 v1.37.0",
+        // kubeadm's pins of 1.36 and 1.37 (stdlib/versions.rhai).
+        "CoreDNS v1.14.2 v1.14.6",
+        "etcd k8s-ctr 3.6.8-0 3.7.0-0",
+        "kscript run upgrade.rhai --only apply --set kubernetesVersion=v1.37.0",
+    ] {
+        assert!(lines.iter().any(|l| l == row), "no row `{row}` in:\n{}", run.stdout);
+    }
+    // The plan changes nothing: the manifests are still those of FROM, and nothing was applied.
+    assert_eq!(image(&manifests(&cp).join("kube-apiserver.yaml")), "registry.k8s.io/kube-apiserver:v1.36.2");
+    assert!(!cp.fake.seen().iter().any(|s| s.method == "PATCH"), "plan applied something");
+}
+
+/// Runs plan to `target` and checks it is refused with `rule` named and `detail` said.
+#[track_caller]
+fn assert_refused(cp: &ControlPlane, target: &str, rule: &str, detail: &str) {
+    let run = upgrade(cp, &[], target, &[]).code(1);
+    let message = run.message();
+    assert!(message.contains("is refused"), "{message}");
+    assert!(message.contains(&format!("rule \"{rule}\"")), "rule {rule} not named:\n{message}");
+    assert!(message.contains(detail), "no `{detail}` in:\n{message}");
+    assert!(run.stdout.contains("failed   plan/policy"), "{}", run.stdout);
+}
+
+#[test]
+fn upgrade_plan_refuses_a_downgrade() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    assert_refused(&cp, "v1.36.0", "no downgrade", "v1.36.0 is older than the cluster's v1.36.2");
+}
+
+#[test]
+fn upgrade_plan_refuses_to_skip_a_minor() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    assert_refused(&cp, "v1.38.1", "one minor at a time", "upgrade to a v1.37 release first");
+}
+
+#[test]
+fn upgrade_plan_refuses_kubelets_too_old_for_the_target() {
+    let cp = cluster_at(FROM, "v1.33.5", &[]);
+    assert_refused(
+        &cp,
+        TO,
+        "kubelet skew",
+        "the kubelet of node k8s-ctr is v1.33.5, 4 minors older than v1.37.0",
+    );
+    // Three minors older is within the skew.
+    let mut node = cp.fake.object("/api/v1/nodes/k8s-ctr").unwrap();
+    node["status"]["nodeInfo"]["kubeletVersion"] = json!("v1.34.0");
+    cp.fake.put("/api/v1/nodes/k8s-ctr", node);
+    upgrade(&cp, &["plan/policy"], TO, &[]).ok();
+}
+
+#[test]
+fn upgrade_plan_refuses_while_a_control_plane_node_is_not_ready() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    let mut node = cp.fake.object("/api/v1/nodes/k8s-ctr").unwrap();
+    node["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
+    cp.fake.put("/api/v1/nodes/k8s-ctr", node);
+    assert_refused(&cp, TO, "control-plane nodes ready", "k8s-ctr not Ready");
+}
+
+/// The images of the target cannot be had: a real containerd, a registry under `.invalid`.
+#[test]
+fn upgrade_plan_refuses_a_target_whose_images_cannot_be_pulled() {
+    let cp = cluster_at(FROM, FROM, &["--set", "imageRepository=registry.invalid/k8s"]);
+    let socket = cp.sb.root().join("run/kscript-test/containerd.sock");
+    let mut containerd = super::cri::Containerd::start_at(&cp.sb, &socket);
+    let root = cp.sb.root();
+    let mut args: Vec<&str> = vec!["run", "upgrade.rhai", "--root", root.to_str().unwrap()];
+    args.extend(cp.args.iter().map(String::as_str));
+    args.extend([
+        "--set",
+        "kubernetesVersion=v1.37.0",
+        "--set",
+        "nodeRegistration.criSocket=unix:///run/kscript-test/containerd.sock",
+        "--only",
+        "plan/images",
+    ]);
+    let run = cp.sb.kscript_env(&[("KSCRIPT_TEST_CLUSTER_API", "real"), ("KSCRIPT_TEST_CRI", "real")], &args);
+    let traces = containerd.shutdown();
+    let run = run.code(1);
+    let message = run.message();
+    assert!(message.contains("rule \"images available\""), "{message}");
+    // The cluster's imageRepository (from kubeadm-config), each image of the target named.
+    for image in [
+        "registry.invalid/k8s/kube-apiserver:v1.37.0",
+        "registry.invalid/k8s/etcd:3.7.0-0",
+        "registry.invalid/k8s/coredns:v1.14.6",
+    ] {
+        assert!(message.contains(image), "{image} not named in:\n{message}");
+    }
+    assert!(traces.is_empty(), "containerd left traces: {traces:?}");
+}
+
+#[test]
+fn upgrade_apply_upgrades_each_component_in_order_after_backing_up() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    let before: Vec<String> = COMPONENTS
+        .iter()
+        .map(|c| fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap())
+        .collect();
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    // Each Pod restarts a second after its manifest changes: the waits see the old one first.
+    cp.fake.mirror_delay(std::time::Duration::from_secs(1));
+    cp.fake.forget_requests();
+    let run = upgrade(&cp, &["apply"], TO, &["--set", "timeouts.upgradeManifests=60s"]).ok();
+
+    // Each component upgraded and waited for, in kubeadm's order.
+    let steps: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            l.trim().strip_prefix("changed  apply/").or_else(|| l.trim().strip_prefix("ok       apply/"))
+        })
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "preflight",
+            "backup",
+            "etcd",
+            "control-plane/kube-apiserver",
+            "control-plane/kube-controller-manager",
+            "control-plane/kube-scheduler",
+            "rbac",
+            "upload-config",
+            "addon/coredns",
+            "addon/kube-proxy",
+            "kubelet-config",
+            "kubelet"
+        ],
+        "{}",
+        run.stdout
+    );
+    for c in COMPONENTS {
+        assert!(run.stdout.contains(&format!("{c} restarted with ")), "{c} not waited for:\n{}", run.stdout);
+    }
+    // The mirror Pods were asked for in that order: each component's wait ended before the
+    // next manifest was written.
+    let asked: Vec<String> = cp
+        .fake
+        .seen()
+        .iter()
+        .filter(|s| s.method == "GET" && s.path.starts_with("/api/v1/namespaces/kube-system/pods/"))
+        .map(|s| s.path.rsplit('/').next().unwrap().trim_end_matches("-k8s-ctr").to_string())
+        .fold(Vec::new(), |mut v, c| {
+            if v.last() != Some(&c) {
+                v.push(c);
+            }
+            v
+        });
+    assert_eq!(asked, COMPONENTS, "mirror Pods asked in this order");
+
+    // The new manifests are the target's, the backups the old ones, byte for byte.
+    let saved = backup(&cp, "manifests");
+    for (c, old) in COMPONENTS.iter().zip(&before) {
+        assert_eq!(&fs::read_to_string(saved.join(format!("{c}.yaml"))).unwrap(), old, "backup of {c}");
+    }
+    assert_eq!(image(&manifests(&cp).join("kube-apiserver.yaml")), "registry.k8s.io/kube-apiserver:v1.37.0");
+    assert_eq!(image(&manifests(&cp).join("etcd.yaml")), "registry.k8s.io/etcd:3.7.0-0");
+    assert!(backup(&cp, "etcd").join("etcd").is_dir());
+
+    // The cluster's configuration, CoreDNS and kube-proxy are the target's.
+    let cm = cp.fake.object("/api/v1/namespaces/kube-system/configmaps/kubeadm-config").unwrap();
+    assert!(
+        cm["data"]["ClusterConfiguration"].as_str().unwrap().contains("kubernetesVersion: v1.37.0"),
+        "{cm}"
+    );
+    let ds = cp.fake.object("/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy").unwrap();
+    assert_eq!(
+        ds["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.k8s.io/kube-proxy:v1.37.0"
+    );
+    let dns = cp.fake.object("/apis/apps/v1/namespaces/kube-system/deployments/coredns").unwrap();
+    assert_eq!(
+        dns["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.k8s.io/coredns/coredns:v1.14.6"
+    );
+    // The drain and uncordon commands are printed, not run.
+    assert!(run.stdout.contains("kubectl drain k8s-ctr --ignore-daemonsets"), "{}", run.stdout);
+    assert!(run.stdout.contains("kubectl uncordon k8s-ctr"), "{}", run.stdout);
+
+    // Planned again: everything is at the target.
+    let run = upgrade(&cp, &[], TO, &[]).ok();
+    assert!(
+        squeezed(&run.stdout).iter().any(|l| l == "kube-apiserver k8s-ctr v1.37.0 v1.37.0"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// Runs apply with `component` stuck as `stuck`; returns the run (failed) and the manifests
+/// before it.
+fn apply_with_stuck(cp: &ControlPlane, component: &str, stuck: Stuck) -> (Run, Vec<String>) {
+    let before: Vec<String> = COMPONENTS
+        .iter()
+        .map(|c| fs::read_to_string(manifests(cp).join(format!("{c}.yaml"))).unwrap())
+        .collect();
+    cp.fake.mirror_static_pods(&manifests(cp), "k8s-ctr", &[(component, stuck)]);
+    let run = upgrade(cp, &["apply"], TO, &["--set", "timeouts.upgradeManifests=3s"]).code(1);
+    (run, before)
+}
+
+#[test]
+fn upgrade_apply_rolls_back_a_component_that_never_becomes_ready() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    let stuck =
+        Stuck::NotReady { reason: "CrashLoopBackOff".into(), message: "back-off 10s restarting".into() };
+    let (run, before) = apply_with_stuck(&cp, "kube-scheduler", stuck);
+    let message = run.message();
+    assert!(
+        message.contains("kube-scheduler did not come back healthy after its upgrade to v1.37.0"),
+        "{message}"
+    );
+    assert!(
+        message.contains("not ready: kube-scheduler waiting: CrashLoopBackOff (back-off 10s restarting)"),
+        "{message}"
+    );
+    assert!(message.contains("Rolled back: /etc/kubernetes/manifests/kube-scheduler.yaml from"), "{message}");
+    assert!(run.stdout.contains("failed   apply/control-plane/kube-scheduler"), "{}", run.stdout);
+    // The scheduler's manifest is back as it was; those before it stay upgraded.
+    assert_eq!(fs::read_to_string(manifests(&cp).join("kube-scheduler.yaml")).unwrap(), before[3]);
+    assert_eq!(
+        image(&manifests(&cp).join("kube-controller-manager.yaml")),
+        "registry.k8s.io/kube-controller-manager:v1.37.0"
+    );
+    // The run stopped there: the cluster's configuration still says FROM.
+    let cm = cp.fake.object("/api/v1/namespaces/kube-system/configmaps/kubeadm-config").unwrap();
+    assert!(
+        cm["data"]["ClusterConfiguration"].as_str().unwrap().contains("kubernetesVersion: v1.36.2"),
+        "{cm}"
+    );
+}
+
+#[test]
+fn upgrade_apply_rolls_back_etcd_when_the_kubelet_never_restarts_it() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    let (run, before) = apply_with_stuck(&cp, "etcd", Stuck::NotRestarted);
+    let message = run.message();
+    assert!(message.contains("etcd did not come back healthy after its upgrade to v1.37.0"), "{message}");
+    assert!(message.contains("the kubelet still runs etcd from the old manifest"), "{message}");
+    assert!(message.contains("not done within 3s"), "{message}");
+    // Its manifest and its data are back; nothing after it was touched.
+    // (The message is wrapped at spaces and at hyphens.)
+    assert!(
+        message.replace(' ', "").contains("/var/lib/etcdfrom/etc/kubernetes/tmp/kubeadm-backup-etcd-"),
+        "{message}"
+    );
+    for (c, old) in COMPONENTS.iter().zip(&before) {
+        assert_eq!(&fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap(), old, "{c}");
+    }
+}
+
+/// etcd's data is backed up and put back for real: Debian's etcd runs on the node's data
+/// folder; apply backs it up while it runs (as kubeadm copies it), the "new" etcd then writes a
+/// key, and when the new etcd Pod never becomes ready the rollback puts the folder back: etcd
+/// started on it again has the key written before the backup and not the one after.
+#[test]
+fn upgrade_apply_backs_up_etcds_data_and_puts_it_back_on_rollback() {
+    const IP: &str = "127.0.32.1";
+    // Releases whose etcd Pod Debian's etcd (3.4) runs: no --feature-gates before 1.34.
+    const FROM: &str = "v1.33.4";
+    const TO: &str = "v1.34.1";
+    let cp = cluster_on(IP, FROM, FROM, &[]);
+    let root = cp.sb.root();
+    let data = root.join("var/lib/etcd");
+    let endpoint = format!("https://{IP}:2379");
+    let etcdctl = |args: &[&str]| {
+        let out = etcdctl_as_healthcheck(&root, &endpoint, args);
+        assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (etcd, _log) = start_etcd_member_in(&cp.sb, IP, &data);
+    etcdctl(&["put", "/upgrade-test/before", "kept"]);
+
+    // plan asks the member its version.
+    let version = std::process::Command::new("etcd").arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&version.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd Version: ").map(str::to_string))
+        .unwrap();
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    let run = upgrade(&cp, &["plan/versions"], TO, &[]).ok();
+    assert!(
+        squeezed(&run.stdout).iter().any(|l| *l == format!("etcd k8s-ctr {version} 3.6.4-0")),
+        "etcd {version} not shown:\n{}",
+        run.stdout
+    );
+
+    // The backup, taken while etcd runs.
+    upgrade(&cp, &["apply/preflight", "apply/backup"], TO, &[]).ok();
+    let saved = backup(&cp, "etcd").join("etcd");
+    assert!(saved.join("member/snap/db").is_file(), "no etcd database in {}", saved.display());
+    etcdctl(&["put", "/upgrade-test/after", "lost"]);
+    drop(etcd);
+
+    // The new etcd never turns ready: its manifest and its data go back.
+    let stuck = Stuck::NotReady { reason: "CrashLoopBackOff".into(), message: "etcd exited".into() };
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[("etcd", stuck)]);
+    let run = upgrade(&cp, &["apply/etcd"], TO, &["--set", "timeouts.upgradeManifests=3s"]).code(1);
+    assert!(run.message().contains("etcd did not come back healthy"), "{}", run.message());
+    assert_eq!(image(&manifests(&cp).join("etcd.yaml")), "registry.k8s.io/etcd:3.5.21-0");
+
+    let (_etcd, _log) = start_etcd_member_in(&cp.sb, IP, &data);
+    assert!(etcdctl(&["get", "/upgrade-test/before"]).contains("kept"));
+    assert_eq!(etcdctl(&["get", "/upgrade-test/after"]), "", "a key written after the backup survived");
+}
+
+/// `--dry-run` reads the cluster (kubeadm-config, the mirror Pods) and plans every step of
+/// apply, changing nothing: no manifest, no backup, no object.
+#[test]
+fn upgrade_apply_dry_run_reads_the_cluster_and_changes_nothing() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    let before: Vec<String> = COMPONENTS
+        .iter()
+        .map(|c| fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap())
+        .collect();
+    cp.fake.forget_requests();
+    let run = upgrade(&cp, &["apply"], TO, &["--dry-run", "-v"]).ok();
+    assert!(run.stdout.contains("upgrading the cluster from v1.36.2 to v1.37.0"), "{}", run.stdout);
+    assert!(run.stdout.contains("/etc/kubernetes/tmp/kubeadm-backup-manifests-"), "{}", run.stdout);
+    assert!(run.stdout.contains("~ /etc/kubernetes/manifests/kube-apiserver.yaml"), "{}", run.stdout);
+    for (c, old) in COMPONENTS.iter().zip(&before) {
+        assert_eq!(&fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap(), old, "{c}");
+    }
+    assert!(!cp.sb.root().join("etc/kubernetes/tmp").exists(), "a dry run made backups");
+    assert!(!cp.fake.seen().iter().any(|s| s.method != "GET"), "a dry run sent a change");
+}
+
+/// `node` on a worker, after apply on the control plane: the cluster's new version, the
+/// kubelet's configuration from the cluster, the kubelet of that version through the package
+/// repository (recorded: a render); no static Pods, no backups.
+#[test]
+fn upgrade_node_on_a_worker_follows_the_clusters_version() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    upgrade(&cp, &["apply"], TO, &[]).ok();
+
+    let worker = super::Sandbox::new();
+    super::nodes::render_worker(&worker, &cp.sb, &["--set", &format!("kubernetesVersion={FROM}")]).ok();
+    // The kubelet's kubeconfig, as its TLS bootstrap would leave it: here the control plane's
+    // node credentials (group system:nodes, which may read kubeadm-config and kubelet-config).
+    let wroot = worker.root();
+    fs::copy(cp.sb.root().join("etc/kubernetes/kubelet.conf"), wroot.join("etc/kubernetes/kubelet.conf"))
+        .unwrap();
+    let run = worker
+        .kscript_env(
+            &[("KSCRIPT_TEST_CLUSTER_API", "real")],
+            &[
+                "run",
+                "upgrade.rhai",
+                "--root",
+                wroot.to_str().unwrap(),
+                "--only",
+                "node",
+                "--set",
+                "nodeRegistration.name=worker-1",
+                "-v",
+            ],
+        )
+        .ok();
+    assert!(run.stdout.contains("upgrading this node to the cluster's v1.37.0"), "{}", run.stdout);
+    for line in [
+        "skipped  node/backup",
+        "skipped  node/etcd",
+        "skipped  node/control-plane/kube-apiserver",
+        "changed  node/kubelet-config",
+        "kubectl drain worker-1 --ignore-daemonsets",
+        "kubelet=1.37.0-1.1",
+    ] {
+        assert!(run.stdout.contains(line), "no `{line}` in:\n{}", run.stdout);
+    }
+    assert!(!wroot.join("etc/kubernetes/tmp").exists(), "a worker made backups");
+    // The kubelet's configuration is the cluster's, with the fields of 1.37's kubelet.
+    let config = fs::read_to_string(wroot.join("var/lib/kubelet/config.yaml")).unwrap();
+    assert!(config.contains("draManagerReconcilePeriod: 0s"), "{config}");
+}
+
+/// A render previews the upgrade of a rendered node against the cluster its render recorded
+/// (/var/lib/kscript/objects.yaml): the steps, the new manifests and the objects it would
+/// apply, stable enough to snapshot.
+#[test]
+fn upgrade_apply_renders_against_the_recorded_cluster() {
+    let sb = super::Sandbox::new();
+    let node = [
+        "--set",
+        "nodeRegistration.name=k8s-ctr",
+        "--set",
+        "localAPIEndpoint.advertiseAddress=10.0.0.10",
+        "--set",
+        "encryptionAlgorithm=ECDSA-P256",
+    ];
+    let env = [("KSCRIPT_TEST_NOW", "1800000000")];
+    let root = sb.root();
+    let root = root.to_str().unwrap();
+    let render = |script: &str, extra: &[&str]| {
+        let mut args = vec!["run", script, "--root", root];
+        args.extend_from_slice(&node);
+        args.extend_from_slice(extra);
+        sb.kscript_env(&env, &args)
+    };
+    render("control-plane.rhai", &["--set", &format!("kubernetesVersion={FROM}")]).ok();
+    let run = render("upgrade.rhai", &["--only", "apply", "--set", &format!("kubernetesVersion={TO}")]).ok();
+    insta::assert_snapshot!("upgrade_apply_render", sb.stable(&run.stdout));
+    assert_eq!(
+        image(&root_path(root).join("etc/kubernetes/manifests/kube-scheduler.yaml")),
+        "registry.k8s.io/kube-scheduler:v1.37.0"
+    );
+    let objects = fs::read_to_string(root_path(root).join("var/lib/kscript/objects.yaml")).unwrap();
+    assert!(objects.contains("kubernetesVersion: v1.37.0"), "{objects}");
+    assert!(objects.contains("image: registry.k8s.io/kube-proxy:v1.37.0"), "{objects}");
+    assert!(!objects.contains("kube-proxy:v1.36.2"), "{objects}");
+    // Planned again against what the render recorded: at the target.
+    let run = render("upgrade.rhai", &["--set", &format!("kubernetesVersion={TO}")]).ok();
+    assert!(
+        squeezed(&run.stdout).iter().any(|l| l == "kube-apiserver k8s-ctr v1.37.0 v1.37.0"),
+        "{}",
+        run.stdout
+    );
+}
+
+fn root_path(root: &str) -> PathBuf {
+    PathBuf::from(root)
+}
+
+/// A control plane that joined an etcd cluster keeps its member list through the upgrade
+/// (`--initial-cluster` and `--initial-cluster-state=existing`, which etcd reads at its first
+/// start only); and `node` on a control plane already at the cluster's version backs up, then
+/// restarts nothing.
+#[test]
+fn upgrade_keeps_a_joined_etcd_members_list_and_node_restarts_nothing_at_the_version() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    let etcd = manifests(&cp).join("etcd.yaml");
+    let members = "cp-0=https://127.0.0.9:2380,k8s-ctr=https://127.0.0.1:2380";
+    let joined = fs::read_to_string(&etcd)
+        .unwrap()
+        .replace("--initial-cluster=k8s-ctr=https://127.0.0.1:2380", &format!("--initial-cluster={members}"))
+        .replace("- --key-file=", "- --initial-cluster-state=existing\n    - --key-file=");
+    assert!(joined.contains(members) && joined.contains("existing"), "{joined}");
+    fs::write(&etcd, joined).unwrap();
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    upgrade(&cp, &["apply"], TO, &[]).ok();
+    let pod = super::static_pod(&cp.sb.root(), "etcd.yaml");
+    let command: Vec<&str> = pod["spec"]["containers"][0]["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(command.contains(&format!("--initial-cluster={members}").as_str()), "{command:?}");
+    assert!(command.contains(&"--initial-cluster-state=existing"), "{command:?}");
+    assert_eq!(pod["spec"]["containers"][0]["image"], "registry.k8s.io/etcd:3.7.0-0");
+
+    let before: Vec<String> = COMPONENTS
+        .iter()
+        .map(|c| fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap())
+        .collect();
+    let run = upgrade(&cp, &["node"], TO, &["--set", "upgrade.certificateRenewal=false"]).ok();
+    assert!(run.stdout.contains("upgrading this node to the cluster's v1.37.0"), "{}", run.stdout);
+    for c in COMPONENTS {
+        assert!(
+            run.stdout.contains(&format!("{c}.yaml is already that of v1.37.0: {c} is not restarted")),
+            "{c}:\n{}",
+            run.stdout
+        );
+    }
+    for (c, old) in COMPONENTS.iter().zip(&before) {
+        assert_eq!(&fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap(), old, "{c}");
+    }
+}
+
+/// From 1.28 to 1.29 admin.conf changes group (system:masters to kubeadm:cluster-admins): the
+/// upgrade makes super-admin.conf, binds kubeadm:cluster-admins with it, then renews
+/// admin.conf, which goes on working for the steps after (the fake authorizes by groups and
+/// bindings as the real server does).
+#[test]
+fn upgrade_from_1_28_makes_super_admin_conf_and_binds_the_new_admin_group() {
+    let cp = cluster_at("v1.28.15", "v1.28.15", &[]);
+    let root = cp.sb.root();
+    assert!(!root.join("etc/kubernetes/super-admin.conf").exists());
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    cp.fake.forget_requests();
+    upgrade(&cp, &["apply"], "v1.29.15", &[]).ok();
+    assert!(root.join("etc/kubernetes/super-admin.conf").exists(), "no super-admin.conf");
+    let admin = fs::read_to_string(root.join("etc/kubernetes/admin.conf")).unwrap();
+    let data = admin.lines().find_map(|l| l.trim().strip_prefix("client-certificate-data: ")).unwrap();
+    let pem =
+        String::from_utf8(base64::Engine::decode(&base64::engine::general_purpose::STANDARD, data).unwrap())
+            .unwrap();
+    let info = kscript::pki::CertInfo::from_pem(&pem).unwrap();
+    assert_eq!(info.organizations, ["kubeadm:cluster-admins"]);
+    assert!(
+        cp.fake
+            .object("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kubeadm:cluster-admins")
+            .is_some()
+    );
+    // admin.conf was allowed everything after its renewal.
+    let refused: Vec<String> =
+        cp.fake.seen().iter().filter(|s| s.status == 403).map(super::fake_apiserver::Seen::line).collect();
+    assert!(refused.is_empty(), "refused: {refused:?}");
+}
+
+/// What init was given for kube-proxy (here `kubeProxy.mode: ipvs`) and a Corefile the operator
+/// changed stay through the upgrade without being given again; the images move to the target.
+#[test]
+fn upgrade_keeps_the_clusters_kube_proxy_configuration_and_corefile() {
+    let cp = cluster_at(FROM, FROM, &["--set", "kubeProxy={mode: ipvs}"]);
+    let path = "/api/v1/namespaces/kube-system/configmaps/coredns";
+    let mut corefile = cp.fake.object(path).unwrap();
+    let site = ".:53 {\n    errors\n    forward . 10.0.0.53\n}\n";
+    corefile["data"]["Corefile"] = json!(site);
+    cp.fake.put(path, corefile);
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    upgrade(&cp, &["apply"], TO, &[]).ok();
+    let proxy = cp.fake.object("/api/v1/namespaces/kube-system/configmaps/kube-proxy").unwrap();
+    assert!(proxy["data"]["config.conf"].as_str().unwrap().contains("mode: ipvs"), "{proxy}");
+    let ds = cp.fake.object("/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy").unwrap();
+    assert_eq!(
+        ds["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.k8s.io/kube-proxy:v1.37.0"
+    );
+    assert_eq!(cp.fake.object(path).unwrap()["data"]["Corefile"], site);
+    let dns = cp.fake.object("/apis/apps/v1/namespaces/kube-system/deployments/coredns").unwrap();
+    assert_eq!(
+        dns["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.k8s.io/coredns/coredns:v1.14.6"
+    );
+}
+
+/// What changes with the target version follows it, as init's rendering does: from 1.30 to
+/// 1.31 the stored `ClusterConfiguration` moves from v1beta3 (argument maps) to v1beta4
+/// (`{name, value}` lists), the settings kept.
+#[test]
+fn upgrade_to_1_31_stores_the_configuration_as_v1beta4() {
+    let cp = cluster_at("v1.30.10", "v1.30.10", &["--set", "apiServer.extraArgs=[{name: v, value: \"2\"}]"]);
+    let path = "/api/v1/namespaces/kube-system/configmaps/kubeadm-config";
+    let before = cp.fake.object(path).unwrap()["data"]["ClusterConfiguration"].as_str().unwrap().to_string();
+    assert!(before.contains("apiVersion: kubeadm.k8s.io/v1beta3"), "{before}");
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    upgrade(&cp, &["apply"], "v1.31.6", &[]).ok();
+    let after = cp.fake.object(path).unwrap()["data"]["ClusterConfiguration"].as_str().unwrap().to_string();
+    let stored: serde_json::Value = serde_saphyr::from_str(&after).unwrap();
+    assert_eq!(stored["apiVersion"], "kubeadm.k8s.io/v1beta4", "{after}");
+    assert_eq!(stored["kubernetesVersion"], "v1.31.6", "{after}");
+    assert_eq!(stored["apiServer"]["extraArgs"], json!([{"name": "v", "value": "2"}]), "{after}");
+    let api = super::static_pod(&cp.sb.root(), "kube-apiserver.yaml");
+    assert!(api["spec"]["containers"][0]["command"].as_array().unwrap().contains(&json!("--v=2")), "{api}");
+}
+
+/// From 1.34 to 1.35 the kubelet's flags lose `--pod-infra-container-image` (kubelet 1.35
+/// rejects it), as init at 1.35 writes them.
+#[test]
+fn upgrade_to_1_35_drops_the_pause_flag_of_the_kubelet() {
+    let cp = cluster_at("v1.34.3", "v1.34.3", &[]);
+    let flags = cp.sb.root().join("var/lib/kubelet/kubeadm-flags.env");
+    assert!(fs::read_to_string(&flags).unwrap().contains("--pod-infra-container-image="));
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    upgrade(&cp, &["apply"], "v1.35.1", &[]).ok();
+    let text = fs::read_to_string(&flags).unwrap();
+    assert!(!text.contains("--pod-infra-container-image"), "{text}");
+}
