@@ -144,10 +144,34 @@ pub struct ChainFrame {
 pub fn render(err: &dyn Diagnostic, color: bool) -> String {
     use miette::{GraphicalReportHandler, GraphicalTheme};
     let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
-    let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
+    // Lines wrap at spaces only, never inside a word, at its hyphens or after its commas: a path, a process list
+    // (`users:(("cli-1",pid=1,fd=3),...)`) or a flag name split in two could not be copied or
+    // searched for.
+    let handler = GraphicalReportHandler::new_themed(theme)
+        .with_width(100)
+        .with_break_words(false)
+        .with_word_separator(textwrap::WordSeparator::AsciiSpace)
+        .with_word_splitter(textwrap::WordSplitter::NoHyphenation);
     let mut out = String::new();
     if handler.render_report(&mut out, err).is_err() {
         out = format!("error: {err}\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_words_are_never_split_across_lines() {
+        let users = format!(
+            "users:(({}))",
+            (1..=6).map(|n| format!("\"cli-{n}\",pid={n}00{n},fd=3")).collect::<Vec<_>>().join("),(")
+        );
+        assert!(users.len() > 100, "the word must be longer than a line");
+        let err = Error::Usage { message: format!("port 6443 is in use by {users}: stop that process") };
+        let text = render(&err, false);
+        assert!(text.contains(&users), "split across lines:\n{text}");
+    }
 }
