@@ -1219,6 +1219,9 @@ mod tests {
         fn copy_tree(&self, from: &Path, to: &Path) -> io::Result<crate::host::Copied> {
             self.real.copy_tree(from, to)
         }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            self.real.rename(from, to)
+        }
         fn digest(&self, path: &Path) -> io::Result<Option<[u8; 32]>> {
             self.real.digest(path)
         }

@@ -330,45 +330,83 @@ fn upgrade_apply_rolls_back_a_component_that_never_becomes_ready() {
     );
 }
 
-#[test]
-fn upgrade_apply_rolls_back_etcd_when_the_kubelet_never_restarts_it() {
-    let cp = cluster_at(FROM, FROM, &[]);
-    let (run, before) = apply_with_stuck(&cp, "etcd", Stuck::NotRestarted);
-    let message = run.message();
-    assert!(message.contains("etcd did not come back healthy after its upgrade to v1.37.0"), "{message}");
-    assert!(message.contains("the kubelet still runs etcd from the old manifest"), "{message}");
-    assert!(message.contains("not done within 3s"), "{message}");
-    // Its manifest and its data are back; nothing after it was touched.
-    // (The message is wrapped at spaces and at hyphens.)
-    assert!(
-        message.replace(' ', "").contains("/var/lib/etcdfrom/etc/kubernetes/tmp/kubeadm-backup-etcd-"),
-        "{message}"
-    );
-    for (c, old) in COMPONENTS.iter().zip(&before) {
-        assert_eq!(&fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap(), old, "{c}");
-    }
-}
+/// Releases whose etcd Pod Debian's etcd (3.4) runs: no --feature-gates before 1.34.
+const ETCD_FROM: &str = "v1.33.4";
+const ETCD_TO: &str = "v1.34.1";
 
-/// etcd's data is backed up and put back for real: Debian's etcd runs on the node's data
-/// folder; apply backs it up while it runs (as kubeadm copies it), the "new" etcd then writes a
-/// key, and when the new etcd Pod never becomes ready the rollback puts the folder back: etcd
-/// started on it again has the key written before the backup and not the one after.
-#[test]
-fn upgrade_apply_backs_up_etcds_data_and_puts_it_back_on_rollback() {
-    const IP: &str = "127.0.32.1";
-    // Releases whose etcd Pod Debian's etcd (3.4) runs: no --feature-gates before 1.34.
-    const FROM: &str = "v1.33.4";
-    const TO: &str = "v1.34.1";
-    let cp = cluster_on(IP, FROM, FROM, &[]);
+/// A control plane at `ip` rendered at [`ETCD_FROM`] whose etcd is Debian's, run from its
+/// manifest on the node's data folder (`data_link`: that folder a relative symlink to another
+/// one, as a mount elsewhere would be); returns the node, the member and an etcdctl.
+fn cluster_with_real_etcd(
+    ip: &str,
+    data_link: bool,
+) -> (ControlPlane, super::KillOnDrop, impl Fn(&[&str]) -> String) {
+    let cp = cluster_on(ip, ETCD_FROM, ETCD_FROM, &[]);
     let root = cp.sb.root();
     let data = root.join("var/lib/etcd");
-    let endpoint = format!("https://{IP}:2379");
-    let etcdctl = |args: &[&str]| {
+    if data_link {
+        let real = root.join("srv/etcd-data");
+        fs::create_dir_all(root.join("srv")).unwrap();
+        if data.exists() {
+            fs::rename(&data, &real).unwrap();
+        } else {
+            fs::create_dir(&real).unwrap();
+        }
+        fs::set_permissions(&real, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        std::os::unix::fs::symlink("../../srv/etcd-data", &data).unwrap();
+    }
+    let endpoint = format!("https://{ip}:2379");
+    let etcdctl = move |args: &[&str]| {
         let out = etcdctl_as_healthcheck(&root, &endpoint, args);
         assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let (etcd, _log) = start_etcd_member_in(&cp.sb, IP, &data);
+    let (etcd, _log) = start_etcd_member_in(&cp.sb, ip, &cp.sb.root().join("var/lib/etcd"));
+    (cp, etcd, etcdctl)
+}
+
+/// The kubelet never restarts etcd from its new manifest while the old etcd goes on serving:
+/// the rollback puts the manifest back, sees the previous etcd serve, and leaves its data
+/// alone (kubeadm restores etcd's data only once it knows etcd is dead): a key written after
+/// the backup is still there.
+#[test]
+fn upgrade_apply_keeps_etcds_data_when_the_previous_etcd_serves_again() {
+    const IP: &str = "127.0.32.2";
+    let (cp, _etcd, etcdctl) = cluster_with_real_etcd(IP, false);
+    etcdctl(&["put", "/upgrade-test/before", "kept"]);
+    upgrade(&cp, &["apply/preflight", "apply/backup"], ETCD_TO, &[]).ok();
+    etcdctl(&["put", "/upgrade-test/after", "kept too"]);
+    let before = fs::read_to_string(manifests(&cp).join("etcd.yaml")).unwrap();
+
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[("etcd", Stuck::NotRestarted)]);
+    let run = upgrade(&cp, &["apply/etcd"], ETCD_TO, &["--set", "timeouts.upgradeManifests=3s"]).code(1);
+    let message = run.message();
+    assert!(message.contains("etcd did not come back healthy after its upgrade to v1.34.1"), "{message}");
+    assert!(message.contains("the kubelet still runs etcd from the old manifest"), "{message}");
+    assert!(message.contains("the previous etcd serves again: its data is kept"), "{message}");
+    assert_eq!(fs::read_to_string(manifests(&cp).join("etcd.yaml")).unwrap(), before);
+    assert!(
+        etcdctl(&["get", "/upgrade-test/after"]).contains("kept too"),
+        "a key written after the backup is lost"
+    );
+    let left: Vec<_> =
+        fs::read_dir(cp.sb.root().join("var/lib/etcd")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, [std::ffi::OsString::from("member")], "the data folder was touched");
+}
+
+/// etcd's data is backed up and put back for real: Debian's etcd runs on the node's data
+/// folder (a symlink to another folder); apply backs it up while it runs (as kubeadm copies
+/// it), a key is written after, then etcd dies and the new etcd Pod never becomes ready: the
+/// previous etcd does not serve either, so the rollback stops etcd (manifest out), swaps the
+/// backup's content into the folder (the symlink stays a symlink), and writes the manifest
+/// back: etcd started on it again has the key written before the backup and not the one after,
+/// which is kept aside in the data folder.
+#[test]
+fn upgrade_apply_backs_up_etcds_data_and_puts_it_back_when_etcd_stays_dead() {
+    const IP: &str = "127.0.32.1";
+    let (cp, etcd, etcdctl) = cluster_with_real_etcd(IP, true);
+    let root = cp.sb.root();
+    let data = root.join("var/lib/etcd");
     etcdctl(&["put", "/upgrade-test/before", "kept"]);
 
     // plan asks the member its version.
@@ -378,7 +416,7 @@ fn upgrade_apply_backs_up_etcds_data_and_puts_it_back_on_rollback() {
         .find_map(|l| l.strip_prefix("etcd Version: ").map(str::to_string))
         .unwrap();
     cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
-    let run = upgrade(&cp, &["plan/versions"], TO, &[]).ok();
+    let run = upgrade(&cp, &["plan/versions"], ETCD_TO, &[]).ok();
     assert!(
         squeezed(&run.stdout).iter().any(|l| *l == format!("etcd k8s-ctr {version} 3.6.4-0")),
         "etcd {version} not shown:\n{}",
@@ -386,22 +424,63 @@ fn upgrade_apply_backs_up_etcds_data_and_puts_it_back_on_rollback() {
     );
 
     // The backup, taken while etcd runs.
-    upgrade(&cp, &["apply/preflight", "apply/backup"], TO, &[]).ok();
+    upgrade(&cp, &["apply/preflight", "apply/backup"], ETCD_TO, &[]).ok();
     let saved = backup(&cp, "etcd").join("etcd");
     assert!(saved.join("member/snap/db").is_file(), "no etcd database in {}", saved.display());
     etcdctl(&["put", "/upgrade-test/after", "lost"]);
     drop(etcd);
 
-    // The new etcd never turns ready: its manifest and its data go back.
+    // The new etcd never turns ready, and nothing serves as etcd: its manifest and its data go back.
     let stuck = Stuck::NotReady { reason: "CrashLoopBackOff".into(), message: "etcd exited".into() };
     cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[("etcd", stuck)]);
-    let run = upgrade(&cp, &["apply/etcd"], TO, &["--set", "timeouts.upgradeManifests=3s"]).code(1);
-    assert!(run.message().contains("etcd did not come back healthy"), "{}", run.message());
+    let run = upgrade(&cp, &["apply/etcd"], ETCD_TO, &["--set", "timeouts.upgradeManifests=3s"]).code(1);
+    let message = run.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(message.contains("etcd did not come back healthy"), "{message}");
+    assert!(message.contains("with etcd stopped /var/lib/etcd was put back from"), "{message}");
     assert_eq!(image(&manifests(&cp).join("etcd.yaml")), "registry.k8s.io/etcd:3.5.21-0");
+    assert!(
+        fs::symlink_metadata(&data).unwrap().file_type().is_symlink(),
+        "the data folder's symlink was replaced"
+    );
+    let entries: Vec<String> =
+        fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(entries.iter().any(|n| n.starts_with(".kscript-replaced-")), "{entries:?}");
+    assert!(!entries.iter().any(|n| n.starts_with(".kscript-restore-")), "{entries:?}");
 
     let (_etcd, _log) = start_etcd_member_in(&cp.sb, IP, &data);
     assert!(etcdctl(&["get", "/upgrade-test/before"]).contains("kept"));
     assert_eq!(etcdctl(&["get", "/upgrade-test/after"]), "", "a key written after the backup survived");
+}
+
+/// Nothing answers as etcd, and the manifest says etcd has another member: its data is not
+/// put back (one member's old data would fork the cluster); the manifest is.
+#[test]
+fn upgrade_apply_never_puts_back_etcds_data_when_etcd_has_other_members() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    let etcd = manifests(&cp).join("etcd.yaml");
+    let joined = fs::read_to_string(&etcd)
+        .unwrap()
+        .replace(
+            "--initial-cluster=k8s-ctr=https://127.0.0.1:2380",
+            "--initial-cluster=cp-0=https://127.0.0.9:2380,k8s-ctr=https://127.0.0.1:2380",
+        )
+        .replace("- --key-file=", "- --initial-cluster-state=existing\n    - --key-file=");
+    fs::write(&etcd, joined).unwrap();
+    let (run, before) = apply_with_stuck(&cp, "etcd", Stuck::NotRestarted);
+    let message = run.message().replace('\n', " ");
+    let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(message.contains("the previous etcd does not serve either;"), "{message}");
+    assert!(message.contains("the manifest names other members (cp-0)"), "{message}");
+    assert!(
+        message.contains("/var/lib/etcd is NOT put back from /etc/kubernetes/tmp/kubeadm-backup-etcd-"),
+        "{message}"
+    );
+    for (c, old) in COMPONENTS.iter().zip(&before) {
+        assert_eq!(&fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap(), old, "{c}");
+    }
+    let left: Vec<_> =
+        fs::read_dir(cp.sb.root().join("var/lib/etcd")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!left.iter().any(|n| n.to_string_lossy().starts_with(".kscript-")), "{left:?}");
 }
 
 /// `--dry-run` reads the cluster (kubeadm-config, the mirror Pods) and plans every step of
