@@ -225,7 +225,8 @@ fn upgrade_apply_upgrades_each_component_in_order_after_backing_up() {
             "addon/coredns",
             "addon/kube-proxy",
             "kubelet-config",
-            "kubelet"
+            "kubelet",
+            "done"
         ],
         "{}",
         run.stdout
@@ -328,6 +329,75 @@ fn upgrade_apply_rolls_back_a_component_that_never_becomes_ready() {
         cm["data"]["ClusterConfiguration"].as_str().unwrap().contains("kubernetesVersion: v1.36.2"),
         "{cm}"
     );
+}
+
+/// The backup note (/var/lib/kscript/upgrade.json) of the node, as JSON.
+fn note(cp: &ControlPlane) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(cp.sb.root().join("var/lib/kscript/upgrade.json")).unwrap())
+        .unwrap()
+}
+
+/// A run stopped halfway (the scheduler never ready), then run again: the rerun keeps the
+/// first backup (the manifests from before the upgrade), not a copy of the half-upgraded
+/// ones, and its note is marked done once apply has run through.
+#[test]
+fn upgrade_apply_run_again_after_a_failure_keeps_the_first_backup() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    let stuck = Stuck::NotReady { reason: "CrashLoopBackOff".into(), message: "back-off".into() };
+    let (_, before) = apply_with_stuck(&cp, "kube-scheduler", stuck);
+    assert_eq!(note(&cp)["done"], false);
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    let run = upgrade(&cp, &["apply"], TO, &["--set", "timeouts.upgradeManifests=60s"]).ok();
+    assert!(
+        run.stdout.contains("keeping the backup of the unfinished upgrade from v1.36.2 to v1.37.0"),
+        "{}",
+        run.stdout
+    );
+    let saved = backup(&cp, "manifests");
+    for (c, old) in COMPONENTS.iter().zip(&before) {
+        assert_eq!(&fs::read_to_string(saved.join(format!("{c}.yaml"))).unwrap(), old, "backup of {c}");
+    }
+    assert_eq!(image(&manifests(&cp).join("kube-scheduler.yaml")), "registry.k8s.io/kube-scheduler:v1.37.0");
+    let done = note(&cp);
+    assert_eq!(
+        (done["from"].as_str(), done["to"].as_str(), done["done"].as_bool()),
+        (Some(FROM), Some(TO), Some(true))
+    );
+}
+
+/// One step run alone (`--only apply/control-plane/kube-apiserver`) with the note of another
+/// upgrade on the node (here from 1.35 to 1.36, or this one's, done) refuses before writing
+/// anything: a rollback would put back that upgrade's manifests.
+#[test]
+fn upgrade_apply_one_step_refuses_the_backups_of_another_upgrade() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    let root = cp.sb.root();
+    let old = root.join("etc/kubernetes/tmp/kubeadm-backup-manifests-2026-01-01-00-00-00");
+    fs::create_dir_all(&old).unwrap();
+    let api = manifests(&cp).join("kube-apiserver.yaml");
+    fs::write(old.join("kube-apiserver.yaml"), fs::read_to_string(&api).unwrap().replace(FROM, "v1.35.1"))
+        .unwrap();
+    fs::create_dir_all(root.join("var/lib/kscript")).unwrap();
+    let stale = json!({"manifests": "/etc/kubernetes/tmp/kubeadm-backup-manifests-2026-01-01-00-00-00",
+                       "etcd": null, "from": "v1.35.1", "to": FROM, "done": false});
+    fs::write(root.join("var/lib/kscript/upgrade.json"), stale.to_string()).unwrap();
+    let before = fs::read_to_string(&api).unwrap();
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    let run = upgrade(&cp, &["apply/control-plane/kube-apiserver"], TO, &[]).code(1);
+    let message = run.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(message.contains("are those of another upgrade (from v1.35.1 to v1.36.2), not of this one (from v1.36.2 to v1.37.0)"), "{message}");
+    assert_eq!(fs::read_to_string(&api).unwrap(), before, "the manifest was written");
+
+    // This upgrade's note, once done, is not trusted either.
+    let mut done = stale;
+    done["from"] = json!(FROM);
+    done["to"] = json!(TO);
+    done["done"] = json!(true);
+    fs::write(root.join("var/lib/kscript/upgrade.json"), done.to_string()).unwrap();
+    let run = upgrade(&cp, &["apply/control-plane/kube-apiserver"], TO, &[]).code(1);
+    let message = run.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(message.contains("(from v1.36.2 to v1.37.0, done)"), "{message}");
+    assert_eq!(fs::read_to_string(&api).unwrap(), before, "the manifest was written");
 }
 
 /// Releases whose etcd Pod Debian's etcd (3.4) runs: no --feature-gates before 1.34.
