@@ -234,6 +234,16 @@ fn upgrade_apply_upgrades_each_component_in_order_after_backing_up() {
     for c in COMPONENTS {
         assert!(run.stdout.contains(&format!("{c} restarted with ")), "{c} not waited for:\n{}", run.stdout);
     }
+    // The backups are synced to disk before the first manifest is written.
+    let journal = kscript::journal::read(&cp.sb.root().join("var/lib/kscript/journal.jsonl")).unwrap();
+    let apply: Vec<_> = journal.iter().filter(|e| e.stage == "apply").collect();
+    let synced = apply.iter().position(|e| e.step == "backup" && e.action == "sync");
+    let first_manifest =
+        apply.iter().position(|e| e.action == "file" && e.target.starts_with("/etc/kubernetes/manifests/"));
+    assert!(
+        matches!((synced, first_manifest), (Some(s), Some(m)) if s < m),
+        "sync at {synced:?}, first manifest at {first_manifest:?}"
+    );
     // The mirror Pods were asked for in that order: each component's wait ended before the
     // next manifest was written.
     let asked: Vec<String> = cp
@@ -398,6 +408,25 @@ fn upgrade_apply_one_step_refuses_the_backups_of_another_upgrade() {
     let message = run.message().split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(message.contains("(from v1.36.2 to v1.37.0, done)"), "{message}");
     assert_eq!(fs::read_to_string(&api).unwrap(), before, "the manifest was written");
+}
+
+/// etcd on the node is newer than the target's (kubeadm's "won't downgrade etcd"): its
+/// manifest stays, the step is skipped with a warning, the rest of the control plane upgrades.
+#[test]
+fn upgrade_apply_never_downgrades_etcd() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    let etcd = manifests(&cp).join("etcd.yaml");
+    let newer = fs::read_to_string(&etcd)
+        .unwrap()
+        .replace("registry.k8s.io/etcd:3.6.8-0", "registry.k8s.io/etcd:3.8.1-0");
+    assert!(newer.contains("etcd:3.8.1-0"), "{newer}");
+    fs::write(&etcd, &newer).unwrap();
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    let run = upgrade(&cp, &["apply"], TO, &["--set", "timeouts.upgradeManifests=60s"]).ok();
+    assert!(run.stdout.contains("skipped  apply/etcd"), "{}", run.stdout);
+    assert!(run.stdout.contains("etcd runs 3.8.1-0, newer than 3.7.0-0"), "{}", run.stdout);
+    assert_eq!(fs::read_to_string(&etcd).unwrap(), newer);
+    assert_eq!(image(&manifests(&cp).join("kube-apiserver.yaml")), "registry.k8s.io/kube-apiserver:v1.37.0");
 }
 
 /// Releases whose etcd Pod Debian's etcd (3.4) runs: no --feature-gates before 1.34.
@@ -703,14 +732,28 @@ fn upgrade_keeps_a_joined_etcd_members_list_and_node_restarts_nothing_at_the_ver
         .iter()
         .map(|c| fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap())
         .collect();
-    let run = upgrade(&cp, &["node"], TO, &["--set", "upgrade.certificateRenewal=false"]).ok();
+    // What a restart would make the components read: unchanged, as nothing restarts.
+    let renewable = [
+        "etc/kubernetes/pki/apiserver.crt",
+        "etc/kubernetes/pki/etcd/server.crt",
+        "etc/kubernetes/controller-manager.conf",
+        "etc/kubernetes/scheduler.conf",
+    ];
+    let read = |p: &str| fs::read(cp.sb.root().join(p)).unwrap();
+    let creds: Vec<Vec<u8>> = renewable.iter().map(|p| read(p)).collect();
+    let run = upgrade(&cp, &["node"], TO, &[]).ok();
     assert!(run.stdout.contains("upgrading this node to the cluster's v1.37.0"), "{}", run.stdout);
     for c in COMPONENTS {
         assert!(
-            run.stdout.contains(&format!("{c}.yaml is already that of v1.37.0: {c} is not restarted")),
+            run.stdout.contains(&format!(
+                "{c}.yaml is already that of v1.37.0: {c} is not restarted, nothing renewed"
+            )),
             "{c}:\n{}",
             run.stdout
         );
+    }
+    for (p, old) in renewable.iter().zip(&creds) {
+        assert!(read(p) == *old, "{p} renewed though nothing restarts");
     }
     for (c, old) in COMPONENTS.iter().zip(&before) {
         assert_eq!(&fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap(), old, "{c}");
