@@ -839,14 +839,32 @@ fn upgrade_to_1_31_stores_the_configuration_as_v1beta4() {
 }
 
 /// From 1.34 to 1.35 the kubelet's flags lose `--pod-infra-container-image` (kubelet 1.35
-/// rejects it), as init at 1.35 writes them.
+/// rejects it), as init at 1.35 writes them; the flags the node was given (at join, or by
+/// hand: its node IP, labels, cloud provider, its own CRI socket) stay, as kubeadm edits the
+/// file rather than making it anew.
 #[test]
-fn upgrade_to_1_35_drops_the_pause_flag_of_the_kubelet() {
+fn upgrade_to_1_35_drops_the_pause_flag_of_the_kubelet_and_keeps_the_nodes_flags() {
     let cp = cluster_at("v1.34.3", "v1.34.3", &[]);
     let flags = cp.sb.root().join("var/lib/kubelet/kubeadm-flags.env");
-    assert!(fs::read_to_string(&flags).unwrap().contains("--pod-infra-container-image="));
+    let before = fs::read_to_string(&flags).unwrap();
+    assert!(before.contains("--pod-infra-container-image="), "{before}");
+    let socket = "--container-runtime-endpoint=unix:///run/crio/crio.sock";
+    let node = "--node-ip=127.0.0.1 --node-labels=zone=a,tier=cp --cloud-provider=external";
+    let line = before.lines().find(|l| l.starts_with("KUBELET_KUBEADM_ARGS=")).unwrap();
+    let args = line.trim_start_matches("KUBELET_KUBEADM_ARGS=\"").trim_end_matches('"');
+    let args: Vec<&str> =
+        args.split(' ').filter(|a| !a.starts_with("--container-runtime-endpoint=")).collect();
+    let edited = format!("KUBELET_KUBEADM_ARGS=\"{socket} {} {node}\"\n", args.join(" "));
+    fs::write(&flags, edited).unwrap();
     cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
     upgrade(&cp, &["apply"], "v1.35.1", &[]).ok();
     let text = fs::read_to_string(&flags).unwrap();
     assert!(!text.contains("--pod-infra-container-image"), "{text}");
+    for kept in ["--node-ip=127.0.0.1", "--node-labels=zone=a,tier=cp", "--cloud-provider=external"] {
+        assert!(text.contains(kept), "{kept} lost: {text}");
+    }
+    // 1.35 keeps the CRI socket in instance-config.yaml (NodeLocalCRISocket): the node's, moved there.
+    assert!(!text.contains("--container-runtime-endpoint"), "{text}");
+    let instance = fs::read_to_string(cp.sb.root().join("var/lib/kubelet/instance-config.yaml")).unwrap();
+    assert_eq!(instance, "containerRuntimeEndpoint: \"unix:///run/crio/crio.sock\"\n");
 }
