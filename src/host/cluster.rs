@@ -336,6 +336,10 @@ pub trait Cluster {
     /// When calls are recorded, starts from `objects` as if they had been applied (a render
     /// reads back the cluster an earlier render of the same node recorded); nothing otherwise.
     fn preload(&self, _objects: Vec<Value>) {}
+    /// Whether [`Cluster::preload`] started this cluster from an earlier render's objects.
+    fn preloaded(&self) -> bool {
+        false
+    }
     /// Whether this run recorded an apply or a delete of its own (beyond what was preloaded).
     fn recorded_any(&self) -> bool {
         false
@@ -1043,6 +1047,8 @@ pub struct RecordingCluster {
     objects: RefCell<Vec<(ObjectRef, Value)>>,
     /// Whether an apply or a delete was recorded (preloaded objects are not).
     touched: std::cell::Cell<bool>,
+    /// Whether it started from an earlier render's objects.
+    preloaded: std::cell::Cell<bool>,
 }
 
 impl Cluster for RecordingCluster {
@@ -1134,7 +1140,12 @@ impl Cluster for RecordingCluster {
         self.touched.get()
     }
 
+    fn preloaded(&self) -> bool {
+        self.preloaded.get()
+    }
+
     fn preload(&self, objects: Vec<Value>) {
+        self.preloaded.set(true);
         let mut held = self.objects.borrow_mut();
         for object in objects {
             if let Ok(r) = ObjectRef::of(&object)
@@ -1244,8 +1255,22 @@ impl Cluster for ReadingCluster {
 /// The objects an earlier render of the node at `root` (a host path) recorded in its
 /// [`RENDERED_OBJECTS`], for a render or dry run of the same node to start from. Secrets are
 /// left out: the file holds them redacted, and a flow reading one needs its values (it applies
-/// it again instead). Empty when there is no such file.
+/// it again instead; [`rendered_secrets`] keeps them in the file). Empty when there is no such file.
 pub fn rendered_objects(root: &Path) -> io::Result<Vec<Value>> {
+    Ok(read_rendered(root)?.into_iter().filter(|o| !is_secret(o)).collect())
+}
+
+/// The Secrets (redacted) an earlier render of the node at `root` recorded, to be written back
+/// unchanged by a render that started from that file and did not apply them again.
+pub fn rendered_secrets(root: &Path) -> io::Result<Vec<Value>> {
+    Ok(read_rendered(root)?.into_iter().filter(is_secret).collect())
+}
+
+fn is_secret(object: &Value) -> bool {
+    object.get("kind").and_then(Value::as_str) == Some("Secret")
+}
+
+fn read_rendered(root: &Path) -> io::Result<Vec<Value>> {
     let path = root.join(RENDERED_OBJECTS.trim_start_matches('/'));
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -1259,9 +1284,7 @@ pub fn rendered_objects(root: &Path) -> io::Result<Vec<Value>> {
         let object: Value = serde_saphyr::from_str(body).map_err(|e| {
             io::Error::new(io::ErrorKind::InvalidData, format!("{}: {name}: {e}", path.display()))
         })?;
-        if object.get("kind").and_then(Value::as_str) != Some("Secret") {
-            objects.push(object);
-        }
+        objects.push(object);
     }
     Ok(objects)
 }

@@ -677,6 +677,9 @@ fn upgrade_apply_renders_against_the_recorded_cluster() {
         sb.kscript_env(&env, &args)
     };
     render("control-plane.rhai", &["--set", &format!("kubernetesVersion={FROM}")]).ok();
+    let objects_path = root_path(root).join("var/lib/kscript/objects.yaml");
+    let secrets_before = secret_docs(&fs::read_to_string(&objects_path).unwrap());
+    assert!(!secrets_before.is_empty(), "the control-plane render recorded no Secret");
     let run = render("upgrade.rhai", &["--only", "apply", "--set", &format!("kubernetesVersion={TO}")]).ok();
     insta::assert_snapshot!("upgrade_apply_render", sb.stable(&run.stdout));
     assert_eq!(
@@ -687,6 +690,8 @@ fn upgrade_apply_renders_against_the_recorded_cluster() {
     assert!(objects.contains("kubernetesVersion: v1.37.0"), "{objects}");
     assert!(objects.contains("image: registry.k8s.io/kube-proxy:v1.37.0"), "{objects}");
     assert!(!objects.contains("kube-proxy:v1.36.2"), "{objects}");
+    // The Secrets the control-plane render recorded are written back as they were.
+    assert_eq!(secret_docs(&objects), secrets_before);
     // Planned again against what the render recorded: at the target.
     let run = render("upgrade.rhai", &["--set", &format!("kubernetesVersion={TO}")]).ok();
     assert!(
@@ -698,6 +703,37 @@ fn upgrade_apply_renders_against_the_recorded_cluster() {
 
 fn root_path(root: &str) -> PathBuf {
     PathBuf::from(root)
+}
+
+/// The Secret documents of an objects.yaml, each from its `--- # Secret ...` line.
+fn secret_docs(objects: &str) -> Vec<String> {
+    format!("\n{objects}")
+        .split("\n--- # ")
+        .filter(|d| d.starts_with("Secret"))
+        .map(|d| d.trim_end().to_string())
+        .collect()
+}
+
+/// Only upgrade.rhai starts from the objects an earlier render recorded: rendering
+/// control-plane.rhai again into the same root with `CoreDNS` turned off records its own objects,
+/// without the `CoreDNS` of the first render.
+#[test]
+fn a_render_again_replaces_the_recorded_objects() {
+    let sb = super::Sandbox::new();
+    let root = sb.root();
+    let root = root.to_str().unwrap();
+    let render = |extra: &[&str]| {
+        let mut args =
+            vec!["run", "control-plane.rhai", "--root", root, "--set", "nodeRegistration.name=k8s-ctr"];
+        args.extend_from_slice(extra);
+        sb.kscript(&args)
+    };
+    render(&[]).ok();
+    let path = root_path(root).join("var/lib/kscript/objects.yaml");
+    assert!(fs::read_to_string(&path).unwrap().contains("--- # Deployment kube-system/coredns"));
+    render(&["--set", "dns.disabled=true"]).ok();
+    let objects = fs::read_to_string(&path).unwrap();
+    assert!(!objects.contains("coredns"), "{objects}");
 }
 
 /// A control plane that joined an etcd cluster keeps its member list through the upgrade
