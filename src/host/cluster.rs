@@ -1159,13 +1159,41 @@ impl Cluster for RecordingCluster {
 
 /// A dry run's cluster on this host: reads go to the real API server (through the node's
 /// kubeconfigs) when it answers, over what the run has applied or deleted so far, which is only
-/// recorded; nothing is waited for and etcd is not asked. A server that cannot be asked (none
-/// yet, before init) is as a recording cluster's: nothing there but what the run recorded.
+/// recorded; nothing is waited for and etcd is not asked. Where there is no cluster yet (before
+/// init: no kubeconfig, or nothing listening at its server) it is as a recording cluster's:
+/// nothing there but what the run recorded, and that kubeconfig is not asked again. Any other
+/// failure to read (forbidden, a TLS error, no answer in time) is passed on: a plan made from
+/// an unread cluster would be wrong.
 #[derive(Debug, Default)]
 pub struct ReadingCluster {
     real: RealCluster,
     plan: RecordingCluster,
     deleted: RefCell<Vec<ObjectRef>>,
+    /// Kubeconfigs found to name no cluster (missing, or their server refusing connections).
+    no_cluster: RefCell<Vec<PathBuf>>,
+}
+
+impl ReadingCluster {
+    /// What a failed read of the real cluster with `kubeconfig` means: no cluster (`Ok`, and the
+    /// kubeconfig is not asked again) when there is no kubeconfig or its server refuses the
+    /// connection; else the error, saying that the dry run needs to read it.
+    fn no_cluster_or(&self, kubeconfig: &Path, e: &io::Error) -> io::Result<()> {
+        match e.kind() {
+            // NotFound from the kubeconfig, not a 404 of the server's (an answer).
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused if answered_status(e).is_none() => {
+                self.no_cluster.borrow_mut().push(kubeconfig.to_path_buf());
+                Ok(())
+            }
+            kind => Err(io::Error::new(
+                kind,
+                format!("a dry run reads the cluster it would change, and could not: {e}"),
+            )),
+        }
+    }
+
+    fn asks(&self, kubeconfig: &Path) -> bool {
+        !self.no_cluster.borrow().iter().any(|k| k == kubeconfig)
+    }
 }
 
 impl Cluster for ReadingCluster {
@@ -1197,7 +1225,13 @@ impl Cluster for ReadingCluster {
         if self.deleted.borrow().contains(object) {
             return Ok(None);
         }
-        Ok(self.real.get_within(kubeconfig, object, deadline).unwrap_or(None))
+        if !self.asks(kubeconfig) {
+            return Ok(None);
+        }
+        match self.real.get_within(kubeconfig, object, deadline) {
+            Ok(found) => Ok(found),
+            Err(e) => self.no_cluster_or(kubeconfig, &e).map(|()| None),
+        }
     }
 
     fn delete(&self, kubeconfig: &Path, object: &ObjectRef) -> io::Result<Removed> {
@@ -1224,10 +1258,15 @@ impl Cluster for ReadingCluster {
         let planned = self.plan.list_within(kubeconfig, collection, selector, deadline)?;
         let planned_refs: Vec<ObjectRef> = planned.iter().filter_map(|o| ObjectRef::of(o).ok()).collect();
         let deleted = self.deleted.borrow();
-        let mut out: Vec<Value> = self
-            .real
-            .list_within(kubeconfig, collection, selector, deadline)
-            .unwrap_or_default()
+        let real = if self.asks(kubeconfig) {
+            match self.real.list_within(kubeconfig, collection, selector, deadline) {
+                Ok(found) => found,
+                Err(e) => self.no_cluster_or(kubeconfig, &e).map(|()| Vec::new())?,
+            }
+        } else {
+            Vec::new()
+        };
+        let mut out: Vec<Value> = real
             .into_iter()
             .filter(|o| ObjectRef::of(o).is_ok_and(|r| !planned_refs.contains(&r) && !deleted.contains(&r)))
             .collect();

@@ -604,6 +604,24 @@ fn upgrade_apply_dry_run_reads_the_cluster_and_changes_nothing() {
     assert!(!cp.fake.seen().iter().any(|s| s.method != "GET"), "a dry run sent a change");
 }
 
+/// A dry run that cannot read the cluster (here admin.conf forbidden: its group's binding
+/// no longer grants cluster-admin) says so, instead of planning against an empty cluster
+/// ("no kubeadm-config", no Nodes to check the skew of).
+#[test]
+fn upgrade_dry_run_fails_when_the_cluster_forbids_reading() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    let path = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kubeadm:cluster-admins";
+    let mut binding = cp.fake.object(path).unwrap();
+    binding["roleRef"]["name"] = json!("view");
+    cp.fake.put(path, binding);
+    let run = upgrade(&cp, &["plan/policy"], TO, &["--dry-run"]).code(1);
+    let message = run.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(message.contains("a dry run reads the cluster it would change, and could not"), "{message}");
+    assert!(message.contains("forbidden by the API server"), "{message}");
+    assert!(!message.contains("has no kube-system/kubeadm-config"), "{message}");
+    assert!(cp.fake.seen().iter().any(|s| s.status == 403), "the fake forbade nothing");
+}
+
 /// `node` on a worker, after apply on the control plane: the cluster's new version, the
 /// kubelet's configuration from the cluster, the kubelet of that version through the package
 /// repository (recorded: a render); no static Pods, no backups.
