@@ -622,6 +622,45 @@ fn upgrade_dry_run_fails_when_the_cluster_forbids_reading() {
     assert!(cp.fake.seen().iter().any(|s| s.status == 403), "the fake forbade nothing");
 }
 
+/// On an HA cluster the addons wait for every API server (kubeadm from 1.28): apply on the
+/// first control plane, with another's API server still at [`FROM`], leaves `CoreDNS` and kube-proxy
+/// alone; once that one is at [`TO`], `node` on this (last) control plane upgrades them.
+#[test]
+fn upgrade_addons_wait_until_every_api_server_runs_the_target() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    let other = "/api/v1/namespaces/kube-system/pods/kube-apiserver-cp-2";
+    let pod = |version: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "kube-apiserver-cp-2", "namespace": "kube-system",
+                            "labels": {"component": "kube-apiserver", "tier": "control-plane"}},
+               "spec": {"nodeName": "cp-2",
+                        "containers": [{"name": "kube-apiserver", "image": format!("registry.k8s.io/kube-apiserver:{version}")}]}})
+    };
+    cp.fake.put(other, pod(FROM));
+    let proxy_image = |cp: &ControlPlane| {
+        cp.fake.object("/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy").unwrap()["spec"]["template"]["spec"]
+            ["containers"][0]["image"]
+            .clone()
+    };
+    let run = upgrade(&cp, &["apply"], TO, &[]).ok();
+    let out = run.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(out.contains("skipped apply/addon/coredns"), "{}", run.stdout);
+    assert!(out.contains("skipped apply/addon/kube-proxy"), "{}", run.stdout);
+    assert!(out.contains("the API server of cp-2 (v1.36.2) is not at v1.37.0 yet"), "{}", run.stdout);
+    assert_eq!(proxy_image(&cp), "registry.k8s.io/kube-proxy:v1.36.2");
+
+    cp.fake.put(other, pod(TO));
+    let run = upgrade(&cp, &["node"], TO, &[]).ok();
+    assert!(!run.stdout.contains("skipped  node/addon/"), "{}", run.stdout);
+    assert_eq!(proxy_image(&cp), "registry.k8s.io/kube-proxy:v1.37.0");
+    let dns = cp.fake.object("/apis/apps/v1/namespaces/kube-system/deployments/coredns").unwrap();
+    assert_eq!(
+        dns["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.k8s.io/coredns/coredns:v1.14.6"
+    );
+}
+
 /// `node` on a worker, after apply on the control plane: the cluster's new version, the
 /// kubelet's configuration from the cluster, the kubelet of that version through the package
 /// repository (recorded: a render); no static Pods, no backups.
