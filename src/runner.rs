@@ -11,7 +11,7 @@ use crate::api::{Ctx, SkipSignal, StepState};
 use crate::config::{Config, Source};
 use crate::engine::{self, Limits, Sources};
 use crate::error::Error;
-use crate::host::cluster::{RENDERED_OBJECTS, objects_yaml};
+use crate::host::cluster::{RENDERED_OBJECTS, objects_yaml, rendered_secrets};
 use crate::host::{Host, Mode};
 use crate::journal::{JOURNAL_PATH, Outcome};
 use crate::kubeadm;
@@ -276,7 +276,6 @@ fn execute(opts: &RunOptions, report: Reporter, ended: &mut Ended) -> Result<u8,
         _ => None,
     };
     let host = Host::for_mode(mode).probing_host(probing).reading_cluster(root.is_host_root());
-    preload_rendered_cluster(&host, &root)?;
     let loaded = Loaded::new(script, &cfg, root, host, report)?;
     let model = loaded.model();
     if let Err(e) = opts.selection.validate(&model) {
@@ -356,26 +355,12 @@ fn execute(opts: &RunOptions, report: Reporter, ended: &mut Ended) -> Result<u8,
     Ok(if opts.detailed_exitcode && changed > 0 { 2 } else { 0 })
 }
 
-/// A render (or a dry run into a folder) of a node rendered before starts from the cluster
-/// that render recorded in its [`RENDERED_OBJECTS`]: upgrade.rhai reads kubeadm-config there.
-fn preload_rendered_cluster(host: &Host, root: &NodeRoot) -> Result<(), Error> {
-    if host.cluster.is_recording() && !root.is_host_root() {
-        let objects = crate::host::cluster::rendered_objects(root.host()).map_err(|e| {
-            Error::io(
-                format!("cannot read the objects an earlier render recorded under {}", root.host().display()),
-                e,
-            )
-        })?;
-        host.cluster.preload(objects);
-    }
-    Ok(())
-}
-
 /// A render keeps the API objects it recorded in [`RENDERED_OBJECTS`] under the node root, for
 /// review and snapshots; a render that recorded none leaves an earlier render's file as it is
-/// (it started from that file's objects: see [`preload_rendered_cluster`]).
+/// (a script that starts from that file's objects calls `api_use_recorded`; the file's
+/// Secrets, which it does not load, are written back unchanged unless it applied them again).
 fn keep_rendered_objects(loaded: &Loaded) -> Result<(), Error> {
-    let objects = loaded.ctx.host.cluster.recorded();
+    let mut objects = loaded.ctx.host.cluster.recorded();
     if objects.is_empty() || !loaded.ctx.host.cluster.recorded_any() {
         return Ok(());
     }
@@ -385,6 +370,16 @@ fn keep_rendered_objects(loaded: &Loaded) -> Result<(), Error> {
         .resolve(RENDERED_OBJECTS)
         .map_err(|e| Error::Usage { message: format!("the rendered objects' path: {e}") })?
         .host;
+    if loaded.ctx.host.cluster.preloaded() {
+        let secrets = rendered_secrets(loaded.ctx.root.host())
+            .map_err(|e| Error::io(format!("cannot read the Secrets of {}", path.display()), e))?;
+        let refs = |o: &serde_json::Value| crate::host::cluster::ObjectRef::of(o).ok();
+        for secret in secrets {
+            if !objects.iter().any(|o| refs(o).is_some() && refs(o) == refs(&secret)) {
+                objects.push(secret);
+            }
+        }
+    }
     let text = objects_yaml(&objects);
     if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
         return Ok(());
@@ -1218,6 +1213,9 @@ mod tests {
         }
         fn copy_tree(&self, from: &Path, to: &Path) -> io::Result<crate::host::Copied> {
             self.real.copy_tree(from, to)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            self.real.rename(from, to)
         }
         fn digest(&self, path: &Path) -> io::Result<Option<[u8; 32]>> {
             self.real.digest(path)

@@ -708,6 +708,32 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         "/// last answer.",
     ];
     let c = ctx.clone();
+    FuncRegistration::new("api_use_recorded")
+        .with_comments([
+            "/// When rendering into a folder, starts this run's recorded cluster from the objects an",
+            "/// earlier render of the same node recorded (/var/lib/kscript/objects.yaml), so that a",
+            "/// script reading the cluster (upgrade.rhai: kubeadm-config, the Nodes) previews against",
+            "/// it; the file's Secrets are not loaded (it holds them redacted) and are written back",
+            "/// unchanged. Only scripts that call it start from that file. Returns how many objects",
+            "/// were loaded: 0 on a real cluster, in a dry run on this host, or without the file.",
+        ])
+        .with_params_info(["i64"])
+        .register_into_engine(engine, move || -> Result<i64, Box<rhai::EvalAltResult>> {
+            if !c.host.cluster.is_recording() || c.root.is_host_root() {
+                return Ok(0);
+            }
+            let objects = crate::host::cluster::rendered_objects(c.root.host()).map_err(|e| {
+                super::effect_error(format!(
+                    "cannot read the objects an earlier render recorded under {} ({}): {e}; remove the file to start from no cluster",
+                    c.root.host().display(),
+                    crate::host::cluster::RENDERED_OBJECTS
+                ))
+            })?;
+            let n = i64::try_from(objects.len()).unwrap_or(i64::MAX);
+            c.host.cluster.preload(objects);
+            Ok(n)
+        });
+    let c = ctx.clone();
     FuncRegistration::new("api_live")
         .with_comments([
             "/// Whether the API functions reach a real cluster: `true` on a real run, `false` when",

@@ -94,6 +94,27 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
         .register_into_engine(engine, move |from: &str, to: &str| copy_dir(&c, from, to));
 
     let c = ctx.clone();
+    FuncRegistration::new("rename")
+        .with_comments([
+            "/// Moves what is at node path `from` (a file, a folder with everything in it, a",
+            "/// symlink itself) to node path `to`, where nothing may be yet, by one rename: both",
+            "/// must be on the same file system (a folder inside the one it goes to is). Returns",
+            "/// `true`. For swaps that must not leave half a folder, such as putting etcd's data back.",
+        ])
+        .with_params_info(["from: &str", "to: &str", "bool"])
+        .register_into_engine(engine, move |from: &str, to: &str| rename(&c, from, to));
+
+    let c = ctx.clone();
+    FuncRegistration::new("sync_files")
+        .with_comments([
+            "/// Makes every file change of the run so far durable now (syncfs of each file system",
+            "/// changed), not only when the stage ends: before a step that destroys what a backup",
+            "/// just saved. Returns `true`; recorded (nothing to sync) in a dry run.",
+        ])
+        .with_params_info(["bool"])
+        .register_into_engine(engine, move || sync(&c));
+
+    let c = ctx.clone();
     FuncRegistration::new("read_file")
         .with_comments([
             "/// The text of the file at node path `path` (following symlinks inside the root).",
@@ -463,6 +484,48 @@ pub(crate) fn remove(ctx: &Ctx, path: &str) -> R<bool> {
     let line = EffectLine::new(sign, r.node.clone(), detail);
     ctx.record("remove", &r.node, outcome, Some(detail.into()), Some(line));
     Ok(outcome == Outcome::Changed)
+}
+
+fn rename(ctx: &Ctx, from: &str, to: &str) -> R<bool> {
+    ctx.require_step("rename")?;
+    let src = resolve(ctx, from, false)?;
+    let dst = resolve(ctx, to, false)?;
+    if src.node == "/"
+        || dst.node == "/"
+        || dst.node.starts_with(&format!("{}/", src.node.trim_end_matches('/')))
+    {
+        return Err(script_error(format!(
+            "rename(\"{from}\", \"{to}\"): cannot move a folder into itself or the root"
+        )));
+    }
+    if state(ctx, &src)?.is_none() {
+        return Err(effect_error(format!("cannot move {}: there is nothing there", src.node)));
+    }
+    if state(ctx, &dst)?.is_some() {
+        return Err(effect_error(format!(
+            "cannot move {} to {}: something is there already (choose a new name, or remove it first)",
+            src.node, dst.node
+        )));
+    }
+    ctx.host.files.rename(&src.host, &dst.host).map_err(|e| {
+        ctx.record("rename", &dst.node, Outcome::Failed, Some(format!("from {}", src.node)), None);
+        effect_error(format!("cannot move {} to {}: {e}", src.node, dst.node))
+    })?;
+    let detail = format!("moved from {}", src.node);
+    let line = EffectLine::new('~', dst.node.clone(), detail.clone());
+    ctx.record("rename", &dst.node, Outcome::Changed, Some(detail), Some(line));
+    Ok(true)
+}
+
+fn sync(ctx: &Ctx) -> R<bool> {
+    ctx.require_step("sync_files")?;
+    ctx.host
+        .files
+        .sync()
+        .map_err(|e| effect_error(format!("cannot make the files written so far durable (syncfs): {e}")))?;
+    let outcome = if ctx.host.mode == crate::host::Mode::DryRun { Outcome::Recorded } else { Outcome::Ok };
+    ctx.record("sync", "/", outcome, Some("file changes made durable".into()), None);
+    Ok(true)
 }
 
 fn copy_dir(ctx: &Ctx, from: &str, to: &str) -> R<Map> {

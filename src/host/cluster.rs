@@ -336,6 +336,10 @@ pub trait Cluster {
     /// When calls are recorded, starts from `objects` as if they had been applied (a render
     /// reads back the cluster an earlier render of the same node recorded); nothing otherwise.
     fn preload(&self, _objects: Vec<Value>) {}
+    /// Whether [`Cluster::preload`] started this cluster from an earlier render's objects.
+    fn preloaded(&self) -> bool {
+        false
+    }
     /// Whether this run recorded an apply or a delete of its own (beyond what was preloaded).
     fn recorded_any(&self) -> bool {
         false
@@ -1043,6 +1047,8 @@ pub struct RecordingCluster {
     objects: RefCell<Vec<(ObjectRef, Value)>>,
     /// Whether an apply or a delete was recorded (preloaded objects are not).
     touched: std::cell::Cell<bool>,
+    /// Whether it started from an earlier render's objects.
+    preloaded: std::cell::Cell<bool>,
 }
 
 impl Cluster for RecordingCluster {
@@ -1134,7 +1140,12 @@ impl Cluster for RecordingCluster {
         self.touched.get()
     }
 
+    fn preloaded(&self) -> bool {
+        self.preloaded.get()
+    }
+
     fn preload(&self, objects: Vec<Value>) {
+        self.preloaded.set(true);
         let mut held = self.objects.borrow_mut();
         for object in objects {
             if let Ok(r) = ObjectRef::of(&object)
@@ -1148,13 +1159,41 @@ impl Cluster for RecordingCluster {
 
 /// A dry run's cluster on this host: reads go to the real API server (through the node's
 /// kubeconfigs) when it answers, over what the run has applied or deleted so far, which is only
-/// recorded; nothing is waited for and etcd is not asked. A server that cannot be asked (none
-/// yet, before init) is as a recording cluster's: nothing there but what the run recorded.
+/// recorded; nothing is waited for and etcd is not asked. Where there is no cluster yet (before
+/// init: no kubeconfig, or nothing listening at its server) it is as a recording cluster's:
+/// nothing there but what the run recorded, and that kubeconfig is not asked again. Any other
+/// failure to read (forbidden, a TLS error, no answer in time) is passed on: a plan made from
+/// an unread cluster would be wrong.
 #[derive(Debug, Default)]
 pub struct ReadingCluster {
     real: RealCluster,
     plan: RecordingCluster,
     deleted: RefCell<Vec<ObjectRef>>,
+    /// Kubeconfigs found to name no cluster (missing, or their server refusing connections).
+    no_cluster: RefCell<Vec<PathBuf>>,
+}
+
+impl ReadingCluster {
+    /// What a failed read of the real cluster with `kubeconfig` means: no cluster (`Ok`, and the
+    /// kubeconfig is not asked again) when there is no kubeconfig or its server refuses the
+    /// connection; else the error, saying that the dry run needs to read it.
+    fn no_cluster_or(&self, kubeconfig: &Path, e: &io::Error) -> io::Result<()> {
+        match e.kind() {
+            // NotFound from the kubeconfig, not a 404 of the server's (an answer).
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused if answered_status(e).is_none() => {
+                self.no_cluster.borrow_mut().push(kubeconfig.to_path_buf());
+                Ok(())
+            }
+            kind => Err(io::Error::new(
+                kind,
+                format!("a dry run reads the cluster it would change, and could not: {e}"),
+            )),
+        }
+    }
+
+    fn asks(&self, kubeconfig: &Path) -> bool {
+        !self.no_cluster.borrow().iter().any(|k| k == kubeconfig)
+    }
 }
 
 impl Cluster for ReadingCluster {
@@ -1186,7 +1225,13 @@ impl Cluster for ReadingCluster {
         if self.deleted.borrow().contains(object) {
             return Ok(None);
         }
-        Ok(self.real.get_within(kubeconfig, object, deadline).unwrap_or(None))
+        if !self.asks(kubeconfig) {
+            return Ok(None);
+        }
+        match self.real.get_within(kubeconfig, object, deadline) {
+            Ok(found) => Ok(found),
+            Err(e) => self.no_cluster_or(kubeconfig, &e).map(|()| None),
+        }
     }
 
     fn delete(&self, kubeconfig: &Path, object: &ObjectRef) -> io::Result<Removed> {
@@ -1213,10 +1258,15 @@ impl Cluster for ReadingCluster {
         let planned = self.plan.list_within(kubeconfig, collection, selector, deadline)?;
         let planned_refs: Vec<ObjectRef> = planned.iter().filter_map(|o| ObjectRef::of(o).ok()).collect();
         let deleted = self.deleted.borrow();
-        let mut out: Vec<Value> = self
-            .real
-            .list_within(kubeconfig, collection, selector, deadline)
-            .unwrap_or_default()
+        let real = if self.asks(kubeconfig) {
+            match self.real.list_within(kubeconfig, collection, selector, deadline) {
+                Ok(found) => found,
+                Err(e) => self.no_cluster_or(kubeconfig, &e).map(|()| Vec::new())?,
+            }
+        } else {
+            Vec::new()
+        };
+        let mut out: Vec<Value> = real
             .into_iter()
             .filter(|o| ObjectRef::of(o).is_ok_and(|r| !planned_refs.contains(&r) && !deleted.contains(&r)))
             .collect();
@@ -1244,8 +1294,22 @@ impl Cluster for ReadingCluster {
 /// The objects an earlier render of the node at `root` (a host path) recorded in its
 /// [`RENDERED_OBJECTS`], for a render or dry run of the same node to start from. Secrets are
 /// left out: the file holds them redacted, and a flow reading one needs its values (it applies
-/// it again instead). Empty when there is no such file.
+/// it again instead; [`rendered_secrets`] keeps them in the file). Empty when there is no such file.
 pub fn rendered_objects(root: &Path) -> io::Result<Vec<Value>> {
+    Ok(read_rendered(root)?.into_iter().filter(|o| !is_secret(o)).collect())
+}
+
+/// The Secrets (redacted) an earlier render of the node at `root` recorded, to be written back
+/// unchanged by a render that started from that file and did not apply them again.
+pub fn rendered_secrets(root: &Path) -> io::Result<Vec<Value>> {
+    Ok(read_rendered(root)?.into_iter().filter(is_secret).collect())
+}
+
+fn is_secret(object: &Value) -> bool {
+    object.get("kind").and_then(Value::as_str) == Some("Secret")
+}
+
+fn read_rendered(root: &Path) -> io::Result<Vec<Value>> {
     let path = root.join(RENDERED_OBJECTS.trim_start_matches('/'));
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -1259,9 +1323,7 @@ pub fn rendered_objects(root: &Path) -> io::Result<Vec<Value>> {
         let object: Value = serde_saphyr::from_str(body).map_err(|e| {
             io::Error::new(io::ErrorKind::InvalidData, format!("{}: {name}: {e}", path.display()))
         })?;
-        if object.get("kind").and_then(Value::as_str) != Some("Secret") {
-            objects.push(object);
-        }
+        objects.push(object);
     }
     Ok(objects)
 }

@@ -66,6 +66,10 @@ pub trait Files {
     /// exists): folders and files with their modes (and owners, when allowed), symlinks as
     /// links. Made durable by the next [`Files::sync`], as a write is.
     fn copy_tree(&self, from: &Path, to: &Path) -> io::Result<Copied>;
+    /// Moves what is at `from` (a file, a folder with its content, a symlink) to `to`, where
+    /// nothing is, by one rename: both on the same file system. Made durable by the next
+    /// [`Files::sync`].
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes every change made through this backend since the last sync durable. The runner
     /// calls it when a stage ends, before the journal line that vouches for the entries its
     /// steps appended (`journal`'s durability note): a journal read after a crash trusts
@@ -370,6 +374,15 @@ impl Files for RealFiles {
         first_error.map_or(Ok(copied), Err)
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        if fs::symlink_metadata(to).is_ok() {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", to.display())));
+        }
+        fs::rename(from, to)?;
+        self.changed(from)?;
+        self.changed(to)
+    }
+
     fn sync(&self) -> io::Result<()> {
         // Taken first: a failed sync is reported, and the run stops on it.
         let unsynced = std::mem::take(&mut *self.unsynced.borrow_mut());
@@ -565,6 +578,22 @@ impl Files for PlannedFiles {
         Ok(copied)
     }
 
+    /// Plans the move as a planned copy of `from` (a folder's entries without their content)
+    /// and its removal.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        if self.state(to)?.is_some() {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists", to.display())));
+        }
+        let Some(state) = self.state(from)? else { return Err(io::Error::from(io::ErrorKind::NotFound)) };
+        if state.kind == FileKind::Dir {
+            self.copy_tree(from, to)?;
+        } else {
+            let content = if state.kind == FileKind::File { self.read(from)? } else { None };
+            self.set(to, Planned::Present { state, content });
+        }
+        self.remove(from)
+    }
+
     fn remove(&self, path: &Path) -> io::Result<()> {
         // What the plan put under a removed folder goes with it.
         self.plan.borrow_mut().retain(|p, _| !p.starts_with(path));
@@ -664,6 +693,35 @@ mod tests {
         assert_eq!(planned.copy_tree(&from, &later).unwrap(), Copied { files: 2, bytes: 5 });
         assert_eq!(planned.state(&later.join("member/snap/db")).unwrap().unwrap().size, 5);
         assert!(!later.exists(), "a dry run wrote the copy");
+    }
+
+    /// A real rename moves a folder with its content and refuses a destination that exists;
+    /// a planned one shows the folder moved and leaves the disk alone.
+    #[test]
+    fn rename_moves_and_plans_a_move() {
+        let d = tempfile::tempdir().unwrap();
+        let from = d.path().join("member");
+        fs::create_dir_all(from.join("snap")).unwrap();
+        fs::write(from.join("snap/db"), b"db").unwrap();
+        fs::create_dir(d.path().join("taken")).unwrap();
+        let real = RealFiles::new();
+        assert_eq!(
+            real.rename(&from, &d.path().join("taken")).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+
+        let planned = PlannedFiles::default();
+        let later = d.path().join("planned");
+        planned.rename(&from, &later).unwrap();
+        assert_eq!(planned.state(&later.join("snap/db")).unwrap().unwrap().size, 2);
+        assert!(planned.state(&from).unwrap().is_none());
+        assert!(from.join("snap/db").exists() && !later.exists(), "a dry run moved it");
+
+        let to = d.path().join("moved");
+        real.rename(&from, &to).unwrap();
+        assert_eq!(fs::read(to.join("snap/db")).unwrap(), b"db");
+        assert!(!from.exists());
+        real.sync().unwrap();
     }
 
     #[test]

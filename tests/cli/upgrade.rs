@@ -225,7 +225,8 @@ fn upgrade_apply_upgrades_each_component_in_order_after_backing_up() {
             "addon/coredns",
             "addon/kube-proxy",
             "kubelet-config",
-            "kubelet"
+            "kubelet",
+            "done"
         ],
         "{}",
         run.stdout
@@ -233,6 +234,16 @@ fn upgrade_apply_upgrades_each_component_in_order_after_backing_up() {
     for c in COMPONENTS {
         assert!(run.stdout.contains(&format!("{c} restarted with ")), "{c} not waited for:\n{}", run.stdout);
     }
+    // The backups are synced to disk before the first manifest is written.
+    let journal = kscript::journal::read(&cp.sb.root().join("var/lib/kscript/journal.jsonl")).unwrap();
+    let apply: Vec<_> = journal.iter().filter(|e| e.stage == "apply").collect();
+    let synced = apply.iter().position(|e| e.step == "backup" && e.action == "sync");
+    let first_manifest =
+        apply.iter().position(|e| e.action == "file" && e.target.starts_with("/etc/kubernetes/manifests/"));
+    assert!(
+        matches!((synced, first_manifest), (Some(s), Some(m)) if s < m),
+        "sync at {synced:?}, first manifest at {first_manifest:?}"
+    );
     // The mirror Pods were asked for in that order: each component's wait ended before the
     // next manifest was written.
     let asked: Vec<String> = cp
@@ -330,45 +341,171 @@ fn upgrade_apply_rolls_back_a_component_that_never_becomes_ready() {
     );
 }
 
-#[test]
-fn upgrade_apply_rolls_back_etcd_when_the_kubelet_never_restarts_it() {
-    let cp = cluster_at(FROM, FROM, &[]);
-    let (run, before) = apply_with_stuck(&cp, "etcd", Stuck::NotRestarted);
-    let message = run.message();
-    assert!(message.contains("etcd did not come back healthy after its upgrade to v1.37.0"), "{message}");
-    assert!(message.contains("the kubelet still runs etcd from the old manifest"), "{message}");
-    assert!(message.contains("not done within 3s"), "{message}");
-    // Its manifest and its data are back; nothing after it was touched.
-    // (The message is wrapped at spaces and at hyphens.)
-    assert!(
-        message.replace(' ', "").contains("/var/lib/etcdfrom/etc/kubernetes/tmp/kubeadm-backup-etcd-"),
-        "{message}"
-    );
-    for (c, old) in COMPONENTS.iter().zip(&before) {
-        assert_eq!(&fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap(), old, "{c}");
-    }
+/// The backup note (/var/lib/kscript/upgrade.json) of the node, as JSON.
+fn note(cp: &ControlPlane) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(cp.sb.root().join("var/lib/kscript/upgrade.json")).unwrap())
+        .unwrap()
 }
 
-/// etcd's data is backed up and put back for real: Debian's etcd runs on the node's data
-/// folder; apply backs it up while it runs (as kubeadm copies it), the "new" etcd then writes a
-/// key, and when the new etcd Pod never becomes ready the rollback puts the folder back: etcd
-/// started on it again has the key written before the backup and not the one after.
+/// A run stopped halfway (the scheduler never ready), then run again: the rerun keeps the
+/// first backup (the manifests from before the upgrade), not a copy of the half-upgraded
+/// ones, and its note is marked done once apply has run through.
 #[test]
-fn upgrade_apply_backs_up_etcds_data_and_puts_it_back_on_rollback() {
-    const IP: &str = "127.0.32.1";
-    // Releases whose etcd Pod Debian's etcd (3.4) runs: no --feature-gates before 1.34.
-    const FROM: &str = "v1.33.4";
-    const TO: &str = "v1.34.1";
-    let cp = cluster_on(IP, FROM, FROM, &[]);
+fn upgrade_apply_run_again_after_a_failure_keeps_the_first_backup() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    let stuck = Stuck::NotReady { reason: "CrashLoopBackOff".into(), message: "back-off".into() };
+    let (_, before) = apply_with_stuck(&cp, "kube-scheduler", stuck);
+    assert_eq!(note(&cp)["done"], false);
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    let run = upgrade(&cp, &["apply"], TO, &["--set", "timeouts.upgradeManifests=60s"]).ok();
+    assert!(
+        run.stdout.contains("keeping the backup of the unfinished upgrade from v1.36.2 to v1.37.0"),
+        "{}",
+        run.stdout
+    );
+    let saved = backup(&cp, "manifests");
+    for (c, old) in COMPONENTS.iter().zip(&before) {
+        assert_eq!(&fs::read_to_string(saved.join(format!("{c}.yaml"))).unwrap(), old, "backup of {c}");
+    }
+    assert_eq!(image(&manifests(&cp).join("kube-scheduler.yaml")), "registry.k8s.io/kube-scheduler:v1.37.0");
+    let done = note(&cp);
+    assert_eq!(
+        (done["from"].as_str(), done["to"].as_str(), done["done"].as_bool()),
+        (Some(FROM), Some(TO), Some(true))
+    );
+}
+
+/// One step run alone (`--only apply/control-plane/kube-apiserver`) with the note of another
+/// upgrade on the node (here from 1.35 to 1.36, or this one's, done) refuses before writing
+/// anything: a rollback would put back that upgrade's manifests.
+#[test]
+fn upgrade_apply_one_step_refuses_the_backups_of_another_upgrade() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    let root = cp.sb.root();
+    let old = root.join("etc/kubernetes/tmp/kubeadm-backup-manifests-2026-01-01-00-00-00");
+    fs::create_dir_all(&old).unwrap();
+    let api = manifests(&cp).join("kube-apiserver.yaml");
+    fs::write(old.join("kube-apiserver.yaml"), fs::read_to_string(&api).unwrap().replace(FROM, "v1.35.1"))
+        .unwrap();
+    fs::create_dir_all(root.join("var/lib/kscript")).unwrap();
+    let stale = json!({"manifests": "/etc/kubernetes/tmp/kubeadm-backup-manifests-2026-01-01-00-00-00",
+                       "etcd": null, "from": "v1.35.1", "to": FROM, "done": false});
+    fs::write(root.join("var/lib/kscript/upgrade.json"), stale.to_string()).unwrap();
+    let before = fs::read_to_string(&api).unwrap();
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    let run = upgrade(&cp, &["apply/control-plane/kube-apiserver"], TO, &[]).code(1);
+    let message = run.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(message.contains("are those of another upgrade (from v1.35.1 to v1.36.2), not of this one (from v1.36.2 to v1.37.0)"), "{message}");
+    assert_eq!(fs::read_to_string(&api).unwrap(), before, "the manifest was written");
+
+    // This upgrade's note, once done, is not trusted either.
+    let mut done = stale;
+    done["from"] = json!(FROM);
+    done["to"] = json!(TO);
+    done["done"] = json!(true);
+    fs::write(root.join("var/lib/kscript/upgrade.json"), done.to_string()).unwrap();
+    let run = upgrade(&cp, &["apply/control-plane/kube-apiserver"], TO, &[]).code(1);
+    let message = run.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(message.contains("(from v1.36.2 to v1.37.0, done)"), "{message}");
+    assert_eq!(fs::read_to_string(&api).unwrap(), before, "the manifest was written");
+}
+
+/// etcd on the node is newer than the target's (kubeadm's "won't downgrade etcd"): its
+/// manifest stays, the step is skipped with a warning, the rest of the control plane upgrades.
+#[test]
+fn upgrade_apply_never_downgrades_etcd() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    let etcd = manifests(&cp).join("etcd.yaml");
+    let newer = fs::read_to_string(&etcd)
+        .unwrap()
+        .replace("registry.k8s.io/etcd:3.6.8-0", "registry.k8s.io/etcd:3.8.1-0");
+    assert!(newer.contains("etcd:3.8.1-0"), "{newer}");
+    fs::write(&etcd, &newer).unwrap();
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    let run = upgrade(&cp, &["apply"], TO, &["--set", "timeouts.upgradeManifests=60s"]).ok();
+    assert!(run.stdout.contains("skipped  apply/etcd"), "{}", run.stdout);
+    assert!(run.stdout.contains("etcd runs 3.8.1-0, newer than 3.7.0-0"), "{}", run.stdout);
+    assert_eq!(fs::read_to_string(&etcd).unwrap(), newer);
+    assert_eq!(image(&manifests(&cp).join("kube-apiserver.yaml")), "registry.k8s.io/kube-apiserver:v1.37.0");
+}
+
+/// Releases whose etcd Pod Debian's etcd (3.4) runs: no --feature-gates before 1.34.
+const ETCD_FROM: &str = "v1.33.4";
+const ETCD_TO: &str = "v1.34.1";
+
+/// A control plane at `ip` rendered at [`ETCD_FROM`] whose etcd is Debian's, run from its
+/// manifest on the node's data folder (`data_link`: that folder a relative symlink to another
+/// one, as a mount elsewhere would be); returns the node, the member and an etcdctl.
+fn cluster_with_real_etcd(
+    ip: &str,
+    data_link: bool,
+) -> (ControlPlane, super::KillOnDrop, impl Fn(&[&str]) -> String) {
+    let cp = cluster_on(ip, ETCD_FROM, ETCD_FROM, &[]);
     let root = cp.sb.root();
     let data = root.join("var/lib/etcd");
-    let endpoint = format!("https://{IP}:2379");
-    let etcdctl = |args: &[&str]| {
+    if data_link {
+        let real = root.join("srv/etcd-data");
+        fs::create_dir_all(root.join("srv")).unwrap();
+        if data.exists() {
+            fs::rename(&data, &real).unwrap();
+        } else {
+            fs::create_dir(&real).unwrap();
+        }
+        fs::set_permissions(&real, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        std::os::unix::fs::symlink("../../srv/etcd-data", &data).unwrap();
+    }
+    let endpoint = format!("https://{ip}:2379");
+    let etcdctl = move |args: &[&str]| {
         let out = etcdctl_as_healthcheck(&root, &endpoint, args);
         assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let (etcd, _log) = start_etcd_member_in(&cp.sb, IP, &data);
+    let (etcd, _log) = start_etcd_member_in(&cp.sb, ip, &cp.sb.root().join("var/lib/etcd"));
+    (cp, etcd, etcdctl)
+}
+
+/// The kubelet never restarts etcd from its new manifest while the old etcd goes on serving:
+/// the rollback puts the manifest back, sees the previous etcd serve, and leaves its data
+/// alone (kubeadm restores etcd's data only once it knows etcd is dead): a key written after
+/// the backup is still there.
+#[test]
+fn upgrade_apply_keeps_etcds_data_when_the_previous_etcd_serves_again() {
+    const IP: &str = "127.0.32.2";
+    let (cp, _etcd, etcdctl) = cluster_with_real_etcd(IP, false);
+    etcdctl(&["put", "/upgrade-test/before", "kept"]);
+    upgrade(&cp, &["apply/preflight", "apply/backup"], ETCD_TO, &[]).ok();
+    etcdctl(&["put", "/upgrade-test/after", "kept too"]);
+    let before = fs::read_to_string(manifests(&cp).join("etcd.yaml")).unwrap();
+
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[("etcd", Stuck::NotRestarted)]);
+    let run = upgrade(&cp, &["apply/etcd"], ETCD_TO, &["--set", "timeouts.upgradeManifests=3s"]).code(1);
+    let message = run.message();
+    assert!(message.contains("etcd did not come back healthy after its upgrade to v1.34.1"), "{message}");
+    assert!(message.contains("the kubelet still runs etcd from the old manifest"), "{message}");
+    assert!(message.contains("the previous etcd serves again: its data is kept"), "{message}");
+    assert_eq!(fs::read_to_string(manifests(&cp).join("etcd.yaml")).unwrap(), before);
+    assert!(
+        etcdctl(&["get", "/upgrade-test/after"]).contains("kept too"),
+        "a key written after the backup is lost"
+    );
+    let left: Vec<_> =
+        fs::read_dir(cp.sb.root().join("var/lib/etcd")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, [std::ffi::OsString::from("member")], "the data folder was touched");
+}
+
+/// etcd's data is backed up and put back for real: Debian's etcd runs on the node's data
+/// folder (a symlink to another folder); apply backs it up while it runs (as kubeadm copies
+/// it), a key is written after, then etcd dies and the new etcd Pod never becomes ready: the
+/// previous etcd does not serve either, so the rollback stops etcd (manifest out), swaps the
+/// backup's content into the folder (the symlink stays a symlink), and writes the manifest
+/// back: etcd started on it again has the key written before the backup and not the one after,
+/// which is kept aside in the data folder.
+#[test]
+fn upgrade_apply_backs_up_etcds_data_and_puts_it_back_when_etcd_stays_dead() {
+    const IP: &str = "127.0.32.1";
+    let (cp, etcd, etcdctl) = cluster_with_real_etcd(IP, true);
+    let root = cp.sb.root();
+    let data = root.join("var/lib/etcd");
     etcdctl(&["put", "/upgrade-test/before", "kept"]);
 
     // plan asks the member its version.
@@ -378,7 +515,7 @@ fn upgrade_apply_backs_up_etcds_data_and_puts_it_back_on_rollback() {
         .find_map(|l| l.strip_prefix("etcd Version: ").map(str::to_string))
         .unwrap();
     cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
-    let run = upgrade(&cp, &["plan/versions"], TO, &[]).ok();
+    let run = upgrade(&cp, &["plan/versions"], ETCD_TO, &[]).ok();
     assert!(
         squeezed(&run.stdout).iter().any(|l| *l == format!("etcd k8s-ctr {version} 3.6.4-0")),
         "etcd {version} not shown:\n{}",
@@ -386,22 +523,63 @@ fn upgrade_apply_backs_up_etcds_data_and_puts_it_back_on_rollback() {
     );
 
     // The backup, taken while etcd runs.
-    upgrade(&cp, &["apply/preflight", "apply/backup"], TO, &[]).ok();
+    upgrade(&cp, &["apply/preflight", "apply/backup"], ETCD_TO, &[]).ok();
     let saved = backup(&cp, "etcd").join("etcd");
     assert!(saved.join("member/snap/db").is_file(), "no etcd database in {}", saved.display());
     etcdctl(&["put", "/upgrade-test/after", "lost"]);
     drop(etcd);
 
-    // The new etcd never turns ready: its manifest and its data go back.
+    // The new etcd never turns ready, and nothing serves as etcd: its manifest and its data go back.
     let stuck = Stuck::NotReady { reason: "CrashLoopBackOff".into(), message: "etcd exited".into() };
     cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[("etcd", stuck)]);
-    let run = upgrade(&cp, &["apply/etcd"], TO, &["--set", "timeouts.upgradeManifests=3s"]).code(1);
-    assert!(run.message().contains("etcd did not come back healthy"), "{}", run.message());
+    let run = upgrade(&cp, &["apply/etcd"], ETCD_TO, &["--set", "timeouts.upgradeManifests=3s"]).code(1);
+    let message = run.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(message.contains("etcd did not come back healthy"), "{message}");
+    assert!(message.contains("with etcd stopped /var/lib/etcd was put back from"), "{message}");
     assert_eq!(image(&manifests(&cp).join("etcd.yaml")), "registry.k8s.io/etcd:3.5.21-0");
+    assert!(
+        fs::symlink_metadata(&data).unwrap().file_type().is_symlink(),
+        "the data folder's symlink was replaced"
+    );
+    let entries: Vec<String> =
+        fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(entries.iter().any(|n| n.starts_with(".kscript-replaced-")), "{entries:?}");
+    assert!(!entries.iter().any(|n| n.starts_with(".kscript-restore-")), "{entries:?}");
 
     let (_etcd, _log) = start_etcd_member_in(&cp.sb, IP, &data);
     assert!(etcdctl(&["get", "/upgrade-test/before"]).contains("kept"));
     assert_eq!(etcdctl(&["get", "/upgrade-test/after"]), "", "a key written after the backup survived");
+}
+
+/// Nothing answers as etcd, and the manifest says etcd has another member: its data is not
+/// put back (one member's old data would fork the cluster); the manifest is.
+#[test]
+fn upgrade_apply_never_puts_back_etcds_data_when_etcd_has_other_members() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    let etcd = manifests(&cp).join("etcd.yaml");
+    let joined = fs::read_to_string(&etcd)
+        .unwrap()
+        .replace(
+            "--initial-cluster=k8s-ctr=https://127.0.0.1:2380",
+            "--initial-cluster=cp-0=https://127.0.0.9:2380,k8s-ctr=https://127.0.0.1:2380",
+        )
+        .replace("- --key-file=", "- --initial-cluster-state=existing\n    - --key-file=");
+    fs::write(&etcd, joined).unwrap();
+    let (run, before) = apply_with_stuck(&cp, "etcd", Stuck::NotRestarted);
+    let message = run.message().replace('\n', " ");
+    let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(message.contains("the previous etcd does not serve either;"), "{message}");
+    assert!(message.contains("the manifest names other members (cp-0)"), "{message}");
+    assert!(
+        message.contains("/var/lib/etcd is NOT put back from /etc/kubernetes/tmp/kubeadm-backup-etcd-"),
+        "{message}"
+    );
+    for (c, old) in COMPONENTS.iter().zip(&before) {
+        assert_eq!(&fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap(), old, "{c}");
+    }
+    let left: Vec<_> =
+        fs::read_dir(cp.sb.root().join("var/lib/etcd")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!left.iter().any(|n| n.to_string_lossy().starts_with(".kscript-")), "{left:?}");
 }
 
 /// `--dry-run` reads the cluster (kubeadm-config, the mirror Pods) and plans every step of
@@ -424,6 +602,63 @@ fn upgrade_apply_dry_run_reads_the_cluster_and_changes_nothing() {
     }
     assert!(!cp.sb.root().join("etc/kubernetes/tmp").exists(), "a dry run made backups");
     assert!(!cp.fake.seen().iter().any(|s| s.method != "GET"), "a dry run sent a change");
+}
+
+/// A dry run that cannot read the cluster (here admin.conf forbidden: its group's binding
+/// no longer grants cluster-admin) says so, instead of planning against an empty cluster
+/// ("no kubeadm-config", no Nodes to check the skew of).
+#[test]
+fn upgrade_dry_run_fails_when_the_cluster_forbids_reading() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    let path = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kubeadm:cluster-admins";
+    let mut binding = cp.fake.object(path).unwrap();
+    binding["roleRef"]["name"] = json!("view");
+    cp.fake.put(path, binding);
+    let run = upgrade(&cp, &["plan/policy"], TO, &["--dry-run"]).code(1);
+    let message = run.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(message.contains("a dry run reads the cluster it would change, and could not"), "{message}");
+    assert!(message.contains("forbidden by the API server"), "{message}");
+    assert!(!message.contains("has no kube-system/kubeadm-config"), "{message}");
+    assert!(cp.fake.seen().iter().any(|s| s.status == 403), "the fake forbade nothing");
+}
+
+/// On an HA cluster the addons wait for every API server (kubeadm from 1.28): apply on the
+/// first control plane, with another's API server still at [`FROM`], leaves `CoreDNS` and kube-proxy
+/// alone; once that one is at [`TO`], `node` on this (last) control plane upgrades them.
+#[test]
+fn upgrade_addons_wait_until_every_api_server_runs_the_target() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    let other = "/api/v1/namespaces/kube-system/pods/kube-apiserver-cp-2";
+    let pod = |version: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "kube-apiserver-cp-2", "namespace": "kube-system",
+                            "labels": {"component": "kube-apiserver", "tier": "control-plane"}},
+               "spec": {"nodeName": "cp-2",
+                        "containers": [{"name": "kube-apiserver", "image": format!("registry.k8s.io/kube-apiserver:{version}")}]}})
+    };
+    cp.fake.put(other, pod(FROM));
+    let proxy_image = |cp: &ControlPlane| {
+        cp.fake.object("/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy").unwrap()["spec"]["template"]["spec"]
+            ["containers"][0]["image"]
+            .clone()
+    };
+    let run = upgrade(&cp, &["apply"], TO, &[]).ok();
+    let out = run.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(out.contains("skipped apply/addon/coredns"), "{}", run.stdout);
+    assert!(out.contains("skipped apply/addon/kube-proxy"), "{}", run.stdout);
+    assert!(out.contains("the API server of cp-2 (v1.36.2) is not at v1.37.0 yet"), "{}", run.stdout);
+    assert_eq!(proxy_image(&cp), "registry.k8s.io/kube-proxy:v1.36.2");
+
+    cp.fake.put(other, pod(TO));
+    let run = upgrade(&cp, &["node"], TO, &[]).ok();
+    assert!(!run.stdout.contains("skipped  node/addon/"), "{}", run.stdout);
+    assert_eq!(proxy_image(&cp), "registry.k8s.io/kube-proxy:v1.37.0");
+    let dns = cp.fake.object("/apis/apps/v1/namespaces/kube-system/deployments/coredns").unwrap();
+    assert_eq!(
+        dns["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.k8s.io/coredns/coredns:v1.14.6"
+    );
 }
 
 /// `node` on a worker, after apply on the control plane: the cluster's new version, the
@@ -499,6 +734,9 @@ fn upgrade_apply_renders_against_the_recorded_cluster() {
         sb.kscript_env(&env, &args)
     };
     render("control-plane.rhai", &["--set", &format!("kubernetesVersion={FROM}")]).ok();
+    let objects_path = root_path(root).join("var/lib/kscript/objects.yaml");
+    let secrets_before = secret_docs(&fs::read_to_string(&objects_path).unwrap());
+    assert!(!secrets_before.is_empty(), "the control-plane render recorded no Secret");
     let run = render("upgrade.rhai", &["--only", "apply", "--set", &format!("kubernetesVersion={TO}")]).ok();
     insta::assert_snapshot!("upgrade_apply_render", sb.stable(&run.stdout));
     assert_eq!(
@@ -509,6 +747,8 @@ fn upgrade_apply_renders_against_the_recorded_cluster() {
     assert!(objects.contains("kubernetesVersion: v1.37.0"), "{objects}");
     assert!(objects.contains("image: registry.k8s.io/kube-proxy:v1.37.0"), "{objects}");
     assert!(!objects.contains("kube-proxy:v1.36.2"), "{objects}");
+    // The Secrets the control-plane render recorded are written back as they were.
+    assert_eq!(secret_docs(&objects), secrets_before);
     // Planned again against what the render recorded: at the target.
     let run = render("upgrade.rhai", &["--set", &format!("kubernetesVersion={TO}")]).ok();
     assert!(
@@ -520,6 +760,37 @@ fn upgrade_apply_renders_against_the_recorded_cluster() {
 
 fn root_path(root: &str) -> PathBuf {
     PathBuf::from(root)
+}
+
+/// The Secret documents of an objects.yaml, each from its `--- # Secret ...` line.
+fn secret_docs(objects: &str) -> Vec<String> {
+    format!("\n{objects}")
+        .split("\n--- # ")
+        .filter(|d| d.starts_with("Secret"))
+        .map(|d| d.trim_end().to_string())
+        .collect()
+}
+
+/// Only upgrade.rhai starts from the objects an earlier render recorded: rendering
+/// control-plane.rhai again into the same root with `CoreDNS` turned off records its own objects,
+/// without the `CoreDNS` of the first render.
+#[test]
+fn a_render_again_replaces_the_recorded_objects() {
+    let sb = super::Sandbox::new();
+    let root = sb.root();
+    let root = root.to_str().unwrap();
+    let render = |extra: &[&str]| {
+        let mut args =
+            vec!["run", "control-plane.rhai", "--root", root, "--set", "nodeRegistration.name=k8s-ctr"];
+        args.extend_from_slice(extra);
+        sb.kscript(&args)
+    };
+    render(&[]).ok();
+    let path = root_path(root).join("var/lib/kscript/objects.yaml");
+    assert!(fs::read_to_string(&path).unwrap().contains("--- # Deployment kube-system/coredns"));
+    render(&["--set", "dns.disabled=true"]).ok();
+    let objects = fs::read_to_string(&path).unwrap();
+    assert!(!objects.contains("coredns"), "{objects}");
 }
 
 /// A control plane that joined an etcd cluster keeps its member list through the upgrade
@@ -554,14 +825,28 @@ fn upgrade_keeps_a_joined_etcd_members_list_and_node_restarts_nothing_at_the_ver
         .iter()
         .map(|c| fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap())
         .collect();
-    let run = upgrade(&cp, &["node"], TO, &["--set", "upgrade.certificateRenewal=false"]).ok();
+    // What a restart would make the components read: unchanged, as nothing restarts.
+    let renewable = [
+        "etc/kubernetes/pki/apiserver.crt",
+        "etc/kubernetes/pki/etcd/server.crt",
+        "etc/kubernetes/controller-manager.conf",
+        "etc/kubernetes/scheduler.conf",
+    ];
+    let read = |p: &str| fs::read(cp.sb.root().join(p)).unwrap();
+    let creds: Vec<Vec<u8>> = renewable.iter().map(|p| read(p)).collect();
+    let run = upgrade(&cp, &["node"], TO, &[]).ok();
     assert!(run.stdout.contains("upgrading this node to the cluster's v1.37.0"), "{}", run.stdout);
     for c in COMPONENTS {
         assert!(
-            run.stdout.contains(&format!("{c}.yaml is already that of v1.37.0: {c} is not restarted")),
+            run.stdout.contains(&format!(
+                "{c}.yaml is already that of v1.37.0: {c} is not restarted, nothing renewed"
+            )),
             "{c}:\n{}",
             run.stdout
         );
+    }
+    for (p, old) in renewable.iter().zip(&creds) {
+        assert!(read(p) == *old, "{p} renewed though nothing restarts");
     }
     for (c, old) in COMPONENTS.iter().zip(&before) {
         assert_eq!(&fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap(), old, "{c}");
@@ -647,14 +932,32 @@ fn upgrade_to_1_31_stores_the_configuration_as_v1beta4() {
 }
 
 /// From 1.34 to 1.35 the kubelet's flags lose `--pod-infra-container-image` (kubelet 1.35
-/// rejects it), as init at 1.35 writes them.
+/// rejects it), as init at 1.35 writes them; the flags the node was given (at join, or by
+/// hand: its node IP, labels, cloud provider, its own CRI socket) stay, as kubeadm edits the
+/// file rather than making it anew.
 #[test]
-fn upgrade_to_1_35_drops_the_pause_flag_of_the_kubelet() {
+fn upgrade_to_1_35_drops_the_pause_flag_of_the_kubelet_and_keeps_the_nodes_flags() {
     let cp = cluster_at("v1.34.3", "v1.34.3", &[]);
     let flags = cp.sb.root().join("var/lib/kubelet/kubeadm-flags.env");
-    assert!(fs::read_to_string(&flags).unwrap().contains("--pod-infra-container-image="));
+    let before = fs::read_to_string(&flags).unwrap();
+    assert!(before.contains("--pod-infra-container-image="), "{before}");
+    let socket = "--container-runtime-endpoint=unix:///run/crio/crio.sock";
+    let node = "--node-ip=127.0.0.1 --node-labels=zone=a,tier=cp --cloud-provider=external";
+    let line = before.lines().find(|l| l.starts_with("KUBELET_KUBEADM_ARGS=")).unwrap();
+    let args = line.trim_start_matches("KUBELET_KUBEADM_ARGS=\"").trim_end_matches('"');
+    let args: Vec<&str> =
+        args.split(' ').filter(|a| !a.starts_with("--container-runtime-endpoint=")).collect();
+    let edited = format!("KUBELET_KUBEADM_ARGS=\"{socket} {} {node}\"\n", args.join(" "));
+    fs::write(&flags, edited).unwrap();
     cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
     upgrade(&cp, &["apply"], "v1.35.1", &[]).ok();
     let text = fs::read_to_string(&flags).unwrap();
     assert!(!text.contains("--pod-infra-container-image"), "{text}");
+    for kept in ["--node-ip=127.0.0.1", "--node-labels=zone=a,tier=cp", "--cloud-provider=external"] {
+        assert!(text.contains(kept), "{kept} lost: {text}");
+    }
+    // 1.35 keeps the CRI socket in instance-config.yaml (NodeLocalCRISocket): the node's, moved there.
+    assert!(!text.contains("--container-runtime-endpoint"), "{text}");
+    let instance = fs::read_to_string(cp.sb.root().join("var/lib/kubelet/instance-config.yaml")).unwrap();
+    assert_eq!(instance, "containerRuntimeEndpoint: \"unix:///run/crio/crio.sock\"\n");
 }
