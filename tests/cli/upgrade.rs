@@ -708,6 +708,43 @@ fn upgrade_node_on_a_worker_follows_the_clusters_version() {
     // The kubelet's configuration is the cluster's, with the fields of 1.37's kubelet.
     let config = fs::read_to_string(wroot.join("var/lib/kubelet/config.yaml")).unwrap();
     assert!(config.contains("draManagerReconcilePeriod: 0s"), "{config}");
+
+    // From an air-gap bundle (source bundle, as stages 1-2 install it): the bundle's binaries
+    // are installed (stand-ins, named so: scripts that print the target's version). The step
+    // used to end at the package repository's skip, installing nothing.
+    let bundle = worker.path().join("bundle-1.37");
+    fs::create_dir_all(&bundle).unwrap();
+    for name in ["kubelet", "kubectl", "kubeadm"] {
+        fs::write(bundle.join(name), format!("#!/bin/sh\n# stand-in {name}\necho Kubernetes {TO}\n"))
+            .unwrap();
+    }
+    let bundle_set = format!("kscript.kubernetes.bundleDir={}", bundle.display());
+    let run = worker
+        .kscript_env(
+            &[("KSCRIPT_TEST_CLUSTER_API", "real")],
+            &[
+                "run",
+                "upgrade.rhai",
+                "--root",
+                wroot.to_str().unwrap(),
+                "--only",
+                "node",
+                "--set",
+                "nodeRegistration.name=worker-1",
+                "--set",
+                "kscript.kubernetes.source=bundle",
+                "--set",
+                &bundle_set,
+                "-v",
+            ],
+        )
+        .ok();
+    // (A render records the install command; a real run runs it.)
+    assert!(!run.stdout.contains("skipped  node/kubelet"), "{}", run.stdout);
+    for name in ["kubelet", "kubectl", "kubeadm"] {
+        let install = format!("! install -m 0755 {}/{name} /usr/bin/{name}", bundle.display());
+        assert!(run.stdout.contains(&install), "no `{install}` in:\n{}", run.stdout);
+    }
 }
 
 /// A render previews the upgrade of a rendered node against the cluster its render recorded
