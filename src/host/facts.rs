@@ -358,10 +358,18 @@ mod tests {
             assert!(me.command.as_deref().is_some_and(|c| comm.starts_with(&c[..c.len().min(15)])), "{me:?}");
             assert_eq!(facts.port_free(port).unwrap(), Some(false));
         }
-        // Free again once closed; and never probed when rendering.
+        // Free again once closed; and never probed when rendering. A child another test forks
+        // at that moment holds a copy of the socket until it execs (the descriptor is
+        // close-on-exec), so the port is free once that copy is gone too: asked until then.
         let port = listeners[0].local_addr().unwrap().port();
         drop(listeners);
-        assert_eq!(facts.port_use(port).unwrap(), None);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut used = facts.port_use(port).unwrap();
+        while used.is_some() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            used = facts.port_use(port).unwrap();
+        }
+        assert_eq!(used, None);
         assert_eq!(RealFacts { probes_host: false }.port_use(port).unwrap(), None);
     }
 }
