@@ -363,7 +363,7 @@ mod tests {
         // close-on-exec), so the port is free once that copy is gone too: asked until then.
         let port = listeners[0].local_addr().unwrap().port();
         drop(listeners);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
         let mut used = facts.port_use(port).unwrap();
         while used.is_some() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(50));
