@@ -154,6 +154,14 @@ fn upgrade_plan_refuses_while_a_control_plane_node_is_not_ready() {
     node["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
     cp.fake.put("/api/v1/nodes/k8s-ctr", node);
     assert_refused(&cp, TO, "control-plane nodes ready", "k8s-ctr not Ready");
+    // As kubeadm's check ControlPlaneNodesReady, it can be ignored by name (a cluster without
+    // its pod network yet has no Ready Node): a warning then.
+    let run = upgrade(&cp, &[], TO, &["--ignore-preflight-errors", "ControlPlaneNodesReady"]).ok();
+    assert!(
+        run.message().contains("ControlPlaneNodesReady (ignored): rule \"control-plane nodes ready\""),
+        "{}",
+        run.stderr
+    );
 }
 
 /// The images of the target cannot be had: a real containerd, a registry under `.invalid`.

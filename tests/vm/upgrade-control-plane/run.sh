@@ -42,7 +42,9 @@ ev "worker-seen"
 
 # The node is air-gapped: the target's images go into containerd as an operator would (plan refuses otherwise).
 for f in /var/lib/k8s-bundle-to/images/*.tar; do ctr -n k8s.io images import "$f" > /dev/null || { echo "import $f failed"; fail=1; }; done
-UP=(--set kubernetesVersion="$TO" --set kscript.kubernetes.bundleDir=/var/lib/k8s-bundle-to "${COMMON[@]}")
+# No Node is Ready without a pod network: ControlPlaneNodesReady ignored by name, as kubeadm allows.
+UP=(--set kubernetesVersion="$TO" --set kscript.kubernetes.bundleDir=/var/lib/k8s-bundle-to "${COMMON[@]}"
+    --ignore-preflight-errors ControlPlaneNodesReady)
 ev "plan-start"; s=$(date +%s.%N)
 kscript run upgrade.rhai "${UP[@]}" > "$OUT/J.log" 2>&1; rc=$?
 ev "plan-end rc=$rc"
