@@ -87,8 +87,12 @@ pub fn register(engine: &mut Engine, ctx: &Rc<Ctx>) {
             "/// where nothing may be yet (its parents are made, 0755): files and folders keep",
             "/// their modes (and owners, as root), symlinks are copied as links. For backups, such",
             "/// as kubeadm's of etcd's data before an upgrade; binary files are copied as they are.",
-            "/// Returns `#{ files, bytes }`, what was copied. In a dry run the copy is planned entry",
-            "/// by entry without the files' content: `exists` and `stat` see it, `read_file` does not.",
+            "/// Refused, nothing copied, when `to`'s file system has not room for it (plus 5%, at",
+            "/// least 16 MiB); a copy that fails halfway (no room after all, a fifo or socket in",
+            "/// `from`) is removed, then the step fails. Not copied: extended attributes (SELinux",
+            "/// labels, ACLs: the copy is labelled as new files there are), hard links (separate",
+            "/// files). Returns `#{ files, bytes }`, what was copied. In a dry run the copy is planned",
+            "/// entry by entry without the files' content: `exists` and `stat` see it, `read_file` does not.",
         ])
         .with_params_info(["from: &str", "to: &str", "Map"])
         .register_into_engine(engine, move |from: &str, to: &str| copy_dir(&c, from, to));

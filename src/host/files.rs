@@ -6,7 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 /// A numeric owner.
@@ -91,7 +91,42 @@ pub struct Copied {
     pub bytes: u64,
 }
 
-/// Copies `from` to `to` (nothing there yet), calling `made` with every path made.
+/// The bytes of the files under `path` (symlinks not followed).
+fn tree_bytes(path: &Path) -> io::Result<u64> {
+    let meta = fs::symlink_metadata(path)?;
+    if !meta.is_dir() {
+        return Ok(if meta.is_file() { meta.len() } else { 0 });
+    }
+    let mut total = 0;
+    for e in fs::read_dir(path)? {
+        total += tree_bytes(&e?.path())?;
+    }
+    Ok(total)
+}
+
+/// Refuses a copy of `bytes` into `dir`'s file system when it has less free than that plus a
+/// margin (1/20 of it, at least 16 MiB) for the folders' own blocks and what else writes there.
+fn check_room(dir: &Path, bytes: u64) -> io::Result<()> {
+    let st = nix::sys::statvfs::statvfs(dir).map_err(io::Error::from)?;
+    let free = st.blocks_available().saturating_mul(st.fragment_size());
+    let need = bytes.saturating_add((bytes / 20).max(16 << 20));
+    if free < need {
+        return Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!(
+                "{} bytes to copy, and the file system of {} has {free} bytes free (at least {need} wanted): nothing copied",
+                bytes,
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Copies `from` to `to` (nothing there yet), calling `made` with every path made. Folders are
+/// made 0700 and given their mode once filled, so no one reads a copy of a closed folder
+/// meanwhile. Extended attributes (`SELinux` labels, ACLs) are not copied: the copy is labelled
+/// as new files where it is made are; hard links are copied as separate files.
 fn copy_walk(from: &Path, to: &Path, copied: &mut Copied, made: &mut dyn FnMut(&Path)) -> io::Result<()> {
     let meta = fs::symlink_metadata(from)?;
     let kind = meta.file_type();
@@ -99,7 +134,7 @@ fn copy_walk(from: &Path, to: &Path, copied: &mut Copied, made: &mut dyn FnMut(&
         symlink(fs::read_link(from)?, to)?;
         copied.files += 1;
     } else if kind.is_dir() {
-        fs::create_dir(to)?;
+        fs::DirBuilder::new().mode(0o700).create(to)?;
         let mut names: Vec<_> =
             fs::read_dir(from)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
         names.sort();
@@ -357,6 +392,7 @@ impl Files for RealFiles {
         if !fs::metadata(from)?.is_dir() {
             return Err(io::Error::from(io::ErrorKind::NotADirectory));
         }
+        check_room(to.parent().unwrap_or(Path::new("/")), tree_bytes(from)?)?;
         let mut copied = Copied::default();
         let mut first_error = None;
         let result = copy_walk(from, to, &mut copied, &mut |p| {
@@ -366,11 +402,27 @@ impl Files for RealFiles {
                 first_error = Some(e);
             }
         });
-        if result.is_err() {
-            // Part of the copy may be there: that is a change to make durable too.
-            let _ = self.changed(to);
+        if let Err(e) = result {
+            // Nothing was at `to` before: a half-made copy goes, so that no one takes it for
+            // a whole one and a retry finds the name free.
+            return Err(match fs::remove_dir_all(to) {
+                Ok(()) => {
+                    let _ = self.changed(to);
+                    io::Error::new(
+                        e.kind(),
+                        format!("{e} (the partial copy at {} was removed)", to.display()),
+                    )
+                }
+                Err(r) if r.kind() == io::ErrorKind::NotFound => e,
+                Err(r) => {
+                    let _ = self.changed(to);
+                    io::Error::new(
+                        e.kind(),
+                        format!("{e}; the partial copy at {} is left: {r}", to.display()),
+                    )
+                }
+            });
         }
-        result?;
         first_error.map_or(Ok(copied), Err)
     }
 
@@ -688,11 +740,35 @@ mod tests {
         assert_eq!(fs::read_link(to.join("member/link")).unwrap(), Path::new("snap/db"));
         assert_eq!(real.copy_tree(&from, &to).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
 
+        // Something that is not a file, a folder or a symlink (a fifo) fails the copy, and
+        // the half-made copy is removed.
+        nix::unistd::mkfifo(&from.join("member/zz-fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .unwrap();
+        let partial = d.path().join("partial");
+        let err = real.copy_tree(&from, &partial).unwrap_err();
+        assert!(err.to_string().contains("neither a file, a folder nor a symlink"), "{err}");
+        assert!(err.to_string().contains("the partial copy at"), "{err}");
+        assert!(!partial.exists(), "the partial copy is left");
+        fs::remove_file(from.join("member/zz-fifo")).unwrap();
+
         let planned = PlannedFiles::default();
         let later = d.path().join("planned");
         assert_eq!(planned.copy_tree(&from, &later).unwrap(), Copied { files: 2, bytes: 5 });
         assert_eq!(planned.state(&later.join("member/snap/db")).unwrap().unwrap().size, 5);
         assert!(!later.exists(), "a dry run wrote the copy");
+    }
+
+    /// A copy larger than the destination's free space is refused before anything is copied.
+    #[test]
+    fn copy_tree_refuses_a_copy_the_file_system_has_no_room_for() {
+        let d = tempfile::tempdir().unwrap();
+        let st = nix::sys::statvfs::statvfs(d.path()).unwrap();
+        let free = st.blocks_available() * st.fragment_size();
+        // Twice what is free: other work on the machine may free some meanwhile, not that much.
+        let err = check_room(d.path(), free.saturating_mul(2)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+        assert!(err.to_string().contains("nothing copied"), "{err}");
+        check_room(d.path(), 0).unwrap();
     }
 
     /// A real rename moves a folder with its content and refuses a destination that exists;
