@@ -118,11 +118,17 @@ fn translate_reset(mut doc: Node, src: &Source, what: String) -> Result<Translat
 }
 
 /// `UpgradeConfiguration`'s fields upgrade.rhai reads (section, field), and where they land:
-/// the target version, certificate renewal and etcd's upgrade (apply's and node's alike), the
-/// patches; `timeouts` lands as a whole (upgradeManifests, kubernetesAPICall, ...).
+/// the target version, the pre-releases allowed, certificate renewal and etcd's upgrade, the
+/// patches; `timeouts` lands as a whole (upgradeManifests, kubernetesAPICall, ...). kscript
+/// has one key where kubeadm has one per section (a run is plan, apply or node): sections
+/// that give one key different values are refused ([`translate_upgrade`]).
 const UPGRADE_FIELDS: &[(&str, &str, &[&str])] = &[
     ("apply", "kubernetesVersion", &["kubernetesVersion"]),
     ("plan", "kubernetesVersion", &["kubernetesVersion"]),
+    ("apply", "allowExperimentalUpgrades", &["upgrade", "allowExperimentalUpgrades"]),
+    ("plan", "allowExperimentalUpgrades", &["upgrade", "allowExperimentalUpgrades"]),
+    ("apply", "allowRCUpgrades", &["upgrade", "allowRCUpgrades"]),
+    ("plan", "allowRCUpgrades", &["upgrade", "allowRCUpgrades"]),
     ("apply", "certificateRenewal", &["upgrade", "certificateRenewal"]),
     ("node", "certificateRenewal", &["upgrade", "certificateRenewal"]),
     ("apply", "etcdUpgrade", &["upgrade", "etcdUpgrade"]),
@@ -130,6 +136,22 @@ const UPGRADE_FIELDS: &[(&str, &str, &[&str])] = &[
     ("apply", "patches", &["patches"]),
     ("node", "patches", &["patches"]),
 ];
+
+/// Whether two values are the same, whatever their place in the source.
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::List(x), Value::List(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_value(&p.value, &q.value))
+        }
+        (Value::Map(x), Value::Map(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((k, v), (l, w))| same_value(&k.value, &l.value) && same_value(&v.value, &w.value))
+        }
+        _ => a == b,
+    }
+}
 
 /// `value` under `path` in the map entries `top`, making the maps on the way.
 fn insert_at(top: &mut Vec<(Node, Node)>, path: &[&str], value: Node, span: (usize, usize)) {
@@ -160,6 +182,8 @@ fn translate_upgrade(mut doc: Node, src: &Source, what: String) -> Result<Transl
     let Value::Map(entries) = &mut doc.value else { unreachable!("is_typed checked a map") };
     let mut top: Vec<(Node, Node)> = Vec::new();
     let mut warnings = Vec::new();
+    // Each key set so far: the section.field that set it and its value.
+    let mut given: Vec<(&[&str], String, Node)> = Vec::new();
     for (k, v) in std::mem::take(entries) {
         let Value::Str(section) = &k.value else { continue };
         if !SECTIONS.contains(&section.as_str()) {
@@ -178,10 +202,26 @@ fn translate_upgrade(mut doc: Node, src: &Source, what: String) -> Result<Transl
         for (f, value) in fields {
             let Value::Str(name) = &f.value else { continue };
             match UPGRADE_FIELDS.iter().find(|(s, n, _)| s == section && n == name) {
-                Some((_, _, path)) => insert_at(&mut top, path, value, f.span),
+                Some((_, _, path)) => {
+                    let here = format!("{section}.{name}");
+                    if let Some((_, there, first)) = given.iter().find(|(p, _, _)| p == path)
+                        && !same_value(&first.value, &value.value)
+                    {
+                        return Err(config_error(
+                            src,
+                            f.span,
+                            &format!("`{here}` differs from `{there}`, and kscript has one `{}` for both", path.join(".")),
+                            Some(format!(
+                                "a run of upgrade.rhai is plan, apply or node: give `{here}` and `{there}` the same value, or give one of them"
+                            )),
+                        ));
+                    }
+                    given.push((path, here, value.clone()));
+                    insert_at(&mut top, path, value, f.span);
+                }
                 None => warnings.push(format!(
                     "kscript does not use UpgradeConfiguration's `{section}.{name}` (upgrade.rhai reads {})",
-                    "kubernetesVersion, certificateRenewal, etcdUpgrade, patches and timeouts"
+                    "kubernetesVersion, allowExperimentalUpgrades, allowRCUpgrades, certificateRenewal, etcdUpgrade, patches and timeouts"
                 )),
             }
         }
@@ -472,6 +512,30 @@ mod tests {
         let err =
             load("apiVersion: kubeadm.k8s.io/v1beta4\nkind: UpgradeConfiguration\naply: {}\n").unwrap_err();
         assert!(err.to_string().contains("`aply` is not a field of UpgradeConfiguration"), "{err}");
+    }
+
+    /// kscript has one key for apply's and node's (and plan's) field of the same name: the
+    /// same value in both is taken, different values are refused, naming both.
+    #[test]
+    fn an_upgrade_configuration_giving_one_key_two_values_is_refused() {
+        let doc = |apply: &str, node: &str| {
+            format!(
+                "apiVersion: kubeadm.k8s.io/v1beta4\nkind: UpgradeConfiguration\napply:\n  allowRCUpgrades: true\n  {apply}\nnode:\n  {node}\nplan:\n  allowRCUpgrades: true\n"
+            )
+        };
+        let (cfg, _) = load(&doc("certificateRenewal: false", "certificateRenewal: false")).unwrap();
+        assert_eq!(get(&cfg, "upgrade.certificateRenewal").to_string(), "false");
+        assert_eq!(get(&cfg, "upgrade.allowRCUpgrades").to_string(), "true");
+        let (cfg, _) = load(&doc("patches: {directory: /etc/p}", "patches:\n    directory: /etc/p")).unwrap();
+        assert_eq!(get(&cfg, "patches.directory").to_string(), "/etc/p");
+        let err = load(&doc("certificateRenewal: true", "certificateRenewal: false")).unwrap_err();
+        let text = format!("{err:?}");
+        assert!(
+            err.to_string().contains(
+                "`node.certificateRenewal` differs from `apply.certificateRenewal`, and kscript has one `upgrade.certificateRenewal` for both"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -101,6 +101,35 @@ struct Mirrors {
     stuck: BTreeMap<String, Stuck>,
     /// How long after a manifest changes its mirror Pod shows it (a kubelet restarting it).
     delay: std::time::Duration,
+    /// Each manifest's hash when the folder began to be mirrored: the Pods of those manifests
+    /// run well whatever `stuck` says (a rollback to them recovers).
+    first: BTreeMap<String, String>,
+}
+
+/// The config hash a kubelet gives a static Pod, here the first 8 bytes of the manifest's
+/// SHA-256, in hex.
+fn manifest_hash(bytes: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    digest.as_ref()[..8].iter().fold(String::new(), |mut h, b| {
+        use std::fmt::Write as _;
+        let _ = write!(h, "{b:02x}");
+        h
+    })
+}
+
+/// The name and hash of each manifest in `dir`.
+fn manifest_hashes(dir: &std::path::Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(bytes) = std::fs::read(e.path()) else { continue };
+        let Ok(manifest) = serde_saphyr::from_str::<Value>(&String::from_utf8_lossy(&bytes)) else {
+            continue;
+        };
+        if let Some(name) = manifest["metadata"]["name"].as_str() {
+            out.insert(name.to_string(), manifest_hash(&bytes));
+        }
+    }
+    out
 }
 
 /// How the kubelet of `mirror_static_pods` fails a component.
@@ -108,8 +137,8 @@ struct Mirrors {
 pub enum Stuck {
     /// It never restarts the Pod: its mirror Pod keeps the hash it had.
     NotRestarted,
-    /// It restarts the Pod, whose container then never becomes ready (waiting, with this
-    /// reason and message).
+    /// It restarts the Pod of a new manifest, whose container then never becomes ready
+    /// (waiting, with this reason and message); the manifest it had first runs well.
     NotReady { reason: String, message: String },
 }
 
@@ -419,12 +448,8 @@ impl State {
                 continue;
             };
             let Some(name) = manifest["metadata"]["name"].as_str() else { continue };
-            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
-            let hash = digest.as_ref()[..8].iter().fold(String::new(), |mut h, b| {
-                use std::fmt::Write as _;
-                let _ = write!(h, "{b:02x}");
-                h
-            });
+            let hash = manifest_hash(&bytes);
+            let first = m.first.get(name) == Some(&hash);
             let path = format!("/api/v1/namespaces/kube-system/pods/{name}-{}", m.node);
             let stuck = m.stuck.get(name).cloned();
             if (restarting || matches!(stuck, Some(Stuck::NotRestarted))) && self.objects.contains_key(&path)
@@ -441,7 +466,7 @@ impl State {
             let image = manifest["spec"]["containers"][0]["image"].clone();
             let container = manifest["spec"]["containers"][0]["name"].clone();
             let (ready, state) = match &stuck {
-                Some(Stuck::NotReady { reason, message }) => {
+                Some(Stuck::NotReady { reason, message }) if !first => {
                     ("False", json!({"waiting": {"reason": reason, "message": message}}))
                 }
                 _ => ("True", json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}})),
@@ -645,6 +670,7 @@ impl FakeApiServer {
             node: node.to_string(),
             stuck: stuck.iter().map(|(n, s)| ((*n).to_string(), s.clone())).collect(),
             delay: std::time::Duration::ZERO,
+            first: manifest_hashes(dir),
         });
         state.refresh_mirrors();
     }

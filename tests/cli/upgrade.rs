@@ -131,6 +131,25 @@ fn upgrade_plan_refuses_to_skip_a_minor() {
     assert_refused(&cp, "v1.38.1", "one minor at a time", "upgrade to a v1.37 release first");
 }
 
+/// A pre-release target is refused as kubeadm refuses it, unless allowed: a release candidate
+/// by `upgrade.allowRCUpgrades` (or allowExperimentalUpgrades), an alpha or beta by
+/// `upgrade.allowExperimentalUpgrades` only.
+#[test]
+fn upgrade_plan_refuses_a_pre_release_unless_allowed() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    assert_refused(&cp, "v1.37.0-rc.0", "a stable release", "set upgrade.allowRCUpgrades");
+    let run = upgrade(&cp, &[], "v1.37.0-rc.0", &["--set", "upgrade.allowRCUpgrades=true"]).ok();
+    assert!(
+        squeezed(&run.stdout).iter().any(|l| l == "kube-apiserver k8s-ctr v1.36.2 v1.37.0-rc.0"),
+        "{}",
+        run.stdout
+    );
+    let alpha = upgrade(&cp, &[], "v1.37.0-alpha.1", &["--set", "upgrade.allowRCUpgrades=true"]).code(1);
+    let message = alpha.message();
+    assert!(message.contains("set upgrade.allowExperimentalUpgrades"), "{message}");
+    upgrade(&cp, &[], "v1.37.0-rc.0", &["--set", "upgrade.allowExperimentalUpgrades=true"]).ok();
+}
+
 #[test]
 fn upgrade_plan_refuses_kubelets_too_old_for_the_target() {
     let cp = cluster_at(FROM, "v1.33.5", &[]);
@@ -333,14 +352,20 @@ fn upgrade_apply_rolls_back_a_component_that_never_becomes_ready() {
         message.contains("not ready: kube-scheduler waiting: CrashLoopBackOff (back-off 10s restarting)"),
         "{message}"
     );
-    assert!(message.contains("Rolled back: /etc/kubernetes/manifests/kube-scheduler.yaml from"), "{message}");
+    assert!(message.contains("Rolled back: /etc/kubernetes/manifests/kube-apiserver.yaml from"), "{message}");
+    assert!(message.contains("; /etc/kubernetes/manifests/kube-scheduler.yaml from"), "{message}");
     assert!(run.stdout.contains("failed   apply/control-plane/kube-scheduler"), "{}", run.stdout);
-    // The scheduler's manifest is back as it was; those before it stay upgraded.
-    assert_eq!(fs::read_to_string(manifests(&cp).join("kube-scheduler.yaml")).unwrap(), before[3]);
-    assert_eq!(
-        image(&manifests(&cp).join("kube-controller-manager.yaml")),
-        "registry.k8s.io/kube-controller-manager:v1.37.0"
-    );
+    // As kubeadm rolls back: every control-plane manifest this upgrade wrote is back as it was
+    // (etcd, which did not fail, stays upgraded), and each came back ready on its old image.
+    for (i, c) in COMPONENTS.iter().enumerate().skip(1) {
+        assert_eq!(fs::read_to_string(manifests(&cp).join(format!("{c}.yaml"))).unwrap(), before[i], "{c}");
+        assert!(
+            message
+                .contains(&format!("{c} runs its manifest from before the upgrade (v1.36.2) and is ready")),
+            "{c}: {message}"
+        );
+    }
+    assert_eq!(image(&manifests(&cp).join("etcd.yaml")), "registry.k8s.io/etcd:3.7.0-0");
     // The run stopped there: the cluster's configuration still says FROM.
     let cm = cp.fake.object("/api/v1/namespaces/kube-system/configmaps/kubeadm-config").unwrap();
     assert!(
@@ -956,6 +981,34 @@ fn upgrade_keeps_the_clusters_kube_proxy_configuration_and_corefile() {
     );
 }
 
+/// `ConfigMap`s an operator edited after kubeadm made them (the hash annotation left, no longer
+/// matching) are the operator's: the upgrade keeps the edit and no longer signs them as
+/// kubeadm's; those still as generated stay signed.
+#[test]
+fn upgrade_leaves_configuration_an_operator_edited_unsigned() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    const HASH: &str = "kubeadm.kubernetes.io/component-config.hash";
+    let path = "/api/v1/namespaces/kube-system/configmaps/kube-proxy";
+    let mut proxy = cp.fake.object(path).unwrap();
+    let signed = proxy["metadata"]["annotations"][HASH].clone();
+    assert!(signed.is_string(), "{proxy}");
+    let conf = proxy["data"]["config.conf"].as_str().unwrap().replace("mode: \"\"", "mode: ipvs");
+    proxy["data"]["config.conf"] = json!(conf);
+    cp.fake.put(path, proxy);
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    upgrade(&cp, &["apply"], TO, &[]).ok();
+    let proxy = cp.fake.object(path).unwrap();
+    assert!(proxy["data"]["config.conf"].as_str().unwrap().contains("mode: ipvs"), "{proxy}");
+    // Not signed anew: a real server drops the annotation kscript's own apply no longer
+    // gives; the fake keeps what an apply omits, so the old hash, which the data no longer matches.
+    let after = &proxy["metadata"]["annotations"][HASH];
+    assert!(after.is_null() || *after == signed, "signed anew: {proxy}");
+    let conf = proxy["data"]["config.conf"].as_str().unwrap();
+    assert!(conf.contains("kube-proxy") || conf.contains("KubeProxyConfiguration"), "{conf}");
+    let kubelet = cp.fake.object("/api/v1/namespaces/kube-system/configmaps/kubelet-config").unwrap();
+    assert!(kubelet["metadata"]["annotations"][HASH].is_string(), "kubelet-config unsigned: {kubelet}");
+}
+
 /// What changes with the target version follows it, as init's rendering does: from 1.30 to
 /// 1.31 the stored `ClusterConfiguration` moves from v1beta3 (argument maps) to v1beta4
 /// (`{name, value}` lists), the settings kept.
@@ -1005,4 +1058,39 @@ fn upgrade_to_1_35_drops_the_pause_flag_of_the_kubelet_and_keeps_the_nodes_flags
     assert!(!text.contains("--container-runtime-endpoint"), "{text}");
     let instance = fs::read_to_string(cp.sb.root().join("var/lib/kubelet/instance-config.yaml")).unwrap();
     assert_eq!(instance, "containerRuntimeEndpoint: \"unix:///run/crio/crio.sock\"\n");
+}
+
+/// Apply run again once it has run through changes nothing: no new backups, no component
+/// restarted, no kubeconfig renewed, the addons' objects as they were (kube-proxy's stored
+/// configuration prints unset fields as null: merged as they are they would remove those
+/// fields, and every run would flip them), and the kubelet's files unchanged (its restart is
+/// planned for its binary alone, which a render cannot see installed).
+#[test]
+fn upgrade_apply_run_again_changes_nothing() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[]);
+    let first = upgrade(&cp, &["apply"], TO, &["--set", "timeouts.upgradeManifests=60s"]).ok();
+    assert!(
+        first.stdout.contains("restarting the kubelet: its configuration and its binary changed for v1.37.0"),
+        "{}",
+        first.stdout
+    );
+    let admin = fs::read(cp.sb.root().join("etc/kubernetes/admin.conf")).unwrap();
+    let proxy = cp.fake.object("/api/v1/namespaces/kube-system/configmaps/kube-proxy").unwrap();
+    let run = upgrade(&cp, &["apply"], TO, &["--set", "timeouts.upgradeManifests=60s"]).ok();
+    // A render records the package install without running it, so it cannot tell the
+    // kubelet's package is at the target: that step alone plans the install and a restart,
+    // for the binary only (a real host runs `dpkg-query` and leaves it; the VM run shows it).
+    let changed: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.trim().starts_with("changed ") && !l.contains("apply/kubelet "))
+        .collect();
+    assert!(changed.is_empty(), "changed on the second run: {changed:?}\n{}", run.stdout);
+    assert!(run.stdout.contains("restarting the kubelet: its binary changed for v1.37.0"), "{}", run.stdout);
+    assert!(run.stdout.contains("nothing to back up"), "{}", run.stdout);
+    backup(&cp, "manifests");
+    assert!(fs::read(cp.sb.root().join("etc/kubernetes/admin.conf")).unwrap() == admin, "admin.conf renewed");
+    let again = cp.fake.object("/api/v1/namespaces/kube-system/configmaps/kube-proxy").unwrap();
+    assert_eq!(again["data"], proxy["data"]);
 }

@@ -4,6 +4,7 @@
 #   I. control-plane.rhai at the image bundle's release (the pod network skipped: the bundle has no Flannel);
 #   J. upgrade.rhai's plan to the target (its images imported first: the node is air-gapped, as plan's refusal says);
 #   K. upgrade.rhai --only apply: etcd and the control plane one at a time, the cluster's objects, this kubelet;
+#      K2: apply again changes nothing;
 #   L. what must still work: the API server at the target, each static Pod on the target image, this Node's kubelet
 #      at the target, each kubeconfig's identity, an object written and read back, the backups in /etc/kubernetes/tmp;
 #   M. the worker runs upgrade.rhai --only node once the cluster says the target (upgrade-worker waits for it), and
@@ -57,7 +58,19 @@ tK=$(el $s)
 ev "apply-end rc=$rc"
 echo "K (apply): rc=$rc in ${tK}s"; grep -E '^  (ok|changed|skipped|failed) |RECAP|^  [a-z]' "$OUT/K.log" | grep -v '^  [+~=!-] ' | tail -40
 [ $rc = 0 ] || { tail -60 "$OUT/K.log"; fail=1; }
-kscript run upgrade.rhai --only apply "${UP[@]}" --output json > "$OUT/K2.json" 2>"$OUT/K2.err"; echo "K2 (apply again): rc=$?"
+# K2. apply again: nothing left to do, so nothing changes (no backup, no restart, no renewal).
+s=$(date +%s.%N)
+kscript run upgrade.rhai --only apply "${UP[@]}" --output json > "$OUT/K2.json" 2>"$OUT/K2.err"; rc=$?
+k2=$(python3 - "$OUT/K2.json" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+changed = [s["name"] for s in lines if s.get("type") == "step" and s.get("outcome") == "changed"]
+result = [l for l in lines if l.get("type") == "result"]
+print(f"changed={result[-1]['changed'] if result else '?'} steps={','.join(changed) or '-'}")
+PY
+)
+echo "K2 (apply again): rc=$rc in $(el $s)s, $k2"
+[ $rc = 0 ] && [[ $k2 == "changed=False steps=-" ]] || { tail -5 "$OUT/K2.err"; fail=1; }
 
 # L. What must still work.
 server=$(kubectl --kubeconfig $A version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')

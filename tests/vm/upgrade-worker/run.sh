@@ -38,5 +38,10 @@ echo "upgrade node: rc=$rc in $(el $s)s"; grep -E '^  (ok|changed|skipped|failed
 v=; for _ in $(seq 1 150); do
   v=$(kubectl --kubeconfig $K get node "$NODE_NAME" -o jsonpath='{.status.nodeInfo.kubeletVersion}' 2>/dev/null); [ "$v" = "$TO" ] && break; sleep 2; done
 echo "this Node's kubelet reports $v; the binary says $(kubelet --version 2>&1)"
+# node again: nothing changes (the kubelet not restarted).
+kscript run upgrade.rhai --only node --set kscript.kubernetes.source=bundle --set kscript.kubernetes.bundleDir=/var/lib/k8s-bundle-to \
+  --set nodeRegistration.name="$NODE_NAME" --output json > "$OUT/node2.json" 2>&1; rc2=$?
+again=$(python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]; print("changed=%s steps=%s" % (r[-1].get("changed"), ",".join(s["name"] for s in r if s.get("type")=="step" and s.get("outcome")=="changed") or "-"))' "$OUT/node2.json")
+echo "upgrade node again: rc=$rc2, $again"
 journalctl -u kubelet --no-pager > "$OUT/kubelet.journal" 2>&1
-[ "$v" = "$TO" ]
+[ "$v" = "$TO" ] && [ $rc2 = 0 ] && [ "$again" = "changed=False steps=-" ]
