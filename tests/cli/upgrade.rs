@@ -374,6 +374,57 @@ fn upgrade_apply_rolls_back_a_component_that_never_becomes_ready() {
     );
 }
 
+/// A failed component's diagnosis says what the container runtime shows of it: here a real
+/// containerd (Debian's) as the node's runtime, running a container named kube-scheduler (the
+/// test's pause image) in a pod the test made.
+#[test]
+fn upgrade_apply_failure_says_what_the_container_runtime_shows() {
+    let cp = cluster_at(FROM, FROM, &[]);
+    let socket = cp.sb.root().join("var/run/containerd/containerd.sock");
+    let containerd = super::cri::Containerd::start_at(&cp.sb, &socket);
+    let pod = format!(
+        r#"const EP = "{}";
+const POD = #{{ name: "scheduler-stand-in", namespace: "kscript-test", uid: "uid-1", host_network: true,
+               cgroup_parent: "{}", log_directory: "{}" }};
+stage("pod", "A container named kube-scheduler", [
+    step("run", "Run it", || {{
+        let pod = cri_run_pod(EP, POD);
+        let c = cri_create_container(EP, pod, POD, #{{ name: "kube-scheduler", image: "{}", log_path: "s.log" }});
+        cri_start_container(EP, c);
+        cri_wait_running(EP, "kube-scheduler", 20);
+    }}),
+]);
+"#,
+        containerd.endpoint(),
+        containerd.cgroup_parent,
+        cp.sb.path().join("pod-logs").display(),
+        super::cri::IMAGE,
+    );
+    cp.sb.write("pod.rhai", &pod);
+    cp.sb.kscript(&["run", "pod.rhai"]).ok();
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[("kube-scheduler", Stuck::NotRestarted)]);
+    upgrade(&cp, &["apply/backup"], TO, &[]).ok();
+    let root = cp.sb.root();
+    let version = format!("kubernetesVersion={TO}");
+    let mut args = vec!["run", "upgrade.rhai", "--root", root.to_str().unwrap()];
+    args.extend(cp.args.iter().map(String::as_str));
+    args.extend([
+        "--only",
+        "apply/control-plane/kube-scheduler",
+        "--set",
+        &version,
+        "--set",
+        "timeouts.upgradeManifests=3s",
+    ]);
+    let env = [("KSCRIPT_TEST_CLUSTER_API", "real"), ("KSCRIPT_TEST_CRI", "real")];
+    let run = cp.sb.kscript_env(&env, &args).code(1);
+    let message = run.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        message.contains("Through the container runtime: kube-scheduler: running (attempt 0)"),
+        "{message}"
+    );
+}
+
 /// The backup note (/var/lib/kscript/upgrade.json) of the node, as JSON.
 fn note(cp: &ControlPlane) -> serde_json::Value {
     serde_json::from_str(&fs::read_to_string(cp.sb.root().join("var/lib/kscript/upgrade.json")).unwrap())
