@@ -57,7 +57,21 @@ kscript run upgrade.rhai --only apply "${UP[@]}" -v > "$OUT/K.log" 2>&1; rc=$?
 tK=$(el $s)
 ev "apply-end rc=$rc"
 echo "K (apply): rc=$rc in ${tK}s"; grep -E '^  (ok|changed|skipped|failed) |RECAP|^  [a-z]' "$OUT/K.log" | grep -v '^  [+~=!-] ' | tail -40
-[ $rc = 0 ] || { tail -60 "$OUT/K.log"; fail=1; }
+if [ $rc != 0 ]; then
+  tail -60 "$OUT/K.log"; fail=1
+  # What the node shows: the kubelet's log since apply began, the runtime's pods and containers, the manifests.
+  { date; ls -la --time-style=full-iso /etc/kubernetes/manifests; md5sum /etc/kubernetes/manifests/*
+    crictl pods; crictl ps -a; ctr -n k8s.io containers ls
+    kubectl --kubeconfig $A -n kube-system get pods -o wide
+    kubectl --kubeconfig $A -n kube-system get pod "etcd-$NODE_NAME" -o yaml
+    journalctl -u kubelet --no-pager --since "@${s%.*}"; } > "$OUT/K-diag.txt" 2>&1
+  # K3. The rest of apply with etcd left as it is (kubeadm's --etcd-upgrade=false): what follows etcd.
+  UP+=(--set upgrade.etcdUpgrade=false)
+  s=$(date +%s.%N)
+  kscript run upgrade.rhai --only apply "${UP[@]}" -v > "$OUT/K3.log" 2>&1; rc=$?
+  echo "K3 (apply, etcd left as it is): rc=$rc in $(el $s)s"; grep -E '^  (ok|changed|skipped|failed) |RECAP' "$OUT/K3.log" | tail -20
+  [ $rc = 0 ] || tail -40 "$OUT/K3.log"
+fi
 # K2. apply again: nothing left to do, so nothing changes (no backup, no restart, no renewal).
 s=$(date +%s.%N)
 kscript run upgrade.rhai --only apply "${UP[@]}" --output json > "$OUT/K2.json" 2>"$OUT/K2.err"; rc=$?
