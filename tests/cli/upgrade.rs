@@ -425,6 +425,28 @@ stage("pod", "A container named kube-scheduler", [
     );
 }
 
+/// From 1.32.13 to 1.33.13 etcd keeps its image (3.5.24-0): its new manifest differs from the
+/// old only by `creationTimestamp: null`, which the kubelet decodes to the same Pod, so it
+/// does not restart etcd (as the fake's kubelet here, like the real one on the VM). The
+/// upgrade takes it for the same Pod and goes on, waiting only for those that change.
+#[test]
+fn upgrade_apply_does_not_wait_for_a_pod_the_kubelet_sees_unchanged() {
+    let (from, to) = ("v1.32.13", "v1.33.13");
+    let cp = cluster_at(from, from, &[]);
+    let etcd = manifests(&cp).join("etcd.yaml");
+    assert!(fs::read_to_string(&etcd).unwrap().contains("creationTimestamp: null"));
+    cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[("etcd", Stuck::NotRestarted)]);
+    let run = upgrade(&cp, &["apply"], to, &["--set", "timeouts.upgradeManifests=60s"]).ok();
+    assert!(
+        run.stdout.contains("etcd.yaml is already that of v1.33.13: etcd is not restarted, nothing renewed"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("kube-apiserver restarted with v1.33.13 and ready"), "{}", run.stdout);
+    // Written in the target's form all the same, which the kubelet takes for the same Pod.
+    assert!(!fs::read_to_string(&etcd).unwrap().contains("creationTimestamp"));
+}
+
 /// The backup note (/var/lib/kscript/upgrade.json) of the node, as JSON.
 fn note(cp: &ControlPlane) -> serde_json::Value {
     serde_json::from_str(&fs::read_to_string(cp.sb.root().join("var/lib/kscript/upgrade.json")).unwrap())
