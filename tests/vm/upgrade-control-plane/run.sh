@@ -8,7 +8,7 @@
 #   L. what must still work: the API server at the target, each static Pod on the target image, this Node's kubelet
 #      at the target, each kubeconfig's identity, an object written and read back, the backups in /etc/kubernetes/tmp;
 #   M. the worker runs upgrade.rhai --only node once the cluster says the target (upgrade-worker waits for it), and
-#      its Node's kubelet reports the target.
+#      its Node's kubelet reports the target; it runs node again (nothing changes) and labels its Node done.
 set -u
 OUT=${OUT:-/payload/out}; mkdir -p "$OUT"
 . /payload/pair.env
@@ -117,5 +117,9 @@ wv=; for _ in $(seq 1 450); do
   wv=$(kubectl --kubeconfig $A get node "$WORKER_NAME" -o jsonpath='{.status.nodeInfo.kubeletVersion}' 2>/dev/null); [ "$wv" = "$TO" ] && break; sleep 2; done
 ev "worker-kubelet=$wv"
 echo "M: $WORKER_NAME's kubelet reports $wv"; [ "$wv" = "$TO" ] || fail=1
+# The worker runs node again once more and labels its Node when done: this node serves until then.
+done_=; for _ in $(seq 1 300); do
+  done_=$(kubectl --kubeconfig $A get node "$WORKER_NAME" -o jsonpath='{.metadata.labels.kscript\.test/upgrade}' 2>/dev/null); [ "$done_" = done ] && break; sleep 2; done
+echo "M: $WORKER_NAME says its upgrade is ${done_:-not done}"; [ "$done_" = done ] || fail=1
 journalctl -u kubelet --no-pager > "$OUT/kubelet.journal" 2>&1
 exit $fail

@@ -43,5 +43,7 @@ kscript run upgrade.rhai --only node --set kscript.kubernetes.source=bundle --se
   --set nodeRegistration.name="$NODE_NAME" --output json > "$OUT/node2.json" 2>&1; rc2=$?
 again=$(python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]; print("changed=%s steps=%s" % (r[-1].get("changed"), ",".join(s["name"] for s in r if s.get("type")=="step" and s.get("outcome")=="changed") or "-"))' "$OUT/node2.json")
 echo "upgrade node again: rc=$rc2, $again"
+# Tell the control plane this node is done (its payload powers it off once it sees this label).
+kubectl --kubeconfig $K label node "$NODE_NAME" kscript.test/upgrade=done --overwrite > /dev/null 2>&1 || echo "could not label $NODE_NAME done"
 journalctl -u kubelet --no-pager > "$OUT/kubelet.journal" 2>&1
 [ "$v" = "$TO" ] && [ $rc2 = 0 ] && [ "$again" = "changed=False steps=-" ]
