@@ -64,6 +64,35 @@ fn upgrade(cp: &ControlPlane, stages: &[&str], target: &str, extra: &[&str]) -> 
     cp.run_script("upgrade.rhai", stages, &args)
 }
 
+/// `kscript run upgrade.rhai` on the node with `args`, its API sent to the fake and its
+/// container runtime asked for real (the test's containerd on the node's socket).
+fn upgrade_asking_the_runtime(cp: &ControlPlane, args: &[&str]) -> Run {
+    let root = cp.sb.root();
+    let mut all = vec!["run", "upgrade.rhai", "--root", root.to_str().unwrap()];
+    all.extend(cp.args.iter().map(String::as_str));
+    all.extend_from_slice(args);
+    cp.sb.kscript_env(&[("KSCRIPT_TEST_CLUSTER_API", "real"), ("KSCRIPT_TEST_CRI", "real")], &all)
+}
+
+/// `kscript run upgrade.rhai --only node -v` on the rendered worker `worker-1`, its API sent
+/// to the fake, with `extra`.
+fn node_upgrade(worker: &super::Sandbox, extra: &[&str]) -> Run {
+    let root = worker.root();
+    let mut args = vec![
+        "run",
+        "upgrade.rhai",
+        "--root",
+        root.to_str().unwrap(),
+        "--only",
+        "node",
+        "--set",
+        "nodeRegistration.name=worker-1",
+        "-v",
+    ];
+    args.extend_from_slice(extra);
+    worker.kscript_env(&[("KSCRIPT_TEST_CLUSTER_API", "real")], &args)
+}
+
 /// The lines of `text` with runs of spaces made one (table columns compared by content).
 fn squeezed(text: &str) -> Vec<String> {
     text.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect()
@@ -189,18 +218,17 @@ fn upgrade_plan_refuses_a_target_whose_images_cannot_be_pulled() {
     let cp = cluster_at(FROM, FROM, &["--set", "imageRepository=registry.invalid/k8s"]);
     let socket = cp.sb.root().join("run/kscript-test/containerd.sock");
     let mut containerd = super::cri::Containerd::start_at(&cp.sb, &socket);
-    let root = cp.sb.root();
-    let mut args: Vec<&str> = vec!["run", "upgrade.rhai", "--root", root.to_str().unwrap()];
-    args.extend(cp.args.iter().map(String::as_str));
-    args.extend([
-        "--set",
-        "kubernetesVersion=v1.37.0",
-        "--set",
-        "nodeRegistration.criSocket=unix:///run/kscript-test/containerd.sock",
-        "--only",
-        "plan/images",
-    ]);
-    let run = cp.sb.kscript_env(&[("KSCRIPT_TEST_CLUSTER_API", "real"), ("KSCRIPT_TEST_CRI", "real")], &args);
+    let run = upgrade_asking_the_runtime(
+        &cp,
+        &[
+            "--set",
+            "kubernetesVersion=v1.37.0",
+            "--set",
+            "nodeRegistration.criSocket=unix:///run/kscript-test/containerd.sock",
+            "--only",
+            "plan/images",
+        ],
+    );
     let traces = containerd.shutdown();
     let run = run.code(1);
     let message = run.message();
@@ -404,20 +432,19 @@ stage("pod", "A container named kube-scheduler", [
     cp.sb.kscript(&["run", "pod.rhai"]).ok();
     cp.fake.mirror_static_pods(&manifests(&cp), "k8s-ctr", &[("kube-scheduler", Stuck::NotRestarted)]);
     upgrade(&cp, &["apply/backup"], TO, &[]).ok();
-    let root = cp.sb.root();
     let version = format!("kubernetesVersion={TO}");
-    let mut args = vec!["run", "upgrade.rhai", "--root", root.to_str().unwrap()];
-    args.extend(cp.args.iter().map(String::as_str));
-    args.extend([
-        "--only",
-        "apply/control-plane/kube-scheduler",
-        "--set",
-        &version,
-        "--set",
-        "timeouts.upgradeManifests=3s",
-    ]);
-    let env = [("KSCRIPT_TEST_CLUSTER_API", "real"), ("KSCRIPT_TEST_CRI", "real")];
-    let run = cp.sb.kscript_env(&env, &args).code(1);
+    let run = upgrade_asking_the_runtime(
+        &cp,
+        &[
+            "--only",
+            "apply/control-plane/kube-scheduler",
+            "--set",
+            &version,
+            "--set",
+            "timeouts.upgradeManifests=3s",
+        ],
+    )
+    .code(1);
     let message = run.message().split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
         message.contains("Through the container runtime: kube-scheduler: running (attempt 0)"),
@@ -783,22 +810,7 @@ fn upgrade_node_on_a_worker_follows_the_clusters_version() {
     let wroot = worker.root();
     fs::copy(cp.sb.root().join("etc/kubernetes/kubelet.conf"), wroot.join("etc/kubernetes/kubelet.conf"))
         .unwrap();
-    let run = worker
-        .kscript_env(
-            &[("KSCRIPT_TEST_CLUSTER_API", "real")],
-            &[
-                "run",
-                "upgrade.rhai",
-                "--root",
-                wroot.to_str().unwrap(),
-                "--only",
-                "node",
-                "--set",
-                "nodeRegistration.name=worker-1",
-                "-v",
-            ],
-        )
-        .ok();
+    let run = node_upgrade(&worker, &[]).ok();
     assert!(run.stdout.contains("upgrading this node to the cluster's v1.37.0"), "{}", run.stdout);
     for line in [
         "skipped  node/backup",
@@ -825,26 +837,8 @@ fn upgrade_node_on_a_worker_follows_the_clusters_version() {
             .unwrap();
     }
     let bundle_set = format!("kscript.kubernetes.bundleDir={}", bundle.display());
-    let run = worker
-        .kscript_env(
-            &[("KSCRIPT_TEST_CLUSTER_API", "real")],
-            &[
-                "run",
-                "upgrade.rhai",
-                "--root",
-                wroot.to_str().unwrap(),
-                "--only",
-                "node",
-                "--set",
-                "nodeRegistration.name=worker-1",
-                "--set",
-                "kscript.kubernetes.source=bundle",
-                "--set",
-                &bundle_set,
-                "-v",
-            ],
-        )
-        .ok();
+    let run =
+        node_upgrade(&worker, &["--set", "kscript.kubernetes.source=bundle", "--set", &bundle_set]).ok();
     // (A render records the install command; a real run runs it.)
     assert!(!run.stdout.contains("skipped  node/kubelet"), "{}", run.stdout);
     for name in ["kubelet", "kubectl", "kubeadm"] {
